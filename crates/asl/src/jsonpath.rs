@@ -1,0 +1,776 @@
+//! JSONPath as Step Functions evaluates it (Jayway semantics).
+//!
+//! A path is parsed once, when the definition is loaded. A *definite* path (only names and indexes)
+//! yields the value itself or "no results"; an *indefinite* path (wildcards, slices, filters, deep scan,
+//! unions) yields an array of every match, possibly empty.
+
+use serde_json::Value;
+use std::fmt;
+
+/// Where a path starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Root {
+    /// `$`: the state's effective input.
+    Input,
+    /// `$$`: the context object.
+    Context,
+    /// `$name`: a workflow variable.
+    Variable(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Segment {
+    Name(String),
+    Index(i64),
+    Names(Vec<String>),
+    Indexes(Vec<i64>),
+    Wildcard,
+    Slice(Option<i64>, Option<i64>, Option<i64>),
+    Filter(Box<Filter>),
+    /// `..` followed by a selector applied at every depth.
+    Deep(Box<Segment>),
+    /// `length()` (Jayway function) on the current value.
+    Length,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Filter {
+    Or(Box<Filter>, Box<Filter>),
+    And(Box<Filter>, Box<Filter>),
+    Not(Box<Filter>),
+    Exists(Operand),
+    Compare(Operand, CmpOp, Operand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Operand {
+    Current(Vec<Segment>),
+    Root(Vec<Segment>),
+    Literal(Value),
+}
+
+/// A compiled JSONPath expression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonPath {
+    text: String,
+    root: Root,
+    segments: Vec<Segment>,
+    definite: bool,
+}
+
+/// The path text could not be parsed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid JSONPath '{path}': {reason}")]
+pub struct PathSyntaxError {
+    /// The offending path text.
+    pub path: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl fmt::Display for JsonPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl JsonPath {
+    /// Parses a path that starts with `$`, `$$` or `$name`.
+    pub fn parse(text: &str) -> Result<JsonPath, PathSyntaxError> {
+        let err = |reason: &str| PathSyntaxError { path: text.to_string(), reason: reason.to_string() };
+        let trimmed = text.trim();
+        let bytes = trimmed.as_bytes();
+        if bytes.first() != Some(&b'$') {
+            return Err(err("a path must start with '$'"));
+        }
+        let (root, rest) = if trimmed.starts_with("$$") {
+            (Root::Context, &trimmed[2..])
+        } else {
+            let after = &trimmed[1..];
+            let name_len = after
+                .char_indices()
+                .find(|(_, c)| !(c.is_alphanumeric() || *c == '_'))
+                .map(|(i, _)| i)
+                .unwrap_or(after.len());
+            if name_len > 0 {
+                (Root::Variable(after[..name_len].to_string()), &after[name_len..])
+            } else {
+                (Root::Input, after)
+            }
+        };
+        let mut parser = Parser { src: rest, pos: 0 };
+        let segments = parser.segments(false).map_err(|r| err(&r))?;
+        if parser.pos != rest.len() {
+            return Err(err("unexpected trailing characters"));
+        }
+        let definite = segments.iter().all(|s| matches!(s, Segment::Name(_) | Segment::Index(_)));
+        Ok(JsonPath { text: trimmed.to_string(), root, segments, definite })
+    }
+
+    /// The original text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The root this path reads from.
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+
+    /// True when the path can match at most one value (no wildcards, slices, filters, unions, deep scan).
+    pub fn is_definite(&self) -> bool {
+        self.definite
+    }
+
+    /// True for a bare root (`$`, `$$`, `$var`).
+    pub fn is_root(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// True when the path is a valid `ResultPath` reference path: only names and non-negative indexes.
+    pub fn is_reference_path(&self) -> bool {
+        self.root == Root::Input
+            && self.segments.iter().all(|s| match s {
+                Segment::Name(_) => true,
+                Segment::Index(i) => *i >= 0,
+                _ => false,
+            })
+    }
+
+    /// Evaluates against `root`. `Ok(value)` for a definite match or for the array of matches of an
+    /// indefinite path; `Err(NoResults)` when a definite path matches nothing.
+    pub fn query(&self, root: &Value) -> Result<Value, NoResults> {
+        if self.definite {
+            self.query_ref(root).cloned().ok_or(NoResults)
+        } else {
+            let mut out = Vec::new();
+            select(&self.segments, root, root, &mut out);
+            Ok(Value::Array(out.into_iter().cloned().collect()))
+        }
+    }
+
+    /// Definite-path lookup by reference (no copy). `None` for an indefinite path or no match.
+    pub fn query_ref<'a>(&self, root: &'a Value) -> Option<&'a Value> {
+        if !self.definite {
+            return None;
+        }
+        let mut current = root;
+        for seg in &self.segments {
+            current = match (seg, current) {
+                (Segment::Name(n), Value::Object(m)) => m.get(n)?,
+                (Segment::Index(i), Value::Array(a)) => a.get(resolve_index(*i, a.len())?)?,
+                _ => return None,
+            };
+        }
+        Some(current)
+    }
+
+    /// The names of the path in Jayway's bracket notation, e.g. `$['a']['b'][0]`, used in error causes.
+    pub fn bracket_notation(&self) -> String {
+        let mut s = String::from(match &self.root {
+            Root::Input => "$",
+            Root::Context => "$$",
+            Root::Variable(_) => "$",
+        });
+        for seg in &self.segments {
+            push_bracket(&mut s, seg);
+        }
+        s
+    }
+
+    /// Writes `value` at this reference path inside `target`, creating objects on the way
+    /// (ResultPath semantics). Fails when an intermediate value is not an object / array.
+    pub fn assign(&self, target: &mut Value, value: Value) -> Result<(), AssignError> {
+        if self.segments.is_empty() {
+            *target = value;
+            return Ok(());
+        }
+        let mut current = target;
+        let last = self.segments.len() - 1;
+        for (i, seg) in self.segments.iter().enumerate() {
+            match seg {
+                Segment::Name(name) => {
+                    if !current.is_object() {
+                        if current.is_null() {
+                            *current = Value::Object(Default::default());
+                        } else {
+                            return Err(AssignError);
+                        }
+                    }
+                    let Value::Object(map) = current else { return Err(AssignError) };
+                    if i == last {
+                        map.insert(name.clone(), value);
+                        return Ok(());
+                    }
+                    current = map.entry(name.clone()).or_insert(Value::Null);
+                    if current.is_null() {
+                        *current = Value::Object(Default::default());
+                    }
+                }
+                Segment::Index(idx) => {
+                    let Value::Array(arr) = current else { return Err(AssignError) };
+                    let Some(at) = resolve_index(*idx, arr.len()) else { return Err(AssignError) };
+                    if i == last {
+                        arr[at] = value;
+                        return Ok(());
+                    }
+                    current = &mut arr[at];
+                }
+                _ => return Err(AssignError),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A definite path matched nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoResults;
+
+/// ResultPath could not be applied to the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AssignError;
+
+fn resolve_index(i: i64, len: usize) -> Option<usize> {
+    if i >= 0 {
+        let i = i as usize;
+        (i < len).then_some(i)
+    } else {
+        let back = i.unsigned_abs() as usize;
+        (back <= len).then(|| len - back)
+    }
+}
+
+fn push_bracket(s: &mut String, seg: &Segment) {
+    match seg {
+        Segment::Name(n) => {
+            s.push_str("['");
+            s.push_str(n);
+            s.push_str("']");
+        }
+        Segment::Index(i) => s.push_str(&format!("[{i}]")),
+        Segment::Names(ns) => {
+            let parts: Vec<String> = ns.iter().map(|n| format!("'{n}'")).collect();
+            s.push_str(&format!("[{}]", parts.join(",")));
+        }
+        Segment::Indexes(is) => {
+            let parts: Vec<String> = is.iter().map(|i| i.to_string()).collect();
+            s.push_str(&format!("[{}]", parts.join(",")));
+        }
+        Segment::Wildcard => s.push_str("[*]"),
+        Segment::Slice(a, b, _) => {
+            s.push('[');
+            if let Some(a) = a {
+                s.push_str(&a.to_string());
+            }
+            s.push(':');
+            if let Some(b) = b {
+                s.push_str(&b.to_string());
+            }
+            s.push(']');
+        }
+        Segment::Filter(_) => s.push_str("[?]"),
+        Segment::Deep(inner) => {
+            s.push_str("..");
+            push_bracket(s, inner);
+        }
+        Segment::Length => s.push_str(".length()"),
+    }
+}
+
+fn select<'a>(segments: &[Segment], root: &'a Value, current: &'a Value, out: &mut Vec<&'a Value>) {
+    let Some((seg, rest)) = segments.split_first() else {
+        out.push(current);
+        return;
+    };
+    match seg {
+        Segment::Name(n) => {
+            if let Value::Object(m) = current {
+                if let Some(v) = m.get(n) {
+                    select(rest, root, v, out);
+                }
+            }
+        }
+        Segment::Index(i) => {
+            if let Value::Array(a) = current {
+                if let Some(v) = resolve_index(*i, a.len()).and_then(|i| a.get(i)) {
+                    select(rest, root, v, out);
+                }
+            }
+        }
+        Segment::Names(ns) => {
+            if let Value::Object(m) = current {
+                for n in ns {
+                    if let Some(v) = m.get(n) {
+                        select(rest, root, v, out);
+                    }
+                }
+            }
+        }
+        Segment::Indexes(is) => {
+            if let Value::Array(a) = current {
+                for i in is {
+                    if let Some(v) = resolve_index(*i, a.len()).and_then(|i| a.get(i)) {
+                        select(rest, root, v, out);
+                    }
+                }
+            }
+        }
+        Segment::Wildcard => match current {
+            Value::Array(a) => a.iter().for_each(|v| select(rest, root, v, out)),
+            Value::Object(m) => m.values().for_each(|v| select(rest, root, v, out)),
+            _ => {}
+        },
+        Segment::Slice(start, end, step) => {
+            if let Value::Array(a) = current {
+                for i in slice_indexes(a.len(), *start, *end, *step) {
+                    select(rest, root, &a[i], out);
+                }
+            }
+        }
+        Segment::Filter(f) => match current {
+            Value::Array(a) => {
+                for v in a {
+                    if eval_filter(f, root, v) {
+                        select(rest, root, v, out);
+                    }
+                }
+            }
+            Value::Object(_) => {
+                if eval_filter(f, root, current) {
+                    select(rest, root, current, out);
+                }
+            }
+            _ => {}
+        },
+        Segment::Deep(inner) => {
+            let mut stack = vec![current];
+            let mut visit: Vec<&'a Value> = Vec::new();
+            while let Some(v) = stack.pop() {
+                visit.push(v);
+                match v {
+                    Value::Array(a) => stack.extend(a.iter().rev()),
+                    Value::Object(m) => {
+                        let children: Vec<&Value> = m.values().collect();
+                        stack.extend(children.into_iter().rev());
+                    }
+                    _ => {}
+                }
+            }
+            let chained: Vec<Segment> = std::iter::once((**inner).clone()).chain(rest.iter().cloned()).collect();
+            for v in visit {
+                select(&chained, root, v, out);
+            }
+        }
+        Segment::Length => {
+            // Length yields a fresh number; it cannot be returned by reference, so indefinite
+            // queries with length() are handled by `query_owned`.
+        }
+    }
+}
+
+fn slice_indexes(len: usize, start: Option<i64>, end: Option<i64>, step: Option<i64>) -> Vec<usize> {
+    let len_i = len as i64;
+    let step = step.unwrap_or(1);
+    if step <= 0 {
+        return Vec::new();
+    }
+    let norm = |v: i64| if v < 0 { (len_i + v).max(0) } else { v.min(len_i) };
+    let s = start.map(norm).unwrap_or(0);
+    let e = end.map(norm).unwrap_or(len_i);
+    let mut out = Vec::new();
+    let mut i = s;
+    while i < e {
+        out.push(i as usize);
+        i += step;
+    }
+    out
+}
+
+fn operand_values<'a>(op: &'a Operand, root: &'a Value, current: &'a Value) -> Option<std::borrow::Cow<'a, Value>> {
+    match op {
+        Operand::Literal(v) => Some(std::borrow::Cow::Borrowed(v)),
+        Operand::Current(segs) | Operand::Root(segs) => {
+            let base = if matches!(op, Operand::Current(_)) { current } else { root };
+            if let Some(Segment::Length) = segs.last() {
+                let mut out = Vec::new();
+                select(&segs[..segs.len() - 1], root, base, &mut out);
+                return out.first().and_then(|v| match v {
+                    Value::Array(a) => Some(std::borrow::Cow::Owned(Value::from(a.len()))),
+                    Value::String(s) => Some(std::borrow::Cow::Owned(Value::from(s.chars().count()))),
+                    Value::Object(m) => Some(std::borrow::Cow::Owned(Value::from(m.len()))),
+                    _ => None,
+                });
+            }
+            let mut out = Vec::new();
+            select(segs, root, base, &mut out);
+            out.first().map(|v| std::borrow::Cow::Borrowed(*v))
+        }
+    }
+}
+
+fn eval_filter(f: &Filter, root: &Value, current: &Value) -> bool {
+    match f {
+        Filter::Or(a, b) => eval_filter(a, root, current) || eval_filter(b, root, current),
+        Filter::And(a, b) => eval_filter(a, root, current) && eval_filter(b, root, current),
+        Filter::Not(a) => !eval_filter(a, root, current),
+        Filter::Exists(op) => operand_values(op, root, current).is_some(),
+        Filter::Compare(l, op, r) => {
+            let (Some(l), Some(r)) = (operand_values(l, root, current), operand_values(r, root, current)) else {
+                return matches!(op, CmpOp::Ne);
+            };
+            compare_values(&l, *op, &r)
+        }
+    }
+}
+
+fn compare_values(l: &Value, op: CmpOp, r: &Value) -> bool {
+    use std::cmp::Ordering;
+    let ord = match (l, r) {
+        (Value::Number(a), Value::Number(b)) => a.as_f64().partial_cmp(&b.as_f64()),
+        (Value::String(a), Value::String(b)) => Some(a.cmp(b)),
+        (a, b) if a == b => Some(Ordering::Equal),
+        _ => None,
+    };
+    match (op, ord) {
+        (CmpOp::Eq, Some(Ordering::Equal)) => true,
+        (CmpOp::Eq, _) => false,
+        (CmpOp::Ne, Some(Ordering::Equal)) => false,
+        (CmpOp::Ne, _) => true,
+        (CmpOp::Lt, Some(o)) => o == Ordering::Less,
+        (CmpOp::Le, Some(o)) => o != Ordering::Greater,
+        (CmpOp::Gt, Some(o)) => o == Ordering::Greater,
+        (CmpOp::Ge, Some(o)) => o != Ordering::Less,
+        _ => false,
+    }
+}
+
+struct Parser<'s> {
+    src: &'s str,
+    pos: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.src.as_bytes().get(self.pos).copied()
+    }
+    fn rest(&self) -> &str {
+        &self.src[self.pos..]
+    }
+    fn eat(&mut self, s: &str) -> bool {
+        if self.rest().starts_with(s) {
+            self.pos += s.len();
+            true
+        } else {
+            false
+        }
+    }
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.pos += 1;
+        }
+    }
+
+    /// Parses segments until the end, or (inside a filter) until an operator or `)`.
+    fn segments(&mut self, in_filter: bool) -> Result<Vec<Segment>, String> {
+        let mut segs = Vec::new();
+        loop {
+            match self.peek() {
+                None => break,
+                Some(b'.') => {
+                    if self.eat("..") {
+                        let inner = if self.peek() == Some(b'[') {
+                            self.bracket()?
+                        } else if self.eat("*") {
+                            Segment::Wildcard
+                        } else {
+                            Segment::Name(self.name()?)
+                        };
+                        segs.push(Segment::Deep(Box::new(inner)));
+                    } else {
+                        self.pos += 1;
+                        if self.eat("*") {
+                            segs.push(Segment::Wildcard);
+                        } else if self.peek() == Some(b'[') {
+                            segs.push(self.bracket()?);
+                        } else {
+                            let name = self.name()?;
+                            if name == "length" && self.eat("()") {
+                                segs.push(Segment::Length);
+                            } else {
+                                segs.push(Segment::Name(name));
+                            }
+                        }
+                    }
+                }
+                Some(b'[') => segs.push(self.bracket()?),
+                Some(_) if in_filter => break,
+                Some(c) => return Err(format!("unexpected character '{}'", c as char)),
+            }
+        }
+        Ok(segs)
+    }
+
+    fn name(&mut self) -> Result<String, String> {
+        let start = self.pos;
+        while let Some(c) = self.rest().chars().next() {
+            if matches!(c, '.' | '[' | ']' | ' ' | '(' | ')' | '=' | '!' | '<' | '>' | '&' | '|' | ',' | '\'' | '"') {
+                break;
+            }
+            self.pos += c.len_utf8();
+        }
+        if self.pos == start {
+            return Err("empty property name".into());
+        }
+        Ok(self.src[start..self.pos].to_string())
+    }
+
+    fn quoted(&mut self) -> Result<String, String> {
+        let quote = self.peek().ok_or("unterminated string")?;
+        self.pos += 1;
+        let mut out = String::new();
+        loop {
+            let c = self.rest().chars().next().ok_or("unterminated string")?;
+            self.pos += c.len_utf8();
+            if c == '\\' {
+                let n = self.rest().chars().next().ok_or("unterminated string")?;
+                self.pos += n.len_utf8();
+                out.push(n);
+            } else if c as u32 == quote as u32 {
+                return Ok(out);
+            } else {
+                out.push(c);
+            }
+        }
+    }
+
+    fn int(&mut self) -> Result<Option<i64>, String> {
+        self.skip_ws();
+        let start = self.pos;
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.pos += 1;
+        }
+        if self.pos == start {
+            return Ok(None);
+        }
+        let v = self.src[start..self.pos].parse::<i64>().map_err(|_| "invalid integer".to_string())?;
+        self.skip_ws();
+        Ok(Some(v))
+    }
+
+    fn bracket(&mut self) -> Result<Segment, String> {
+        self.pos += 1; // [
+        self.skip_ws();
+        let seg = match self.peek() {
+            Some(b'*') => {
+                self.pos += 1;
+                Segment::Wildcard
+            }
+            Some(b'\'' | b'"') => {
+                let mut names = vec![self.quoted()?];
+                self.skip_ws();
+                while self.eat(",") {
+                    self.skip_ws();
+                    names.push(self.quoted()?);
+                    self.skip_ws();
+                }
+                if names.len() == 1 {
+                    Segment::Name(names.pop().unwrap_or_default())
+                } else {
+                    Segment::Names(names)
+                }
+            }
+            Some(b'?') => {
+                self.pos += 1;
+                self.skip_ws();
+                if !self.eat("(") {
+                    return Err("expected '(' after '?'".into());
+                }
+                let f = self.filter_or()?;
+                self.skip_ws();
+                if !self.eat(")") {
+                    return Err("expected ')' closing the filter".into());
+                }
+                Segment::Filter(Box::new(f))
+            }
+            _ => {
+                let first = self.int()?;
+                if self.peek() == Some(b':') {
+                    self.pos += 1;
+                    let end = self.int()?;
+                    let step = if self.eat(":") { self.int()? } else { None };
+                    Segment::Slice(first, end, step)
+                } else {
+                    let first = first.ok_or("expected an index, a name or '*'")?;
+                    let mut idx = vec![first];
+                    while self.eat(",") {
+                        idx.push(self.int()?.ok_or("expected an index")?);
+                    }
+                    if idx.len() == 1 {
+                        Segment::Index(first)
+                    } else {
+                        Segment::Indexes(idx)
+                    }
+                }
+            }
+        };
+        self.skip_ws();
+        if !self.eat("]") {
+            return Err("expected ']'".into());
+        }
+        Ok(seg)
+    }
+
+    fn filter_or(&mut self) -> Result<Filter, String> {
+        let mut left = self.filter_and()?;
+        loop {
+            self.skip_ws();
+            if self.eat("||") {
+                let right = self.filter_and()?;
+                left = Filter::Or(Box::new(left), Box::new(right));
+            } else {
+                return Ok(left);
+            }
+        }
+    }
+
+    fn filter_and(&mut self) -> Result<Filter, String> {
+        let mut left = self.filter_unary()?;
+        loop {
+            self.skip_ws();
+            if self.eat("&&") {
+                let right = self.filter_unary()?;
+                left = Filter::And(Box::new(left), Box::new(right));
+            } else {
+                return Ok(left);
+            }
+        }
+    }
+
+    fn filter_unary(&mut self) -> Result<Filter, String> {
+        self.skip_ws();
+        if self.eat("!") && !self.rest().starts_with('=') {
+            return Ok(Filter::Not(Box::new(self.filter_unary()?)));
+        }
+        if self.eat("(") {
+            let f = self.filter_or()?;
+            self.skip_ws();
+            if !self.eat(")") {
+                return Err("expected ')'".into());
+            }
+            return Ok(f);
+        }
+        let left = self.operand()?;
+        self.skip_ws();
+        let op = if self.eat("==") {
+            CmpOp::Eq
+        } else if self.eat("!=") {
+            CmpOp::Ne
+        } else if self.eat("<=") {
+            CmpOp::Le
+        } else if self.eat(">=") {
+            CmpOp::Ge
+        } else if self.eat("<") {
+            CmpOp::Lt
+        } else if self.eat(">") {
+            CmpOp::Gt
+        } else {
+            return Ok(Filter::Exists(left));
+        };
+        let right = self.operand()?;
+        Ok(Filter::Compare(left, op, right))
+    }
+
+    fn operand(&mut self) -> Result<Operand, String> {
+        self.skip_ws();
+        match self.peek() {
+            Some(b'@') => {
+                self.pos += 1;
+                Ok(Operand::Current(self.segments(true)?))
+            }
+            Some(b'$') => {
+                self.pos += 1;
+                Ok(Operand::Root(self.segments(true)?))
+            }
+            Some(b'\'' | b'"') => Ok(Operand::Literal(Value::String(self.quoted()?))),
+            _ => {
+                let start = self.pos;
+                while let Some(c) = self.peek() {
+                    if matches!(c, b' ' | b')' | b'&' | b'|' | b'=' | b'!' | b'<' | b'>') {
+                        break;
+                    }
+                    self.pos += 1;
+                }
+                let lit = &self.src[start..self.pos];
+                serde_json::from_str::<Value>(lit)
+                    .map(Operand::Literal)
+                    .map_err(|_| format!("invalid literal '{lit}' in filter"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn q(path: &str, v: Value) -> Result<Value, NoResults> {
+        JsonPath::parse(path).expect("valid path").query(&v)
+    }
+
+    #[test]
+    fn definite_paths_yield_the_value() {
+        assert_eq!(q("$.items[0]", json!({"items": [1, 2]})), Ok(json!(1)));
+        assert_eq!(q("$.a.b", json!({"a": {"b": "x"}})), Ok(json!("x")));
+        assert_eq!(q("$['a']['b']", json!({"a": {"b": "x"}})), Ok(json!("x")));
+        assert_eq!(q("$.items[-1]", json!({"items": [1, 2]})), Ok(json!(2)));
+        assert_eq!(q("$.missing", json!({})), Err(NoResults));
+        assert_eq!(q("$", json!(3)), Ok(json!(3)));
+    }
+
+    #[test]
+    fn indefinite_paths_yield_arrays() {
+        let v = json!({"items": [{"v": 1}, {"v": 2}, {"v": 3}]});
+        assert_eq!(q("$.items[*].v", v.clone()), Ok(json!([1, 2, 3])));
+        assert_eq!(q("$.items[1:].v", v.clone()), Ok(json!([2, 3])));
+        assert_eq!(q("$.items[:1]", v.clone()), Ok(json!([{"v": 1}])));
+        assert_eq!(q("$.items[?(@.v > 1)].v", v.clone()), Ok(json!([2, 3])));
+        assert_eq!(q("$..v", v.clone()), Ok(json!([1, 2, 3])));
+        assert_eq!(q("$.nothing[*]", json!({})), Ok(json!([])));
+        assert_eq!(q("$.users[?(@.status == 0)]", json!({"users": [{"status": 0}, {"status": 1}]})), Ok(json!([{"status": 0}])));
+    }
+
+    #[test]
+    fn roots_and_notation() {
+        let p = JsonPath::parse("$$.Execution.Input").expect("valid");
+        assert_eq!(p.root(), &Root::Context);
+        let p = JsonPath::parse("$myVar.a[0]").expect("valid");
+        assert_eq!(p.root(), &Root::Variable("myVar".into()));
+        assert_eq!(JsonPath::parse("$.NoSuch.x[1]").expect("valid").bracket_notation(), "$['NoSuch']['x'][1]");
+        assert!(JsonPath::parse("items").is_err());
+        assert!(JsonPath::parse("$.a[").is_err());
+    }
+
+    #[test]
+    fn assign_creates_intermediate_objects() {
+        let mut v = json!({"a": 1});
+        JsonPath::parse("$.b.c").expect("valid").assign(&mut v, json!(2)).expect("assign");
+        assert_eq!(v, json!({"a": 1, "b": {"c": 2}}));
+        let mut v = json!({"a": 1});
+        assert!(JsonPath::parse("$.a.c").expect("valid").assign(&mut v, json!(2)).is_err());
+    }
+}

@@ -1,0 +1,8 @@
+//! Amazon States Language: the pure half of Expressway.
+//!
+//! This crate parses and validates state machine definitions and evaluates everything that needs no
+//! I/O: JSONPath, intrinsic functions, Choice rules and the data-flow fields. It reads no clock and
+//! draws no randomness of its own; callers pass those in.
+
+pub mod intrinsic;
+pub mod jsonpath;
