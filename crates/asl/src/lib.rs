@@ -6,3 +6,4 @@
 
 pub mod intrinsic;
 pub mod jsonpath;
+pub mod validate;

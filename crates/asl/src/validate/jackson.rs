@@ -1,0 +1,362 @@
+//! Jackson-shaped parse errors for `INVALID_JSON_DESCRIPTION`.
+//!
+//! AWS parses definitions with Jackson and echoes its exception text. This is a small JSON scanner that
+//! stops at the first syntax error and describes it the way Jackson 2.x does:
+//! `<what>\n at [Source: (String)"<text>"; line: L, column: C]`, where the column is one past the last
+//! character Jackson consumed.
+
+/// A Jackson-style parse failure: the message (with the `at [Source…]` suffix) and the location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct JacksonError {
+    pub(crate) message: String,
+    pub(crate) location: String,
+}
+
+/// Describes the first syntax error in `text`, or `None` when the scanner finds none.
+pub(crate) fn first_error(text: &str) -> Option<JacksonError> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut s = Scanner { chars: &chars, pos: 0, text };
+    match s.document() {
+        Ok(()) => None,
+        Err(e) => Some(e),
+    }
+}
+
+struct Scanner<'a> {
+    chars: &'a [char],
+    pos: usize,
+    text: &'a str,
+}
+
+type R = Result<(), JacksonError>;
+
+fn describe(c: char) -> String {
+    let code = c as u32;
+    if c.is_control() {
+        format!("(CTRL-CHAR, code {code})")
+    } else {
+        format!("('{c}' (code {code}))")
+    }
+}
+
+impl Scanner<'_> {
+    /// `[Source: (String)"…"; line: L, column: C]` for a character index.
+    fn source_at(&self, index: usize) -> String {
+        let (mut line, mut col) = (1usize, 1usize);
+        for &c in &self.chars[..index.min(self.chars.len())] {
+            if c == '\n' {
+                line += 1;
+                col = 1;
+            } else {
+                col += 1;
+            }
+        }
+        const MAX: usize = 500;
+        let total = self.text.chars().count();
+        let shown: String = self.text.chars().take(MAX).collect();
+        let truncated = if total > MAX { format!("[truncated {} chars]", total - MAX) } else { String::new() };
+        format!("[Source: (String)\"{shown}\"{truncated}; line: {line}, column: {col}]")
+    }
+
+    fn fail_at(&self, index: usize, what: String) -> R {
+        let location = self.source_at(index);
+        Err(JacksonError { message: format!("{what}\n at {location}"), location })
+    }
+
+    fn fail(&self, what: String) -> R {
+        self.fail_at(self.pos, what)
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(' ' | '\t' | '\n' | '\r')) {
+            self.pos += 1;
+        }
+    }
+
+    fn document(&mut self) -> R {
+        self.ws();
+        if self.peek().is_none() {
+            return self.fail("No content to map due to end-of-input".into());
+        }
+        self.value(Context::Root)
+    }
+
+    fn value(&mut self, ctx: Context) -> R {
+        self.ws();
+        let Some(c) = self.peek() else {
+            return self.eof(ctx);
+        };
+        match c {
+            '{' => self.object(),
+            '[' => self.array(),
+            '"' => self.string(),
+            '-' | '0'..='9' => self.number(),
+            't' => self.keyword("true"),
+            'f' => self.keyword("false"),
+            'n' => self.keyword("null"),
+            c if c.is_alphabetic() => self.invalid_token(),
+            c => {
+                self.pos += 1;
+                let expected = match (c, ctx) {
+                    (']', Context::Array(_)) | ('}', Context::Object(_)) => "expected a value",
+                    _ => "expected a valid value (JSON String, Number, Array, Object or token 'null', 'true' or 'false')",
+                };
+                self.fail(format!("Unexpected character {}: {expected}", describe(c)))
+            }
+        }
+    }
+
+    fn eof(&self, ctx: Context) -> R {
+        match ctx {
+            Context::Root => self.fail("No content to map due to end-of-input".into()),
+            Context::Array(start) => self.fail(format!(
+                "Unexpected end-of-input: expected close marker for Array (start marker at {})",
+                self.source_at(start)
+            )),
+            Context::Object(start) => self.fail(format!(
+                "Unexpected end-of-input: expected close marker for Object (start marker at {})",
+                self.source_at(start)
+            )),
+        }
+    }
+
+    fn invalid_token(&mut self) -> R {
+        let start = self.pos;
+        while let Some(c) = self.peek() {
+            if c.is_alphanumeric() || c == '_' || c == '$' {
+                self.pos += 1;
+            } else {
+                break;
+            }
+        }
+        let token: String = self.chars[start..self.pos].iter().collect();
+        self.fail(format!(
+            "Unrecognized token '{token}': was expecting (JSON String, Number, Array, Object or token 'null', 'true' or 'false')"
+        ))
+    }
+
+    fn keyword(&mut self, word: &str) -> R {
+        let start = self.pos;
+        for expected in word.chars() {
+            if self.peek() != Some(expected) {
+                self.pos = start;
+                return self.invalid_token();
+            }
+            self.pos += 1;
+        }
+        if matches!(self.peek(), Some(c) if c.is_alphanumeric() || c == '_') {
+            self.pos = start;
+            return self.invalid_token();
+        }
+        Ok(())
+    }
+
+    fn number(&mut self) -> R {
+        if self.peek() == Some('-') {
+            self.pos += 1;
+        }
+        let digits = |s: &mut Self| {
+            let start = s.pos;
+            while matches!(s.peek(), Some('0'..='9')) {
+                s.pos += 1;
+            }
+            s.pos - start
+        };
+        if digits(self) == 0 {
+            let c = self.peek();
+            self.pos += 1;
+            return match c {
+                Some(c) => self.fail(format!(
+                    "Unexpected character {}: Expected space separating root-level values",
+                    describe(c)
+                )),
+                None => self.fail("Unexpected end-of-input in numeric value".into()),
+            };
+        }
+        if self.peek() == Some('.') {
+            self.pos += 1;
+            if digits(self) == 0 {
+                return self.fail("Unexpected end-of-input: Decimal point not followed by a digit".into());
+            }
+        }
+        if matches!(self.peek(), Some('e' | 'E')) {
+            self.pos += 1;
+            if matches!(self.peek(), Some('+' | '-')) {
+                self.pos += 1;
+            }
+            if digits(self) == 0 {
+                return self.fail("Unexpected end-of-input: Exponent indicator not followed by a digit".into());
+            }
+        }
+        Ok(())
+    }
+
+    fn string(&mut self) -> R {
+        self.pos += 1;
+        loop {
+            let Some(c) = self.peek() else {
+                return self.fail("Unexpected end-of-input: was expecting closing quote for a string value".into());
+            };
+            self.pos += 1;
+            match c {
+                '"' => return Ok(()),
+                '\\' => {
+                    let Some(n) = self.peek() else {
+                        return self.fail("Unexpected end-of-input in character escape sequence".into());
+                    };
+                    self.pos += 1;
+                    match n {
+                        '"' | '\\' | '/' | 'b' | 'f' | 'n' | 'r' | 't' => {}
+                        'u' => {
+                            for _ in 0..4 {
+                                match self.peek() {
+                                    Some(h) if h.is_ascii_hexdigit() => self.pos += 1,
+                                    Some(h) => {
+                                        self.pos += 1;
+                                        return self.fail(format!(
+                                            "Unexpected character {}: expected a hex-digit for character escape sequence",
+                                            describe(h)
+                                        ));
+                                    }
+                                    None => {
+                                        return self.fail("Unexpected end-of-input in character escape sequence".into())
+                                    }
+                                }
+                            }
+                        }
+                        other => {
+                            return self.fail(format!("Unrecognized character escape {}", describe(other)));
+                        }
+                    }
+                }
+                c if (c as u32) < 0x20 => {
+                    return self.fail(format!(
+                        "Illegal unquoted character ({}): has to be escaped using backslash to be included in string value",
+                        describe(c).trim_start_matches('(').trim_end_matches(')')
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn object(&mut self) -> R {
+        let start = self.pos;
+        self.pos += 1;
+        self.ws();
+        if self.peek() == Some('}') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            match self.peek() {
+                None => return self.eof(Context::Object(start)),
+                Some('"') => self.string()?,
+                Some(c) => {
+                    self.pos += 1;
+                    return self.fail(format!(
+                        "Unexpected character {}: was expecting double-quote to start field name",
+                        describe(c)
+                    ));
+                }
+            }
+            self.ws();
+            match self.peek() {
+                None => return self.eof(Context::Object(start)),
+                Some(':') => self.pos += 1,
+                Some(c) => {
+                    self.pos += 1;
+                    return self.fail(format!(
+                        "Unexpected character {}: was expecting a colon to separate field name and value",
+                        describe(c)
+                    ));
+                }
+            }
+            self.value(Context::Object(start))?;
+            self.ws();
+            match self.peek() {
+                None => return self.eof(Context::Object(start)),
+                Some(',') => self.pos += 1,
+                Some('}') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                Some(c) => {
+                    self.pos += 1;
+                    return self.fail(format!(
+                        "Unexpected character {}: was expecting comma to separate Object entries",
+                        describe(c)
+                    ));
+                }
+            }
+        }
+    }
+
+    fn array(&mut self) -> R {
+        let start = self.pos;
+        self.pos += 1;
+        self.ws();
+        if self.peek() == Some(']') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            self.value(Context::Array(start))?;
+            self.ws();
+            match self.peek() {
+                None => return self.eof(Context::Array(start)),
+                Some(',') => self.pos += 1,
+                Some(']') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                Some(c) => {
+                    self.pos += 1;
+                    return self.fail(format!(
+                        "Unexpected character {}: was expecting comma to separate Array entries",
+                        describe(c)
+                    ));
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Context {
+    Root,
+    Array(usize),
+    Object(usize),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unrecognized_token_matches_jackson() {
+        let e = first_error("not a definition").expect("error");
+        assert_eq!(e.location, "[Source: (String)\"not a definition\"; line: 1, column: 4]");
+        assert_eq!(
+            e.message,
+            "Unrecognized token 'not': was expecting (JSON String, Number, Array, Object or token 'null', 'true' or 'false')\n at [Source: (String)\"not a definition\"; line: 1, column: 4]"
+        );
+    }
+
+    #[test]
+    fn field_name_and_end_of_input() {
+        let e = first_error("{\n  x: 1}").expect("error");
+        assert_eq!(
+            e.message,
+            "Unexpected character ('x' (code 120)): was expecting double-quote to start field name\n at [Source: (String)\"{\n  x: 1}\"; line: 2, column: 4]"
+        );
+        let e = first_error("{\"a\": 1").expect("error");
+        assert!(e.message.starts_with("Unexpected end-of-input: expected close marker for Object (start marker at [Source: (String)\"{\\\"a\\\": 1\"".replace("\\\"", "\"").as_str()));
+        assert_eq!(first_error("{\"a\": [1, true, null, \"x\\n\"]}"), None);
+    }
+}
