@@ -118,7 +118,10 @@ impl Validation {
 
     /// True when no diagnostic is an error.
     pub fn is_ok(&self) -> bool {
-        !self.diagnostics.iter().any(|d| d.severity == Severity::Error)
+        !self
+            .diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
     }
 
     /// AWS's `InvalidDefinition` message for CreateStateMachine/UpdateStateMachine, `None` when valid:
@@ -132,9 +135,19 @@ impl Validation {
             .diagnostics
             .iter()
             .filter(|d| d.severity == Severity::Error)
-            .map(|d| format!("{}: {} at {}", d.code, d.message, d.location.as_deref().unwrap_or("null")))
+            .map(|d| {
+                format!(
+                    "{}: {} at {}",
+                    d.code,
+                    d.message,
+                    d.location.as_deref().unwrap_or("null")
+                )
+            })
             .collect();
-        Some(format!("Invalid State Machine Definition: '{}'", parts.join(", ")))
+        Some(format!(
+            "Invalid State Machine Definition: '{}'",
+            parts.join(", ")
+        ))
     }
 }
 
@@ -150,7 +163,10 @@ impl Serialize for Validation {
 
 /// Validates a definition as sent (text), like ValidateStateMachineDefinition.
 pub fn validate(definition_text: &str, machine_type: MachineType) -> Validation {
-    if definition_text.trim_matches([' ', '\t', '\n', '\r']).is_empty() {
+    if definition_text
+        .trim_matches([' ', '\t', '\n', '\r'])
+        .is_empty()
+    {
         return not_an_object();
     }
     match serde_json::from_str::<Value>(definition_text) {
@@ -198,14 +214,19 @@ pub fn validate_value(definition: &Value, machine_type: MachineType) -> Validati
         names: HashSet::new(),
     };
     v.machine(root);
-    let schema_failed = v.diagnostics.iter().any(|d| d.code == codes::SCHEMA_VALIDATION_FAILED);
+    let schema_failed = v
+        .diagnostics
+        .iter()
+        .any(|d| d.code == codes::SCHEMA_VALIDATION_FAILED);
     if !schema_failed {
         let scopes = std::mem::take(&mut v.scopes);
         for scope in &scopes {
             v.graph(scope);
         }
     }
-    Validation { diagnostics: v.diagnostics }
+    Validation {
+        diagnostics: v.diagnostics,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -262,9 +283,16 @@ impl Kind {
     /// Fields (besides Type, Comment, QueryLanguage) a state of this kind accepts in `ql` mode.
     fn fields(self, ql: Ql) -> &'static [&'static str] {
         match (self, ql) {
-            (Kind::Pass, Ql::JsonPath) => {
-                &["InputPath", "OutputPath", "Parameters", "Result", "ResultPath", "Assign", "Next", "End"]
-            }
+            (Kind::Pass, Ql::JsonPath) => &[
+                "InputPath",
+                "OutputPath",
+                "Parameters",
+                "Result",
+                "ResultPath",
+                "Assign",
+                "Next",
+                "End",
+            ],
             (Kind::Pass, Ql::Jsonata) => &["Output", "Assign", "Next", "End"],
             (Kind::Task, Ql::JsonPath) => &[
                 "Resource",
@@ -297,7 +325,9 @@ impl Kind {
                 "Next",
                 "End",
             ],
-            (Kind::Choice, Ql::JsonPath) => &["InputPath", "OutputPath", "Choices", "Default", "Assign"],
+            (Kind::Choice, Ql::JsonPath) => {
+                &["InputPath", "OutputPath", "Choices", "Default", "Assign"]
+            }
             (Kind::Choice, Ql::Jsonata) => &["Choices", "Default", "Output", "Assign"],
             (Kind::Wait, Ql::JsonPath) => &[
                 "InputPath",
@@ -310,7 +340,9 @@ impl Kind {
                 "Next",
                 "End",
             ],
-            (Kind::Wait, Ql::Jsonata) => &["Seconds", "Timestamp", "Output", "Assign", "Next", "End"],
+            (Kind::Wait, Ql::Jsonata) => {
+                &["Seconds", "Timestamp", "Output", "Assign", "Next", "End"]
+            }
             (Kind::Succeed, Ql::JsonPath) => &["InputPath", "OutputPath"],
             (Kind::Succeed, Ql::Jsonata) => &["Output"],
             (Kind::Fail, Ql::JsonPath) => &["Error", "ErrorPath", "Cause", "CausePath"],
@@ -328,9 +360,16 @@ impl Kind {
                 "Next",
                 "End",
             ],
-            (Kind::Parallel, Ql::Jsonata) => {
-                &["Branches", "Arguments", "Output", "Retry", "Catch", "Assign", "Next", "End"]
-            }
+            (Kind::Parallel, Ql::Jsonata) => &[
+                "Branches",
+                "Arguments",
+                "Output",
+                "Retry",
+                "Catch",
+                "Assign",
+                "Next",
+                "End",
+            ],
             (Kind::Map, Ql::JsonPath) => &[
                 "ItemProcessor",
                 "Iterator",
@@ -451,7 +490,9 @@ const CHOICE_COMPARATORS: &[&str] = &[
 /// (AWS lists missing fields from such a set: `[States, StartAt]`, measured).
 fn java_hash_set_order<'a>(names: &[&'a str]) -> Vec<&'a str> {
     fn bucket(s: &str) -> u32 {
-        let h = s.encode_utf16().fold(0u32, |h, c| h.wrapping_mul(31).wrapping_add(u32::from(c)));
+        let h = s
+            .encode_utf16()
+            .fold(0u32, |h, c| h.wrapping_mul(31).wrapping_add(u32::from(c)));
         (h ^ (h >> 16)) & 15
     }
     let mut out = names.to_vec();
@@ -514,18 +555,30 @@ fn is_jsonata_expression(v: &Value) -> bool {
 
 impl Validator {
     fn error(&mut self, code: &'static str, message: impl Into<String>, location: Option<String>) {
-        self.diagnostics.push(Diagnostic { severity: Severity::Error, code, message: message.into(), location });
+        self.diagnostics.push(Diagnostic {
+            severity: Severity::Error,
+            code,
+            message: message.into(),
+            location,
+        });
     }
 
     fn schema(&mut self, message: impl Into<String>, location: &str) {
-        self.error(codes::SCHEMA_VALIDATION_FAILED, message, Some(location.to_string()));
+        self.error(
+            codes::SCHEMA_VALIDATION_FAILED,
+            message,
+            Some(location.to_string()),
+        );
     }
 
     fn required(&mut self, missing: &[&str], location: &str) {
         if !missing.is_empty() {
             // Measured: "These fields are required: [States, StartAt]" at "/".
             let ordered = java_hash_set_order(missing);
-            self.schema(format!("These fields are required: [{}]", ordered.join(", ")), location);
+            self.schema(
+                format!("These fields are required: [{}]", ordered.join(", ")),
+                location,
+            );
         }
     }
 
@@ -534,13 +587,21 @@ impl Validator {
         self.schema(format!("Field '{field}' is not supported"), location);
     }
 
-    fn expect_string<'v>(&mut self, obj: &'v Map<String, Value>, field: &str, at: &str) -> Option<&'v str> {
+    fn expect_string<'v>(
+        &mut self,
+        obj: &'v Map<String, Value>,
+        field: &str,
+        at: &str,
+    ) -> Option<&'v str> {
         match obj.get(field) {
             None => None,
             Some(Value::String(s)) => Some(s),
             Some(other) => {
                 self.schema(
-                    format!("The field '{field}' must be a string but was {}", type_name(other)),
+                    format!(
+                        "The field '{field}' must be a string but was {}",
+                        type_name(other)
+                    ),
                     &member(at, field),
                 );
                 None
@@ -565,9 +626,19 @@ impl Validator {
     // ---- top level -------------------------------------------------------------------------------
 
     fn machine(&mut self, root: &Map<String, Value>) {
-        const FIELDS: &[&str] = &["Comment", "StartAt", "States", "Version", "TimeoutSeconds", "QueryLanguage"];
+        const FIELDS: &[&str] = &[
+            "Comment",
+            "StartAt",
+            "States",
+            "Version",
+            "TimeoutSeconds",
+            "QueryLanguage",
+        ];
         let at = "/";
-        let missing: Vec<&str> = ["StartAt", "States"].into_iter().filter(|f| !root.contains_key(*f)).collect();
+        let missing: Vec<&str> = ["StartAt", "States"]
+            .into_iter()
+            .filter(|f| !root.contains_key(*f))
+            .collect();
         self.required(&missing, at);
         for key in root.keys() {
             if !FIELDS.contains(&key.as_str()) {
@@ -577,8 +648,11 @@ impl Validator {
         self.expect_string(root, "Comment", at);
         self.expect_string(root, "Version", at);
         if let Some(t) = root.get("TimeoutSeconds") {
-            if !t.as_u64().is_some_and(|n| n <= 99_999_999) {
-                self.schema("The field 'TimeoutSeconds' must be a non-negative integer", &member(at, "TimeoutSeconds"));
+            if !matches!(t.as_u64(), Some(n) if n <= 99_999_999) {
+                self.schema(
+                    "The field 'TimeoutSeconds' must be a non-negative integer",
+                    &member(at, "TimeoutSeconds"),
+                );
             }
         }
         if let Some(ql) = self.query_language(root, at) {
@@ -590,7 +664,11 @@ impl Validator {
     /// StartAt + States of the machine, a branch or a processor.
     fn scope(&mut self, obj: &Map<String, Value>, at: &str) {
         let index = self.scopes.len();
-        self.scopes.push(Scope { pointer: at.to_string(), start_at: None, states: Vec::new() });
+        self.scopes.push(Scope {
+            pointer: at.to_string(),
+            start_at: None,
+            states: Vec::new(),
+        });
         let start_at = self.expect_string(obj, "StartAt", at).map(str::to_string);
         self.scopes[index].start_at = start_at;
         let states_at = member(at, "States");
@@ -604,9 +682,13 @@ impl Validator {
                     }
                 }
             }
-            Some(other) => {
-                self.schema(format!("The field 'States' must be an object but was {}", type_name(other)), &states_at)
-            }
+            Some(other) => self.schema(
+                format!(
+                    "The field 'States' must be an object but was {}",
+                    type_name(other)
+                ),
+                &states_at,
+            ),
         }
     }
 
@@ -617,10 +699,17 @@ impl Validator {
             self.schema("State names must be at most 80 characters long", at);
         }
         if !self.names.insert(name.to_string()) {
-            self.error(codes::DUPLICATE_STATE_NAME, format!("Duplicate State name: {name}"), Some(at.to_string()));
+            self.error(
+                codes::DUPLICATE_STATE_NAME,
+                format!("Duplicate State name: {name}"),
+                Some(at.to_string()),
+            );
         }
         let Value::Object(obj) = state else {
-            self.schema(format!("A state must be an object but was {}", type_name(state)), at);
+            self.schema(
+                format!("A state must be an object but was {}", type_name(state)),
+                at,
+            );
             return None;
         };
         let kind = match obj.get("Type") {
@@ -641,7 +730,13 @@ impl Validator {
                 }
             },
             Some(other) => {
-                self.schema(format!("The field 'Type' must be a string but was {}", type_name(other)), &member(at, "Type"));
+                self.schema(
+                    format!(
+                        "The field 'Type' must be a string but was {}",
+                        type_name(other)
+                    ),
+                    &member(at, "Type"),
+                );
                 return None;
             }
         };
@@ -650,7 +745,10 @@ impl Validator {
         let declared = self.query_language(obj, at);
         if declared == Some(Ql::JsonPath) && self.machine_ql == Ql::Jsonata {
             // Measured.
-            self.schema("'QueryLanguage' can not be 'JSONPath' if set to 'JSONata' for whole state machine", at);
+            self.schema(
+                "'QueryLanguage' can not be 'JSONPath' if set to 'JSONata' for whole state machine",
+                at,
+            );
         }
         let ql = declared.unwrap_or(self.machine_ql);
 
@@ -690,7 +788,13 @@ impl Validator {
                 None => false,
                 Some(Value::Bool(b)) => *b,
                 Some(other) => {
-                    self.schema(format!("The field 'End' must be a boolean but was {}", type_name(other)), &member(at, "End"));
+                    self.schema(
+                        format!(
+                            "The field 'End' must be a boolean but was {}",
+                            type_name(other)
+                        ),
+                        &member(at, "End"),
+                    );
                     true
                 }
             };
@@ -744,7 +848,14 @@ impl Validator {
         Some(node)
     }
 
-    fn path_field(&mut self, obj: &Map<String, Value>, field: &str, at: &str, kind: PathKind, nullable: bool) {
+    fn path_field(
+        &mut self,
+        obj: &Map<String, Value>,
+        field: &str,
+        at: &str,
+        kind: PathKind,
+        nullable: bool,
+    ) {
         match obj.get(field) {
             None => {}
             Some(Value::Null) if nullable => {}
@@ -753,9 +864,14 @@ impl Validator {
                 let what = match kind {
                     PathKind::Path => "a valid JSONPath",
                     PathKind::Reference | PathKind::ResultPath => "a valid Reference Path",
-                    PathKind::PathOrIntrinsic => "a valid JSONPath or a valid intrinsic function call",
+                    PathKind::PathOrIntrinsic => {
+                        "a valid JSONPath or a valid intrinsic function call"
+                    }
                 };
-                self.schema(format!("The value for the field '{field}' must be {what}"), at);
+                self.schema(
+                    format!("The value for the field '{field}' must be {what}"),
+                    at,
+                );
             }
         }
     }
@@ -792,7 +908,13 @@ impl Validator {
 
     fn assign(&mut self, assign: &Value, ql: Ql, at: &str) {
         let Value::Object(_) = assign else {
-            self.schema(format!("The field 'Assign' must be an object but was {}", type_name(assign)), at);
+            self.schema(
+                format!(
+                    "The field 'Assign' must be an object but was {}",
+                    type_name(assign)
+                ),
+                at,
+            );
             return;
         };
         if ql == Ql::JsonPath {
@@ -809,12 +931,18 @@ impl Validator {
                 let location = member(at, "Resource");
                 if resource.ends_with(".sync") || resource.contains(".sync:") {
                     // Measured.
-                    self.schema("Express state machine does not support '.sync' service integration", &location);
+                    self.schema(
+                        "Express state machine does not support '.sync' service integration",
+                        &location,
+                    );
                 } else if resource.ends_with(".waitForTaskToken") {
                     // Measured (AWS's message ends with a space).
                     self.schema("Express state machine does not support '.waitForTaskToken' service integration ", &location);
                 } else if resource.starts_with("arn:") && resource.contains(":activity:") {
-                    self.schema("Express state machine does not support activities", &location);
+                    self.schema(
+                        "Express state machine does not support activities",
+                        &location,
+                    );
                 }
             }
         }
@@ -842,15 +970,25 @@ impl Validator {
                         self.payload_template(credentials, &location);
                     }
                 }
-                other => {
-                    self.schema(format!("The field 'Credentials' must be an object but was {}", type_name(other)), &location)
-                }
+                other => self.schema(
+                    format!(
+                        "The field 'Credentials' must be an object but was {}",
+                        type_name(other)
+                    ),
+                    &location,
+                ),
             }
         }
     }
 
     /// Positive-integer `TimeoutSeconds`/`HeartbeatSeconds` (JSONata also takes an expression).
-    fn seconds_field(&mut self, obj: &Map<String, Value>, field: &str, ql: Ql, at: &str) -> Option<u64> {
+    fn seconds_field(
+        &mut self,
+        obj: &Map<String, Value>,
+        field: &str,
+        ql: Ql,
+        at: &str,
+    ) -> Option<u64> {
         let value = obj.get(field)?;
         if ql == Ql::Jsonata && is_jsonata_expression(value) {
             return None;
@@ -858,16 +996,29 @@ impl Validator {
         match value.as_u64() {
             Some(n) if (1..=99_999_999).contains(&n) => Some(n),
             _ => {
-                self.schema(format!("The field '{field}' must be a positive integer"), &member(at, field));
+                self.schema(
+                    format!("The field '{field}' must be a positive integer"),
+                    &member(at, field),
+                );
                 None
             }
         }
     }
 
     fn exclusive(&mut self, obj: &Map<String, Value>, fields: &[&str], at: &str) {
-        let present: Vec<&str> = fields.iter().copied().filter(|f| obj.contains_key(*f)).collect();
+        let present: Vec<&str> = fields
+            .iter()
+            .copied()
+            .filter(|f| obj.contains_key(*f))
+            .collect();
         if present.len() > 1 {
-            self.schema(format!("Only one of the fields [{}] can be specified", present.join(", ")), at);
+            self.schema(
+                format!(
+                    "Only one of the fields [{}] can be specified",
+                    present.join(", ")
+                ),
+                at,
+            );
         }
     }
 
@@ -881,17 +1032,25 @@ impl Validator {
             let ok = seconds.as_u64().is_some_and(|n| n <= 99_999_999)
                 || (ql == Ql::Jsonata && is_jsonata_expression(seconds));
             if !ok {
-                self.schema("The field 'Seconds' must be a non-negative integer", &member(at, "Seconds"));
+                self.schema(
+                    "The field 'Seconds' must be a non-negative integer",
+                    &member(at, "Seconds"),
+                );
             }
         }
         if let Some(timestamp) = obj.get("Timestamp") {
             let ok = match timestamp {
-                Value::String(s) => is_rfc3339(s) || (ql == Ql::Jsonata && is_jsonata_expression(timestamp)),
+                Value::String(s) => {
+                    is_rfc3339(s) || (ql == Ql::Jsonata && is_jsonata_expression(timestamp))
+                }
                 _ => false,
             };
             if !ok {
                 // Measured.
-                self.schema("String does not match RFC3339 timestamp", &member(at, "Timestamp"));
+                self.schema(
+                    "String does not match RFC3339 timestamp",
+                    &member(at, "Timestamp"),
+                );
             }
         }
         if ql == Ql::JsonPath {
@@ -903,7 +1062,10 @@ impl Validator {
     fn fail_state(&mut self, obj: &Map<String, Value>, ql: Ql, at: &str) {
         for (field, path) in [("Error", "ErrorPath"), ("Cause", "CausePath")] {
             if obj.contains_key(field) && obj.contains_key(path) {
-                self.schema(format!("Only one of the fields [{field}, {path}] can be specified"), at);
+                self.schema(
+                    format!("Only one of the fields [{field}, {path}] can be specified"),
+                    at,
+                );
             }
             self.expect_string(obj, field, at);
             if ql == Ql::JsonPath {
@@ -922,21 +1084,33 @@ impl Validator {
                     self.choice_rule(rule, ql, &rule_at, true, node);
                 }
             }
-            Some(_) => self.schema("The field 'Choices' must be a non-empty array", &member(at, "Choices")),
+            Some(_) => self.schema(
+                "The field 'Choices' must be a non-empty array",
+                &member(at, "Choices"),
+            ),
         }
         if let Some(default) = self.expect_string(obj, "Default", at) {
-            node.transitions.push((default.to_string(), member(at, "Default")));
+            node.transitions
+                .push((default.to_string(), member(at, "Default")));
         }
     }
 
     fn choice_rule(&mut self, rule: &Value, ql: Ql, at: &str, top: bool, node: &mut StateNode) {
         let Value::Object(r) = rule else {
-            self.schema(format!("A choice rule must be an object but was {}", type_name(rule)), at);
+            self.schema(
+                format!(
+                    "A choice rule must be an object but was {}",
+                    type_name(rule)
+                ),
+                at,
+            );
             return;
         };
         if top {
             match self.expect_string(r, "Next", at) {
-                Some(next) => node.transitions.push((next.to_string(), member(at, "Next"))),
+                Some(next) => node
+                    .transitions
+                    .push((next.to_string(), member(at, "Next"))),
                 None if !r.contains_key("Next") => self.required(&["Next"], at),
                 None => {}
             }
@@ -953,7 +1127,10 @@ impl Validator {
                 None => self.required(&["Condition"], at),
                 Some(Value::Bool(_)) => {}
                 Some(c) if is_jsonata_expression(c) => {}
-                Some(_) => self.schema("The field 'Condition' must be a JSONata expression or a boolean", &member(at, "Condition")),
+                Some(_) => self.schema(
+                    "The field 'Condition' must be a JSONata expression or a boolean",
+                    &member(at, "Condition"),
+                ),
             }
             if let Some(assign) = r.get("Assign") {
                 self.assign(assign, ql, &member(at, "Assign"));
@@ -968,7 +1145,10 @@ impl Validator {
                 "Assign" if top => self.assign(value, ql, &member(at, "Assign")),
                 "Variable" => {
                     if !matches!(value, Value::String(s) if path_ok(s, PathKind::Path)) {
-                        self.schema("The value for the field 'Variable' must be a valid JSONPath", at);
+                        self.schema(
+                            "The value for the field 'Variable' must be a valid JSONPath",
+                            at,
+                        );
                     }
                 }
                 "And" | "Or" => {
@@ -980,7 +1160,10 @@ impl Validator {
                                 self.choice_rule(item, ql, &element(&list_at, i), false, node);
                             }
                         }
-                        _ => self.schema(format!("The field '{key}' must be a non-empty array"), &member(at, key)),
+                        _ => self.schema(
+                            format!("The field '{key}' must be a non-empty array"),
+                            &member(at, key),
+                        ),
                     }
                 }
                 "Not" => {
@@ -996,7 +1179,10 @@ impl Validator {
         }
         let boolean = operators.iter().any(|o| matches!(*o, "And" | "Or" | "Not"));
         if operators.len() != 1 {
-            self.schema("A choice rule must have exactly one comparison operator", at);
+            self.schema(
+                "A choice rule must have exactly one comparison operator",
+                at,
+            );
         } else if !boolean && !r.contains_key("Variable") {
             self.required(&["Variable"], at);
         } else if boolean && r.contains_key("Variable") {
@@ -1041,17 +1227,29 @@ impl Validator {
                     self.sub_machine(branch, "Branches", &element(&branches_at, i));
                 }
             }
-            Some(_) => self.schema("The field 'Branches' must be a non-empty array", &member(at, "Branches")),
+            Some(_) => self.schema(
+                "The field 'Branches' must be a non-empty array",
+                &member(at, "Branches"),
+            ),
         }
     }
 
     /// A Parallel branch or a Map processor: `StartAt`, `States`, `Comment` (and `ProcessorConfig`).
     fn sub_machine(&mut self, value: &Value, field: &str, at: &str) {
         let Value::Object(obj) = value else {
-            self.schema(format!("The field '{field}' must be an object but was {}", type_name(value)), at);
+            self.schema(
+                format!(
+                    "The field '{field}' must be an object but was {}",
+                    type_name(value)
+                ),
+                at,
+            );
             return;
         };
-        let missing: Vec<&str> = ["StartAt", "States"].into_iter().filter(|f| !obj.contains_key(*f)).collect();
+        let missing: Vec<&str> = ["StartAt", "States"]
+            .into_iter()
+            .filter(|f| !obj.contains_key(*f))
+            .collect();
         self.required(&missing, at);
         for key in obj.keys() {
             let ok = matches!(key.as_str(), "StartAt" | "States" | "Comment")
@@ -1070,7 +1268,13 @@ impl Validator {
 
     fn processor_config(&mut self, config: &Value, at: &str) {
         let Value::Object(c) = config else {
-            self.schema(format!("The field 'ProcessorConfig' must be an object but was {}", type_name(config)), at);
+            self.schema(
+                format!(
+                    "The field 'ProcessorConfig' must be an object but was {}",
+                    type_name(config)
+                ),
+                at,
+            );
             return;
         };
         for (key, value) in c {
@@ -1084,7 +1288,10 @@ impl Validator {
             };
             if !matches!(value, Value::String(s) if allowed.contains(&s.as_str())) {
                 self.schema(
-                    format!("The field '{key}' must be one of [{}] but was {value}", allowed.join(", ")),
+                    format!(
+                        "The field '{key}' must be one of [{}] but was {value}",
+                        allowed.join(", ")
+                    ),
                     &member(at, key),
                 );
             }
@@ -1094,26 +1301,50 @@ impl Validator {
     fn map(&mut self, obj: &Map<String, Value>, ql: Ql, at: &str) {
         match (obj.get("ItemProcessor"), obj.get("Iterator")) {
             (None, None) => self.required(&["ItemProcessor"], at),
-            (Some(_), Some(_)) => self.schema("Only one of the fields [ItemProcessor, Iterator] can be specified", at),
+            (Some(_), Some(_)) => self.schema(
+                "Only one of the fields [ItemProcessor, Iterator] can be specified",
+                at,
+            ),
             (Some(p), None) => self.sub_machine(p, "ItemProcessor", &member(at, "ItemProcessor")),
             (None, Some(p)) => self.sub_machine(p, "Iterator", &member(at, "Iterator")),
         }
         if obj.contains_key("ItemSelector") && obj.contains_key("Parameters") {
-            self.schema("Only one of the fields [ItemSelector, Parameters] can be specified", at);
+            self.schema(
+                "Only one of the fields [ItemSelector, Parameters] can be specified",
+                at,
+            );
         }
         if ql == Ql::JsonPath {
             self.path_field(obj, "ItemsPath", at, PathKind::Reference, false);
-            for field in ["MaxConcurrencyPath", "ToleratedFailurePercentagePath", "ToleratedFailureCountPath"] {
+            for field in [
+                "MaxConcurrencyPath",
+                "ToleratedFailurePercentagePath",
+                "ToleratedFailureCountPath",
+            ] {
                 self.path_field(obj, field, at, PathKind::Reference, false);
             }
             self.exclusive(obj, &["MaxConcurrency", "MaxConcurrencyPath"], at);
-            self.exclusive(obj, &["ToleratedFailurePercentage", "ToleratedFailurePercentagePath"], at);
-            self.exclusive(obj, &["ToleratedFailureCount", "ToleratedFailureCountPath"], at);
+            self.exclusive(
+                obj,
+                &[
+                    "ToleratedFailurePercentage",
+                    "ToleratedFailurePercentagePath",
+                ],
+                at,
+            );
+            self.exclusive(
+                obj,
+                &["ToleratedFailureCount", "ToleratedFailureCountPath"],
+                at,
+            );
         }
         let expression = |v: &Value| ql == Ql::Jsonata && is_jsonata_expression(v);
         if let Some(v) = obj.get("MaxConcurrency") {
             if !(v.as_u64().is_some() || expression(v)) {
-                self.schema("The field 'MaxConcurrency' must be a non-negative integer", &member(at, "MaxConcurrency"));
+                self.schema(
+                    "The field 'MaxConcurrency' must be a non-negative integer",
+                    &member(at, "MaxConcurrency"),
+                );
             }
         }
         if let Some(v) = obj.get("ToleratedFailureCount") {
@@ -1135,17 +1366,19 @@ impl Validator {
         for field in ["ItemReader", "ItemBatcher", "ResultWriter"] {
             match obj.get(field) {
                 None => {}
-                Some(Value::Object(sub)) => {
-                    if ql == Ql::JsonPath {
-                        for inner in ["Parameters", "BatchInput"] {
-                            if let Some(t) = sub.get(inner) {
-                                self.payload_template(t, &member(&member(at, field), inner));
-                            }
+                Some(Value::Object(sub)) if ql == Ql::JsonPath => {
+                    for inner in ["Parameters", "BatchInput"] {
+                        if let Some(t) = sub.get(inner) {
+                            self.payload_template(t, &member(&member(at, field), inner));
                         }
                     }
                 }
+                Some(Value::Object(_)) => {}
                 Some(other) => self.schema(
-                    format!("The field '{field}' must be an object but was {}", type_name(other)),
+                    format!(
+                        "The field '{field}' must be an object but was {}",
+                        type_name(other)
+                    ),
                     &member(at, field),
                 ),
             }
@@ -1158,7 +1391,13 @@ impl Validator {
     /// Map `Label`: non-empty, at most 40 characters, none of the forbidden characters.
     fn label(&mut self, label: &Value, at: &str) {
         let Value::String(label) = label else {
-            self.schema(format!("The field 'Label' must be a string but was {}", type_name(label)), at);
+            self.schema(
+                format!(
+                    "The field 'Label' must be a string but was {}",
+                    type_name(label)
+                ),
+                at,
+            );
             return;
         };
         if label.is_empty() {
@@ -1166,28 +1405,48 @@ impl Validator {
         } else if label.chars().count() > 40 {
             self.schema("Label cannot exceed 40 characters", at);
         } else if let Some(bad) = label.chars().find(|c| is_forbidden_label_char(*c)) {
-            self.schema(format!("Label contains invalid character: {}", quote_char(bad)), at);
+            self.schema(
+                format!("Label contains invalid character: {}", quote_char(bad)),
+                at,
+            );
         }
     }
 
     fn retry(&mut self, obj: &Map<String, Value>, at: &str) {
-        let Some(retry) = obj.get("Retry") else { return };
+        let Some(retry) = obj.get("Retry") else {
+            return;
+        };
         let retry_at = member(at, "Retry");
         let Value::Array(retriers) = retry else {
-            self.schema(format!("The field 'Retry' must be an array but was {}", type_name(retry)), &retry_at);
+            self.schema(
+                format!(
+                    "The field 'Retry' must be an array but was {}",
+                    type_name(retry)
+                ),
+                &retry_at,
+            );
             return;
         };
         let last = retriers.len().saturating_sub(1);
         for (i, retrier) in retriers.iter().enumerate() {
             let r_at = element(&retry_at, i);
             let Value::Object(r) = retrier else {
-                self.schema(format!("A retrier must be an object but was {}", type_name(retrier)), &r_at);
+                self.schema(
+                    format!("A retrier must be an object but was {}", type_name(retrier)),
+                    &r_at,
+                );
                 continue;
             };
             for key in r.keys() {
                 if !matches!(
                     key.as_str(),
-                    "ErrorEquals" | "IntervalSeconds" | "MaxAttempts" | "BackoffRate" | "MaxDelaySeconds" | "JitterStrategy" | "Comment"
+                    "ErrorEquals"
+                        | "IntervalSeconds"
+                        | "MaxAttempts"
+                        | "BackoffRate"
+                        | "MaxDelaySeconds"
+                        | "JitterStrategy"
+                        | "Comment"
                 ) {
                     self.unsupported(key, &r_at);
                 }
@@ -1195,17 +1454,26 @@ impl Validator {
             self.error_equals(r, &r_at, i == last, false);
             if let Some(v) = r.get("IntervalSeconds") {
                 if !v.as_u64().is_some_and(|n| (1..=99_999_999).contains(&n)) {
-                    self.schema("The field 'IntervalSeconds' must be a positive integer", &member(&r_at, "IntervalSeconds"));
+                    self.schema(
+                        "The field 'IntervalSeconds' must be a positive integer",
+                        &member(&r_at, "IntervalSeconds"),
+                    );
                 }
             }
             if let Some(v) = r.get("MaxDelaySeconds") {
                 if !v.as_u64().is_some_and(|n| (1..=31_622_400).contains(&n)) {
-                    self.schema("The field 'MaxDelaySeconds' must be a positive integer", &member(&r_at, "MaxDelaySeconds"));
+                    self.schema(
+                        "The field 'MaxDelaySeconds' must be a positive integer",
+                        &member(&r_at, "MaxDelaySeconds"),
+                    );
                 }
             }
             if let Some(v) = r.get("MaxAttempts") {
-                if !v.as_u64().is_some_and(|n| n <= 99_999_999) {
-                    self.schema("The field 'MaxAttempts' must be a non-negative integer", &member(&r_at, "MaxAttempts"));
+                if !matches!(v.as_u64(), Some(n) if n <= 99_999_999) {
+                    self.schema(
+                        "The field 'MaxAttempts' must be a non-negative integer",
+                        &member(&r_at, "MaxAttempts"),
+                    );
                 }
             }
             if let Some(v) = r.get("BackoffRate") {
@@ -1219,7 +1487,9 @@ impl Validator {
             if let Some(v) = r.get("JitterStrategy") {
                 if !matches!(v, Value::String(s) if s == "FULL" || s == "NONE") {
                     self.schema(
-                        format!("The field 'JitterStrategy' must be one of [FULL, NONE] but was {v}"),
+                        format!(
+                            "The field 'JitterStrategy' must be one of [FULL, NONE] but was {v}"
+                        ),
                         &member(&r_at, "JitterStrategy"),
                     );
                 }
@@ -1228,20 +1498,34 @@ impl Validator {
     }
 
     fn catch(&mut self, obj: &Map<String, Value>, ql: Ql, at: &str, node: &mut StateNode) {
-        let Some(catch) = obj.get("Catch") else { return };
+        let Some(catch) = obj.get("Catch") else {
+            return;
+        };
         let catch_at = member(at, "Catch");
         let Value::Array(catchers) = catch else {
-            self.schema(format!("The field 'Catch' must be an array but was {}", type_name(catch)), &catch_at);
+            self.schema(
+                format!(
+                    "The field 'Catch' must be an array but was {}",
+                    type_name(catch)
+                ),
+                &catch_at,
+            );
             return;
         };
         let last = catchers.len().saturating_sub(1);
         for (i, catcher) in catchers.iter().enumerate() {
             let c_at = element(&catch_at, i);
             let Value::Object(c) = catcher else {
-                self.schema(format!("A catcher must be an object but was {}", type_name(catcher)), &c_at);
+                self.schema(
+                    format!("A catcher must be an object but was {}", type_name(catcher)),
+                    &c_at,
+                );
                 continue;
             };
-            let missing: Vec<&str> = ["ErrorEquals", "Next"].into_iter().filter(|f| !c.contains_key(*f)).collect();
+            let missing: Vec<&str> = ["ErrorEquals", "Next"]
+                .into_iter()
+                .filter(|f| !c.contains_key(*f))
+                .collect();
             self.required(&missing, &c_at);
             let (own, other): (&[&str], &[&str]) = match ql {
                 Ql::JsonPath => (&["ResultPath"], &["Output"]),
@@ -1249,7 +1533,9 @@ impl Validator {
             };
             for key in c.keys() {
                 let key = key.as_str();
-                if matches!(key, "ErrorEquals" | "Next" | "Comment" | "Assign") || own.contains(&key) {
+                if matches!(key, "ErrorEquals" | "Next" | "Comment" | "Assign")
+                    || own.contains(&key)
+                {
                     continue;
                 }
                 if other.contains(&key) {
@@ -1267,7 +1553,8 @@ impl Validator {
             }
             self.error_equals(c, &c_at, i == last, true);
             if let Some(next) = self.expect_string(c, "Next", &c_at) {
-                node.transitions.push((next.to_string(), member(&c_at, "Next")));
+                node.transitions
+                    .push((next.to_string(), member(&c_at, "Next")));
             }
             if ql == Ql::JsonPath {
                 self.path_field(c, "ResultPath", &c_at, PathKind::ResultPath, true);
@@ -1278,7 +1565,13 @@ impl Validator {
         }
     }
 
-    fn error_equals(&mut self, obj: &Map<String, Value>, at: &str, is_last: bool, is_catcher: bool) {
+    fn error_equals(
+        &mut self,
+        obj: &Map<String, Value>,
+        at: &str,
+        is_last: bool,
+        is_catcher: bool,
+    ) {
         let ee_at = member(at, "ErrorEquals");
         match obj.get("ErrorEquals") {
             None => {
@@ -1299,8 +1592,13 @@ impl Validator {
                             }
                         }
                         Value::String(n) if n.starts_with("States.") => {
-                            if !KNOWN_ERRORS.contains(&n.as_str()) && !n.starts_with("States.Http.StatusCode.") {
-                                self.schema(format!("Value is not a valid error name: '{n}'"), &element(&ee_at, i));
+                            if !KNOWN_ERRORS.contains(&n.as_str())
+                                && !n.starts_with("States.Http.StatusCode.")
+                            {
+                                self.schema(
+                                    format!("Value is not a valid error name: '{n}'"),
+                                    &element(&ee_at, i),
+                                );
                             }
                         }
                         Value::String(_) => {}
@@ -1311,14 +1609,22 @@ impl Validator {
                     }
                 }
             }
-            Some(_) => self.schema("The field 'ErrorEquals' must be a non-empty array of strings", &ee_at),
+            Some(_) => self.schema(
+                "The field 'ErrorEquals' must be a non-empty array of strings",
+                &ee_at,
+            ),
         }
     }
 
     // ---- graph -----------------------------------------------------------------------------------
 
     fn graph(&mut self, scope: &Scope) {
-        let names: HashMap<&str, usize> = scope.states.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
+        let names: HashMap<&str, usize> = scope
+            .states
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), i))
+            .collect();
         let mut targeted: HashSet<&str> = HashSet::new();
         if let Some(start) = &scope.start_at {
             targeted.insert(start);
@@ -1344,9 +1650,13 @@ impl Validator {
                 }
             }
         }
-        if !scope.states.is_empty() && !scope.states.iter().any(|s| s.terminal) {
+        if !scope.states.iter().any(|s| s.terminal) {
             // Measured: no location; suppresses the reachability check.
-            self.error(codes::MISSING_END_STATE, "Workflow has no terminal state", None);
+            self.error(
+                codes::MISSING_END_STATE,
+                "Workflow has no terminal state",
+                None,
+            );
             return;
         }
         for state in &scope.states {
@@ -1377,8 +1687,12 @@ enum PathKind {
 fn path_ok(text: &str, kind: PathKind) -> bool {
     match kind {
         PathKind::Path => text.starts_with('$') && JsonPath::parse(text).is_ok(),
-        PathKind::Reference => text.starts_with('$') && JsonPath::parse(text).is_ok_and(|p| p.is_definite()),
-        PathKind::ResultPath => text.starts_with('$') && JsonPath::parse(text).is_ok_and(|p| p.is_reference_path()),
+        PathKind::Reference => {
+            text.starts_with('$') && JsonPath::parse(text).is_ok_and(|p| p.is_definite())
+        }
+        PathKind::ResultPath => {
+            text.starts_with('$') && JsonPath::parse(text).is_ok_and(|p| p.is_reference_path())
+        }
         PathKind::PathOrIntrinsic => {
             if text.trim_start().starts_with("States.") {
                 Intrinsic::parse(text).is_ok()
@@ -1401,15 +1715,30 @@ fn is_rfc3339(s: &str) -> bool {
             None
         }
     };
-    let (Some(year), Some(month), Some(day), Some(hour), Some(minute), Some(second)) =
-        (digits(0..4), digits(5..7), digits(8..10), digits(11..13), digits(14..16), digits(17..19))
-    else {
+    let (Some(year), Some(month), Some(day), Some(hour), Some(minute), Some(second)) = (
+        digits(0..4),
+        digits(5..7),
+        digits(8..10),
+        digits(11..13),
+        digits(14..16),
+        digits(17..19),
+    ) else {
         return false;
     };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return false;
     }
-    if chrono::NaiveDate::from_ymd_opt(year as i32, month, day).is_none() || hour > 23 || minute > 59 || second > 60 {
+    if chrono::NaiveDate::from_ymd_opt(year as i32, month, day).is_none()
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return false;
     }
     let mut i = 19;
@@ -1425,11 +1754,10 @@ fn is_rfc3339(s: &str) -> bool {
     }
     match &b[i..] {
         [b'Z'] => true,
-        [sign, h1, h2, b':', m1, m2] if matches!(sign, b'+' | b'-') => {
+        [b'+' | b'-', _, _, b':', _, _] => {
             let (Some(h), Some(m)) = (digits(i + 1..i + 3), digits(i + 4..i + 6)) else {
                 return false;
             };
-            let _ = (h1, h2, m1, m2);
             h <= 23 && m <= 59
         }
         _ => false,
@@ -1452,7 +1780,9 @@ fn quote_char(c: char) -> String {
         '\r' => "'\\r'".into(),
         '\t' => "'\\t'".into(),
         '\'' => "\"'\"".into(),
-        c if ('\u{0}'..='\u{1f}').contains(&c) || ('\u{7f}'..='\u{a0}').contains(&c) => format!("'\\x{:02x}'", c as u32),
+        c if ('\u{0}'..='\u{1f}').contains(&c) || ('\u{7f}'..='\u{a0}').contains(&c) => {
+            format!("'\\x{:02x}'", c as u32)
+        }
         c => format!("'{c}'"),
     }
 }

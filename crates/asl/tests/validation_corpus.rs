@@ -30,7 +30,12 @@ use std::path::{Path, PathBuf};
 fn corpus_dir() -> PathBuf {
     let dir = std::env::var("EXPRESSWAY_CONFORMANCE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/conformance/localstack")));
+        .unwrap_or_else(|_| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../../shared/conformance/localstack"
+            ))
+        });
     assert!(
         dir.join("validation").is_dir(),
         "conformance corpus not found at {} (set EXPRESSWAY_CONFORMANCE_DIR)",
@@ -102,7 +107,9 @@ fn diagnostic_keys(list: &[Value]) -> BTreeMap<Key, usize> {
     for d in list {
         let key = (
             d["code"].as_str().unwrap_or_default().to_string(),
-            d.get("location").and_then(Value::as_str).map(str::to_string),
+            d.get("location")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             d["message"].as_str().unwrap_or_default().to_string(),
         );
         *out.entry(key).or_insert(0) += 1;
@@ -125,14 +132,25 @@ fn check_case(dir: &Path) -> Result<(), String> {
         Some("ValidateStateMachineDefinition") => {
             let want_result = expected["result"].as_str().unwrap_or_default();
             let actual_json = serde_json::to_value(&actual).map_err(|e| e.to_string())?;
-            let got_list = actual_json["diagnostics"].as_array().cloned().unwrap_or_default();
-            let want_list = expected["diagnostics"].as_array().cloned().unwrap_or_default();
+            let got_list = actual_json["diagnostics"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let want_list = expected["diagnostics"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             if actual.result() != want_result {
-                return Err(format!("result {} != expected {want_result}; got {got_list:?}", actual.result()));
+                return Err(format!(
+                    "result {} != expected {want_result}; got {got_list:?}",
+                    actual.result()
+                ));
             }
             let (got, want) = (diagnostic_keys(&got_list), diagnostic_keys(&want_list));
             if got != want {
-                return Err(format!("diagnostics differ: got {got:?}, expected {want:?}"));
+                return Err(format!(
+                    "diagnostics differ: got {got:?}, expected {want:?}"
+                ));
             }
             Ok(())
         }
@@ -146,9 +164,12 @@ fn check_case(dir: &Path) -> Result<(), String> {
                     return Err(format!("message {got:?} != expected {want:?}"));
                 }
             } else {
-                let reason = localstack_reason(want).ok_or_else(|| format!("unrecognised message shape: {want}"))?;
+                let reason = localstack_reason(want)
+                    .ok_or_else(|| format!("unrecognised message shape: {want}"))?;
                 if !got.contains(&reason) {
-                    return Err(format!("message {got:?} does not contain the reason {reason:?}"));
+                    return Err(format!(
+                        "message {got:?} does not contain the reason {reason:?}"
+                    ));
                 }
             }
             Ok(())
@@ -160,16 +181,20 @@ fn check_case(dir: &Path) -> Result<(), String> {
 #[test]
 fn validation_corpus_meets_floor() {
     let dir = corpus_dir().join("validation");
-    let floor: usize = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/validation-floor.txt"))
-        .expect("validation-floor.txt")
-        .trim()
-        .parse()
-        .expect("floor is a number");
+    let floor: usize =
+        fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/validation-floor.txt"))
+            .expect("validation-floor.txt")
+            .trim()
+            .parse()
+            .expect("floor is a number");
     let cases = sorted_dirs(&dir);
     let mut passed = 0;
     let mut failures = Vec::new();
     for case in &cases {
-        let name = case.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = case
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         match check_case(case) {
             Ok(()) => passed += 1,
             Err(reason) => failures.push(format!("FAIL {name}: {reason}")),
@@ -178,9 +203,16 @@ fn validation_corpus_meets_floor() {
     for f in &failures {
         println!("{f}");
     }
-    println!("validation corpus: {passed}/{} passed (floor {floor})", cases.len());
+    println!(
+        "validation corpus: {passed}/{} passed (floor {floor})",
+        cases.len()
+    );
     assert_eq!(cases.len(), 114, "expected 114 validation cases");
-    assert!(passed >= floor, "validation corpus: {passed}/{} is below the floor {floor}", cases.len());
+    assert!(
+        passed >= floor,
+        "validation corpus: {passed}/{} is below the floor {floor}",
+        cases.len()
+    );
 }
 
 #[test]
@@ -197,29 +229,51 @@ fn accepted_execution_definitions_validate_ok() {
             if !def.exists() {
                 continue;
             }
-            let text = fs::read_to_string(&def).unwrap_or_else(|e| panic!("{}: {e}", def.display()));
+            let text =
+                fs::read_to_string(&def).unwrap_or_else(|e| panic!("{}: {e}", def.display()));
             let meta_path = case.join("meta.json");
-            let meta = if meta_path.exists() { read_json(&meta_path) } else { Value::Null };
+            let meta = if meta_path.exists() {
+                read_json(&meta_path)
+            } else {
+                Value::Null
+            };
             let mt = machine_type(meta["state_machine_type"].as_str());
             let v = validate(&text, mt);
             checked += 1;
             if !v.is_ok() {
-                failures.push(format!("{}: {:?}", case.display(), v.create_state_machine_message()));
+                failures.push(format!(
+                    "{}: {:?}",
+                    case.display(),
+                    v.create_state_machine_message()
+                ));
             }
         }
     }
     for f in &failures {
         println!("FALSE POSITIVE {f}");
     }
-    println!("execution definitions: {}/{checked} validate OK", checked - failures.len());
+    println!(
+        "execution definitions: {}/{checked} validate OK",
+        checked - failures.len()
+    );
     assert_eq!(checked, 875, "expected 875 execution cases");
-    assert!(failures.is_empty(), "{} accepted definitions were rejected", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} accepted definitions were rejected",
+        failures.len()
+    );
 }
 
 #[test]
 fn localstack_reason_extraction() {
     let m = r#"Error=ValueError Args=["Label contains invalid character: '\\x00'"] in definition '{}'."#;
-    assert_eq!(localstack_reason(m).as_deref(), Some(r"Label contains invalid character: '\x00'"));
+    assert_eq!(
+        localstack_reason(m).as_deref(),
+        Some(r"Label contains invalid character: '\x00'")
+    );
     let m = "Error=ValueError Args=['Label cannot be empty'] in definition '{}'.";
-    assert_eq!(localstack_reason(m).as_deref(), Some("Label cannot be empty"));
+    assert_eq!(
+        localstack_reason(m).as_deref(),
+        Some("Label cannot be empty")
+    );
 }

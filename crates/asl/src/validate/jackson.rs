@@ -15,11 +15,12 @@ pub(crate) struct JacksonError {
 /// Describes the first syntax error in `text`, or `None` when the scanner finds none.
 pub(crate) fn first_error(text: &str) -> Option<JacksonError> {
     let chars: Vec<char> = text.chars().collect();
-    let mut s = Scanner { chars: &chars, pos: 0, text };
-    match s.document() {
-        Ok(()) => None,
-        Err(e) => Some(e),
-    }
+    let mut s = Scanner {
+        chars: &chars,
+        pos: 0,
+        text,
+    };
+    s.document().err()
 }
 
 struct Scanner<'a> {
@@ -54,13 +55,20 @@ impl Scanner<'_> {
         const MAX: usize = 500;
         let total = self.text.chars().count();
         let shown: String = self.text.chars().take(MAX).collect();
-        let truncated = if total > MAX { format!("[truncated {} chars]", total - MAX) } else { String::new() };
+        let truncated = if total > MAX {
+            format!("[truncated {} chars]", total - MAX)
+        } else {
+            String::new()
+        };
         format!("[Source: (String)\"{shown}\"{truncated}; line: {line}, column: {col}]")
     }
 
     fn fail_at(&self, index: usize, what: String) -> R {
         let location = self.source_at(index);
-        Err(JacksonError { message: format!("{what}\n at {location}"), location })
+        Err(JacksonError {
+            message: format!("{what}\n at {location}"),
+            location,
+        })
     }
 
     fn fail(&self, what: String) -> R {
@@ -180,7 +188,8 @@ impl Scanner<'_> {
         if self.peek() == Some('.') {
             self.pos += 1;
             if digits(self) == 0 {
-                return self.fail("Unexpected end-of-input: Decimal point not followed by a digit".into());
+                return self
+                    .fail("Unexpected end-of-input: Decimal point not followed by a digit".into());
             }
         }
         if matches!(self.peek(), Some('e' | 'E')) {
@@ -189,7 +198,9 @@ impl Scanner<'_> {
                 self.pos += 1;
             }
             if digits(self) == 0 {
-                return self.fail("Unexpected end-of-input: Exponent indicator not followed by a digit".into());
+                return self.fail(
+                    "Unexpected end-of-input: Exponent indicator not followed by a digit".into(),
+                );
             }
         }
         Ok(())
@@ -199,14 +210,18 @@ impl Scanner<'_> {
         self.pos += 1;
         loop {
             let Some(c) = self.peek() else {
-                return self.fail("Unexpected end-of-input: was expecting closing quote for a string value".into());
+                return self.fail(
+                    "Unexpected end-of-input: was expecting closing quote for a string value"
+                        .into(),
+                );
             };
             self.pos += 1;
             match c {
                 '"' => return Ok(()),
                 '\\' => {
                     let Some(n) = self.peek() else {
-                        return self.fail("Unexpected end-of-input in character escape sequence".into());
+                        return self
+                            .fail("Unexpected end-of-input in character escape sequence".into());
                     };
                     self.pos += 1;
                     match n {
@@ -223,13 +238,19 @@ impl Scanner<'_> {
                                         ));
                                     }
                                     None => {
-                                        return self.fail("Unexpected end-of-input in character escape sequence".into())
+                                        return self.fail(
+                                            "Unexpected end-of-input in character escape sequence"
+                                                .into(),
+                                        )
                                     }
                                 }
                             }
                         }
                         other => {
-                            return self.fail(format!("Unrecognized character escape {}", describe(other)));
+                            return self.fail(format!(
+                                "Unrecognized character escape {}",
+                                describe(other)
+                            ));
                         }
                     }
                 }
@@ -341,7 +362,10 @@ mod tests {
     #[test]
     fn unrecognized_token_matches_jackson() {
         let e = first_error("not a definition").expect("error");
-        assert_eq!(e.location, "[Source: (String)\"not a definition\"; line: 1, column: 4]");
+        assert_eq!(
+            e.location,
+            "[Source: (String)\"not a definition\"; line: 1, column: 4]"
+        );
         assert_eq!(
             e.message,
             "Unrecognized token 'not': was expecting (JSON String, Number, Array, Object or token 'null', 'true' or 'false')\n at [Source: (String)\"not a definition\"; line: 1, column: 4]"
