@@ -169,12 +169,17 @@ pub fn validate(definition_text: &str, machine_type: MachineType) -> Validation 
     {
         return not_an_object();
     }
-    match serde_json::from_str::<Value>(definition_text) {
-        Ok(value) => validate_value(&value, machine_type),
-        Err(serde_error) => {
+    // Like Jackson's `readTree`, read the first JSON value and ignore whatever follows it.
+    let first = serde_json::Deserializer::from_str(definition_text)
+        .into_iter::<Value>()
+        .next();
+    match first {
+        Some(Ok(value)) => validate_value(&value, machine_type),
+        None => not_an_object(),
+        Some(Err(serde_error)) => {
             let (message, location) = match jackson::first_error(definition_text) {
                 Some(e) => (e.message, e.location),
-                // Our scanner accepted what serde_json refused (e.g. trailing content Jackson would ignore).
+                // Our scanner accepted what serde_json refused (should not happen).
                 None => (serde_error.to_string(), "/".to_string()),
             };
             Validation {
@@ -587,6 +592,19 @@ impl Validator {
         self.schema(format!("Field '{field}' is not supported"), location);
     }
 
+    fn wrong_language(&mut self, field: &str, ql: Ql, location: &str) {
+        // Measured: "The QueryLanguage is set to 'JSONPath', but field 'Output' is only supported
+        // for the 'JSONata' QueryLanguage", located at the state.
+        self.schema(
+            format!(
+                "The QueryLanguage is set to '{}', but field '{field}' is only supported for the '{}' QueryLanguage",
+                ql.name(),
+                ql.other().name()
+            ),
+            location,
+        );
+    }
+
     fn expect_string<'v>(
         &mut self,
         obj: &'v Map<String, Value>,
@@ -761,15 +779,7 @@ impl Validator {
                 continue;
             }
             if other_mode.contains(&key) {
-                // Measured (JSONPath state with 'Output').
-                self.schema(
-                    format!(
-                        "The QueryLanguage is set to '{}', but field '{key}' is only supported for the '{}' QueryLanguage",
-                        ql.name(),
-                        ql.other().name()
-                    ),
-                    at,
-                );
+                self.wrong_language(key, ql, at);
             } else {
                 self.unsupported(key, at);
             }
@@ -1119,7 +1129,14 @@ impl Validator {
             for key in r.keys() {
                 let allowed = matches!(key.as_str(), "Condition" | "Comment")
                     || (top && matches!(key.as_str(), "Next" | "Assign" | "Output"));
-                if !allowed {
+                if allowed {
+                    continue;
+                }
+                let jsonpath_only = matches!(key.as_str(), "Variable" | "And" | "Or" | "Not")
+                    || CHOICE_COMPARATORS.contains(&key.as_str());
+                if jsonpath_only {
+                    self.wrong_language(key, ql, at);
+                } else {
                     self.unsupported(key, at);
                 }
             }
@@ -1174,6 +1191,7 @@ impl Validator {
                     operators.push(op);
                     self.comparator(op, value, at);
                 }
+                "Condition" | "Output" => self.wrong_language(key, ql, at),
                 other => self.unsupported(other, at),
             }
         }
@@ -1539,14 +1557,7 @@ impl Validator {
                     continue;
                 }
                 if other.contains(&key) {
-                    self.schema(
-                        format!(
-                            "The QueryLanguage is set to '{}', but field '{key}' is only supported for the '{}' QueryLanguage",
-                            ql.name(),
-                            ql.other().name()
-                        ),
-                        &c_at,
-                    );
+                    self.wrong_language(key, ql, &c_at);
                 } else {
                     self.unsupported(key, &c_at);
                 }

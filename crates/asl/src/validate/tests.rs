@@ -825,3 +825,55 @@ fn all_diagnostics_are_collected() {
         ]
     );
 }
+
+#[test]
+fn choice_rule_query_language_fields() {
+    let d = json!({"StartAt": "C", "States": {"C": {"Type": "Choice", "Default": "D",
+        "Choices": [{"Condition": "{% true %}", "Next": "D"}]}, "D": {"Type": "Succeed"}}});
+    let found = check(d);
+    assert_eq!(
+        found[0],
+        (
+            codes::SCHEMA_VALIDATION_FAILED,
+            "The QueryLanguage is set to 'JSONPath', but field 'Condition' is only supported for the 'JSONata' QueryLanguage".into(),
+            Some("/States/C/Choices[0]".into())
+        )
+    );
+    let d = json!({"QueryLanguage": "JSONata", "StartAt": "C", "States": {"C": {"Type": "Choice", "Default": "D",
+        "Choices": [{"Condition": "{% $states.input.x %}", "Next": "D", "Output": {"a": 1}}]}, "D": {"Type": "Succeed"}}});
+    assert_eq!(check(d), vec![]);
+    let d = json!({"QueryLanguage": "JSONata", "StartAt": "C", "States": {"C": {"Type": "Choice", "Default": "D",
+        "Choices": [{"Variable": "$.x", "IsNull": true, "Condition": "{% true %}", "Next": "D"}]}, "D": {"Type": "Succeed"}}});
+    assert_eq!(
+        check(d),
+        vec![
+            (
+                codes::SCHEMA_VALIDATION_FAILED,
+                "The QueryLanguage is set to 'JSONata', but field 'Variable' is only supported for the 'JSONPath' QueryLanguage".into(),
+                Some("/States/C/Choices[0]".into())
+            ),
+            (
+                codes::SCHEMA_VALIDATION_FAILED,
+                "The QueryLanguage is set to 'JSONata', but field 'IsNull' is only supported for the 'JSONPath' QueryLanguage".into(),
+                Some("/States/C/Choices[0]".into())
+            ),
+        ]
+    );
+}
+
+#[test]
+fn trailing_content_after_the_definition_is_ignored_like_jackson() {
+    let v = validate(
+        r#"{"StartAt": "S", "States": {"S": {"Type": "Succeed"}}} trailing"#,
+        MachineType::Standard,
+    );
+    assert_eq!(v.result(), "OK");
+    let v = validate(
+        r#"{"StartAt": "S", "States": {"S": {"Type": "Succeed"}}"#,
+        MachineType::Standard,
+    );
+    assert_eq!(v.diagnostics[0].code, codes::INVALID_JSON_DESCRIPTION);
+    assert!(v.diagnostics[0]
+        .message
+        .starts_with("Unexpected end-of-input: expected close marker for Object (start marker at [Source: (String)"));
+}
