@@ -627,6 +627,8 @@ impl Validator {
         }
     }
 
+    /// The declared language. Only the exact string `JSONPath` means JSONPath; any other present
+    /// value means JSONata (measured), with a diagnostic unless it is exactly `JSONata`.
     fn query_language(&mut self, obj: &Map<String, Value>, at: &str) -> Option<Ql> {
         match obj.get("QueryLanguage")? {
             Value::String(s) if s == "JSONPath" => Some(Ql::JsonPath),
@@ -636,7 +638,7 @@ impl Validator {
                     format!("The field 'QueryLanguage' must be one of [JSONPath, JSONata] but was {other}"),
                     &member(at, "QueryLanguage"),
                 );
-                None
+                Some(Ql::Jsonata)
             }
         }
     }

@@ -877,3 +877,23 @@ fn trailing_content_after_the_definition_is_ignored_like_jackson() {
         .message
         .starts_with("Unexpected end-of-input: expected close marker for Object (start marker at [Source: (String)"));
 }
+
+#[test]
+fn unknown_query_language_value_means_jsonata() {
+    let d = json!({"StartAt": "S", "States": {"S": {"Type": "Pass", "End": true, "QueryLanguage": "jsonpath", "Parameters": {}}}});
+    assert_eq!(
+        check(d),
+        vec![
+            (
+                codes::SCHEMA_VALIDATION_FAILED,
+                "The field 'QueryLanguage' must be one of [JSONPath, JSONata] but was \"jsonpath\"".into(),
+                Some("/States/S/QueryLanguage".into())
+            ),
+            (
+                codes::SCHEMA_VALIDATION_FAILED,
+                "The QueryLanguage is set to 'JSONata', but field 'Parameters' is only supported for the 'JSONPath' QueryLanguage".into(),
+                Some("/States/S".into())
+            ),
+        ]
+    );
+}
