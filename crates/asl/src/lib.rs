@@ -6,3 +6,12 @@
 
 pub mod intrinsic;
 pub mod jsonpath;
+pub mod choice;
+pub mod jsonata;
+pub mod load;
+pub mod model;
+pub mod template;
+pub mod timestamp;
+
+pub use load::{load, load_str, LoadError};
+pub use model::StateMachine;
