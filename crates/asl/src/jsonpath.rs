@@ -542,10 +542,10 @@ impl Parser<'_> {
         loop {
             let c = self.rest().chars().next().ok_or("unterminated string")?;
             self.pos += c.len_utf8();
-            if c == '\\' {
-                let n = self.rest().chars().next().ok_or("unterminated string")?;
-                self.pos += n.len_utf8();
-                out.push(n);
+            if c == '\\' && self.rest().starts_with(quote as char) {
+                // Only the quote itself is escaped; any other backslash is literal (Jayway).
+                self.pos += 1;
+                out.push(quote as char);
             } else if c as u32 == quote as u32 {
                 return Ok(out);
             } else {

@@ -33,6 +33,7 @@ pub fn request(identity: &Identity, input: Value, log: LogConfig) -> ExecutionRe
         input,
         log,
         limits: Limits::default(),
+        synchronous: false,
     }
 }
 

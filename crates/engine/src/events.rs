@@ -133,7 +133,7 @@ pub enum Details<'a> {
     /// `name` + `output` + `outputDetails`.
     Output { name: Option<&'a str>, output: &'a Value },
     /// `error` + `cause` (+ resource fields).
-    Failure { error: &'a str, cause: Option<&'a str>, resource: Option<&'a str> },
+    Failure { error: Option<&'a str>, cause: Option<&'a str>, resource: Option<&'a str> },
     /// Anything else, as given (data fields are not filtered).
     Raw(Value),
     /// Task scheduling details.
@@ -218,7 +218,9 @@ impl EventLog {
                 if let Some(c) = cause {
                     m.insert("cause".into(), Value::String(c.to_string()));
                 }
-                m.insert("error".into(), Value::String(error.to_string()));
+                if let Some(e) = error {
+                    m.insert("error".into(), Value::String(e.to_string()));
+                }
                 if let Some(r) = resource {
                     m.insert("resource".into(), Value::String(r.to_string()));
                     m.insert("resourceType".into(), Value::String(resource_type(r).to_string()));

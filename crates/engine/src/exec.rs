@@ -48,6 +48,8 @@ pub struct ExecutionRequest {
     pub log: LogConfig,
     /// Payload and duration limits.
     pub limits: Limits,
+    /// Started by StartSyncExecution: the context object has no `RedriveCount`.
+    pub synchronous: bool,
 }
 
 /// Terminal status.
@@ -108,7 +110,9 @@ impl Failure {
     }
     fn error_output(&self) -> Value {
         let mut m = Map::new();
-        m.insert("Error".into(), Value::String(self.error.clone()));
+        if !self.error.is_empty() {
+            m.insert("Error".into(), Value::String(self.error.clone()));
+        }
         if let Some(c) = &self.cause {
             m.insert("Cause".into(), Value::String(c.clone()));
         }
@@ -172,8 +176,8 @@ pub async fn execute(machine: &StateMachine, request: &ExecutionRequest, runtime
             (Status::Succeeded, Some(output), None, None)
         }
         Some(Err(f)) => {
-            exec.log.emit("ExecutionFailed", last, stop_millis, Details::Failure { error: &f.error, cause: f.cause.as_deref(), resource: None });
-            (Status::Failed, None, Some(f.error), f.cause)
+            exec.log.emit("ExecutionFailed", last, stop_millis, Details::Failure { error: Some(f.error.as_str()).filter(|e| !e.is_empty()), cause: f.cause.as_deref(), resource: None });
+            (Status::Failed, None, Some(f.error).filter(|e| !e.is_empty()), f.cause)
         }
         None => {
             exec.log.emit("ExecutionTimedOut", last, stop_millis, Details::Empty);
@@ -388,7 +392,9 @@ impl<'a> Exec<'a> {
             e.insert("Name".into(), Value::String(self.req.execution_name.clone()));
             e.insert("RoleArn".into(), Value::String(self.req.role_arn.clone()));
             e.insert("StartTime".into(), Value::String(format_millis(self.start_millis)));
-            e.insert("RedriveCount".into(), Value::from(0));
+            if !self.req.synchronous {
+                e.insert("RedriveCount".into(), Value::from(0));
+            }
             let mut m = Map::with_capacity(2);
             m.insert("Id".into(), Value::String(self.req.state_machine_arn.clone()));
             m.insert("Name".into(), Value::String(self.req.state_machine_name.clone()));
@@ -693,7 +699,7 @@ impl<'a> Exec<'a> {
                 }
                 Err(te) => {
                     let ty = if te.error == "States.Timeout" { "TaskTimedOut" } else { "TaskFailed" };
-                    *prev = self.log.emit(ty, *prev, self.now(), Details::Failure { error: &te.error, cause: te.cause.as_deref(), resource: Some(&task.resource) });
+                    *prev = self.log.emit(ty, *prev, self.now(), Details::Failure { error: Some(te.error.as_str()), cause: te.cause.as_deref(), resource: Some(&task.resource) });
                     let f = Failure::new(te.error, te.cause);
                     match self.decide(&task.work, &mut counters, &f) {
                         Decision::Retry(d) => {
@@ -898,13 +904,8 @@ impl<'a> Exec<'a> {
                 }
             }
         };
-        let tolerated_count = self.tolerance(&map.tolerated_failure_count, "ToleratedFailureCountPath", &eff_env).map_err(fail)?;
-        let tolerated_pct = self.tolerance(&map.tolerated_failure_percentage, "ToleratedFailurePercentagePath", &eff_env).map_err(fail)?;
-        if let Some(p) = tolerated_pct {
-            if !(0.0..=100.0).contains(&p) {
-                return Err(fail(EvalError::runtime("ToleratedFailurePercentage must be between 0 and 100.")));
-            }
-        }
+        let tolerated_count = self.tolerance(&map.tolerated_failure_count, "ToleratedFailureCountPath", true, &eff_env).map_err(fail)?;
+        let tolerated_pct = self.tolerance(&map.tolerated_failure_percentage, "ToleratedFailurePercentagePath", false, &eff_env).map_err(fail)?;
         let tolerant = tolerated_count.is_some() || tolerated_pct.is_some();
         let limit = if max_concurrency == 0 { items.len().max(1) } else { max_concurrency };
         let mut counters = vec![0u32; map.work.retry.len()];
@@ -988,15 +989,30 @@ impl<'a> Exec<'a> {
         self.finish_work(state, &map.work, input, env, outcome, entered_id)
     }
 
-    fn tolerance(&self, d: &Option<Dynamic<f64>>, field: &str, env: &Env<'_>) -> Result<Option<f64>, EvalError> {
-        match d {
-            None => Ok(None),
-            Some(Dynamic::Fixed(n)) => Ok(Some(*n)),
+    fn tolerance(&self, d: &Option<Dynamic<f64>>, field: &str, integer: bool, env: &Env<'_>) -> Result<Option<f64>, EvalError> {
+        let n = match d {
+            None => return Ok(None),
+            Some(Dynamic::Fixed(n)) => *n,
             Some(Dynamic::Expr(e)) => {
                 let v = e.eval(field, env)?;
-                v.as_f64().map(Some).ok_or_else(|| EvalError::runtime(format!("The {field} field refers to value \"{}\" which is not a valid number: {}", value_text(&v), e.text())))
+                let parsed = match &v {
+                    Value::Number(n) if integer => n.as_i64().map(|i| i as f64),
+                    Value::Number(n) => n.as_f64(),
+                    Value::String(s) if integer => s.trim().parse::<i64>().ok().map(|i| i as f64),
+                    Value::String(s) => s.trim().parse::<f64>().ok(),
+                    _ => None,
+                };
+                let kind = if integer { "integer" } else { "float" };
+                parsed.ok_or_else(|| EvalError::runtime(format!("The {field} field refers to value \"{}\" which is not a valid {kind}: {}", value_text(&v), e.text())))?
             }
+        };
+        if integer && n < 0.0 {
+            return Err(EvalError::runtime("ToleratedFailureCount cannot be negative."));
         }
+        if !integer && !(0.0..=100.0).contains(&n) {
+            return Err(EvalError::runtime("ToleratedFailurePercentage must be between 0 and 100."));
+        }
+        Ok(Some(n))
     }
 }
 
