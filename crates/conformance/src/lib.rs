@@ -168,3 +168,95 @@ pub fn tally(results: &[CaseResult]) -> BTreeMap<String, Tally> {
     }
     map
 }
+
+/// One `execution_logs/*.json` file checked against the engine's log record.
+#[derive(Debug, Clone)]
+pub struct LogCheck {
+    /// `category/case/execution_logs/file`.
+    pub file: String,
+    /// The events matched.
+    pub ok: bool,
+    /// Why not.
+    pub reason: String,
+}
+
+fn parse_data_fields(v: &mut Value) {
+    if let Some(details) = v.get_mut("details").and_then(Value::as_object_mut) {
+        for key in ["input", "output"] {
+            if let Some(Value::String(s)) = details.get(key) {
+                if let Ok(parsed) = serde_json::from_str::<Value>(s) {
+                    details.insert(key.to_string(), parsed);
+                }
+            }
+        }
+    }
+}
+
+/// Runs every case that has recorded execution logs, once per recorded configuration, and compares
+/// the events (all of them, or the end event for `end_event.json`).
+pub fn check_execution_logs(cases: &[Case]) -> Vec<LogCheck> {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build() {
+        Ok(rt) => rt,
+        Err(e) => return vec![LogCheck { file: "-".into(), ok: false, reason: e.to_string() }],
+    };
+    let mut out = Vec::new();
+    for case in cases {
+        let Ok(entries) = std::fs::read_dir(case.dir.join("execution_logs")) else { continue };
+        let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.sort();
+        for file in files {
+            let name = format!("{}/execution_logs/{}", case.path, file.file_name().and_then(|f| f.to_str()).unwrap_or(""));
+            let result = rt.block_on(check_log_file(case, &file));
+            out.push(match result {
+                Ok(()) => LogCheck { file: name, ok: true, reason: String::new() },
+                Err(reason) => LogCheck { file: name, ok: false, reason },
+            });
+        }
+    }
+    out
+}
+
+async fn check_log_file(case: &Case, file: &Path) -> Result<(), String> {
+    let recorded: Value = serde_json::from_str(&std::fs::read_to_string(file).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let cfg = recorded.get("loggingConfiguration").ok_or("no loggingConfiguration")?;
+    let level = cfg.get("level").and_then(Value::as_str).and_then(LogLevel::parse).ok_or("bad level")?;
+    let include = cfg.get("includeExecutionData").and_then(Value::as_bool).unwrap_or(false);
+    let expected_events = recorded.get("events").and_then(Value::as_array).ok_or("no events")?;
+    let def = read(&case.dir, "definition.json")?;
+    let input: Value = serde_json::from_str(&read(&case.dir, "input.json")?).map_err(|e| e.to_string())?;
+    let machine = expressway_asl::load_str(&def).map_err(|e| e.to_string())?;
+    let clock = Arc::new(TokioClock::starting_at(1_767_225_600_000));
+    let runtime = Runtime { clock: clock.clone(), entropy: Arc::new(SplitMix64::new(42)), tasks: Arc::new(Registry::new(clock)) };
+    let req = expressway_cli::local::request(&identity(), input, LogConfig { level, include_execution_data: include });
+    let outcome = expressway_engine::execute(&machine, &req, &runtime).await;
+    let record = outcome.log_record(&req);
+    let mut actual: Vec<Value> = record.get("events").and_then(Value::as_array).cloned().unwrap_or_default();
+    if file.file_name().and_then(|f| f.to_str()) == Some("end_event.json") {
+        actual = actual.last().cloned().into_iter().collect();
+    }
+    let case_tokens: Vec<Value> = read(&case.dir, "expected.json")
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|e| e.get("normalized").and_then(Value::as_array).cloned())
+        .unwrap_or_default();
+    let tokens: Vec<Value> = case_tokens.into_iter().chain(["<ArnPart_0idx>", "<ExecArnPart_0idx>", "<ExpressExecArn_Part1_0idx>", "<ExpressExecArn_Part2_0idx>", "snf_role_arn", "sfn_role_arn"]
+        .iter()
+        .map(|t| serde_json::json!({"token": t, "kind": "wildcard"})))
+        .collect();
+    let norm = compare::Normalizer { standard: case.standard, tokens: &tokens };
+    let mut matcher = compare::Matcher::new(norm.wildcards());
+    if actual.len() != expected_events.len() {
+        return Err(format!("{} events (expected {})", actual.len(), expected_events.len()));
+    }
+    for (a, e) in actual.iter_mut().zip(expected_events) {
+        parse_data_fields(a);
+        let mut a = norm.value(a);
+        if let Some(output) = a.get_mut("details").and_then(|d| d.get_mut("output")) {
+            norm.apply_jsonpath_tokens(output);
+        }
+        if !matcher.matches(e, &a) {
+            return Err(format!("event {a} (expected {e})"));
+        }
+    }
+    Ok(())
+}

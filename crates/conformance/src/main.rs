@@ -73,5 +73,10 @@ fn main() -> ExitCode {
         strict += v.strict;
     }
     println!("{:<40} {total:>6} {lenient:>9} {strict:>8}", "ALL");
+    let logs = expressway_conformance::check_execution_logs(&cases);
+    for l in logs.iter().filter(|l| !l.ok) {
+        println!("log mismatch\t{}\t{}", l.file, l.reason);
+    }
+    println!("{:<40} {:>6} {:>9}", "execution_logs (files)", logs.len(), logs.iter().filter(|l| l.ok).count());
     ExitCode::SUCCESS
 }
