@@ -1,7 +1,7 @@
 //! Choice rules (JSONPath mode comparison operators and JSONata `Condition`s).
 
 use crate::jsonpath::{JsonPath, Root};
-use crate::template::{resolve_path, EvalEnv, EvalError, ValueExpr};
+use crate::template::{resolve_path_ref, EvalEnv, EvalError, ValueExpr};
 use crate::timestamp::parse_timestamp;
 use serde_json::Value;
 
@@ -232,7 +232,7 @@ impl Rule {
                 ))),
             },
             Rule::Compare { variable, op, operand } => {
-                let value = resolve_path(variable, env);
+                let value = resolve_path_ref(variable, env);
                 if *op == Op::IsPresent {
                     let present = value.is_ok();
                     return Ok(present == (operand_literal(operand) == Some(&Value::Bool(true))));
@@ -243,8 +243,8 @@ impl Rule {
                 };
                 let rhs: std::borrow::Cow<'_, Value> = match operand {
                     Operand::Literal(v) => std::borrow::Cow::Borrowed(v),
-                    Operand::Path(p) => match resolve_path(p, env) {
-                        Ok(v) => std::borrow::Cow::Owned(v),
+                    Operand::Path(p) => match resolve_path_ref(p, env) {
+                        Ok(v) => v,
                         Err(_) => return Err(invalid_path(p)),
                     },
                 };

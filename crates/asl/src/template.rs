@@ -72,6 +72,20 @@ pub fn resolve_path(path: &JsonPath, env: &dyn EvalEnv) -> Result<Value, PathFai
     path.query(root).map_err(|_| PathFailure::NoResults)
 }
 
+/// Like [`resolve_path`], but borrows the value when the path is definite (no copy).
+pub fn resolve_path_ref<'e>(path: &JsonPath, env: &'e dyn EvalEnv) -> Result<std::borrow::Cow<'e, Value>, PathFailure> {
+    let root: &Value = match path.root() {
+        Root::Input => env.input(),
+        Root::Context => env.context(),
+        Root::Variable(name) => env.variable(name).ok_or(PathFailure::UnknownVariable)?,
+    };
+    if path.is_definite() {
+        path.query_ref(root).map(std::borrow::Cow::Borrowed).ok_or(PathFailure::NoResults)
+    } else {
+        path.query(root).map(std::borrow::Cow::Owned).map_err(|_| PathFailure::NoResults)
+    }
+}
+
 /// Why a path could not be resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathFailure {

@@ -9,6 +9,7 @@ use expressway_asl::timestamp::{format_millis, parse_timestamp};
 use futures::future::{self, BoxFuture, Either};
 use futures::{FutureExt, StreamExt};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -334,14 +335,6 @@ fn fits(v: &Value, limit: usize) -> bool {
     serde_json::to_vec(v).map(|b| b.len() <= limit).unwrap_or(false)
 }
 
-fn apply_io_path(path: &IoPath, value: Value, env: &Env<'_>) -> Result<Value, EvalError> {
-    match path {
-        IoPath::Identity => Ok(value),
-        IoPath::Discard => Ok(Value::Object(Map::new())),
-        IoPath::Path(p) => select_path(p, &value, env),
-    }
-}
-
 fn select_path(p: &JsonPath, value: &Value, env: &Env<'_>) -> Result<Value, EvalError> {
     use expressway_asl::jsonpath::Root;
     let root = match p.root() {
@@ -355,16 +348,63 @@ fn select_path(p: &JsonPath, value: &Value, env: &Env<'_>) -> Result<Value, Eval
     p.query(root).map_err(|_| EvalError::runtime(format!("Invalid path '{p}' : No results for path: {}", p.bracket_notation())))
 }
 
-fn apply_result_path(rp: &ResultPath, input: &Value, result: Value) -> Result<Value, EvalError> {
+/// ResultPath: combines the state's raw input with its result (both moved, nothing copied).
+fn apply_result_path(rp: &ResultPath, input: Value, result: Value) -> Result<Value, EvalError> {
     match rp {
         ResultPath::Replace => Ok(result),
-        ResultPath::Discard => Ok(input.clone()),
+        ResultPath::Discard => Ok(input),
         ResultPath::At(p) => {
-            let mut out = if input.is_object() { input.clone() } else { Value::Object(Map::new()) };
-            p.assign(&mut out, result).map_err(|_| {
-                EvalError::runtime(format!("Unable to apply ResultPath '{p}' to the input '{}'", to_json(input)))
-            })?;
-            Ok(out)
+            let mut out = if input.is_object() { input } else { Value::Object(Map::new()) };
+            match p.assign(&mut out, result) {
+                Ok(()) => Ok(out),
+                Err(_) => Err(EvalError::runtime(format!("Unable to apply ResultPath '{p}' to the input '{}'", to_json(&out)))),
+            }
+        }
+    }
+}
+
+/// The state's effective input: InputPath applied (JSONPath), or the input itself (JSONata).
+/// Borrowed whenever no copy is needed.
+fn effective_input<'v>(state: &State, input: &'v Value, env: &Env<'_>) -> Result<Cow<'v, Value>, EvalError> {
+    if state.query_language == QueryLanguage::Jsonata {
+        return Ok(Cow::Borrowed(input));
+    }
+    match &state.input_path {
+        IoPath::Identity => Ok(Cow::Borrowed(input)),
+        IoPath::Discard => Ok(Cow::Owned(Value::Object(Map::new()))),
+        IoPath::Path(p) => select_path(p, input, env).map(Cow::Owned),
+    }
+}
+
+/// `Some(value)` when the effective input is a new value, `None` when it is the input itself.
+fn owned_if_new(v: Cow<'_, Value>) -> Option<Value> {
+    match v {
+        Cow::Owned(v) => Some(v),
+        Cow::Borrowed(_) => None,
+    }
+}
+
+/// What a state needs after its work to build its output (no borrow of the input).
+struct OutCtx<'a> {
+    exec: &'a Exec<'a>,
+    scope: &'a Scope<'a>,
+    state_name: &'a str,
+    entered_millis: i64,
+}
+
+impl OutCtx<'_> {
+    fn env<'v>(&'v self, input: &'v Value) -> Env<'v> {
+        Env::new(self.exec, input, self.scope, self.state_name, self.entered_millis)
+    }
+
+    fn output_path(&self, path: &IoPath, value: Value) -> Result<Value, EvalError> {
+        match path {
+            IoPath::Identity => Ok(value),
+            IoPath::Discard => Ok(Value::Object(Map::new())),
+            IoPath::Path(p) => {
+                let env = self.env(&value);
+                select_path(p, &value, &env)
+            }
         }
     }
 }
@@ -474,96 +514,141 @@ impl<'a> Exec<'a> {
         let entered_type = entered_event(&state.kind);
         let entered_id = self.log.emit(entered_type, *prev, entered_millis, Details::Input { name_key: "name", name: &state.name, input: &input });
         *prev = entered_id;
-        let env = Env::new(self, &input, scope, &state.name, entered_millis);
         let fail = |e: EvalError| state_failure(&state.name, entered_id, e);
         let jsonata = state.query_language == QueryLanguage::Jsonata;
+        let out_ctx = OutCtx { exec: self, scope, state_name: &state.name, entered_millis };
 
         let step = match &state.kind {
             Kind::Pass(pass) => {
-                let effective = apply_io_path(&state.input_path, input.clone(), &env).map_err(fail)?;
-                let eff_env = env.with_input(&effective);
-                let result = match (&pass.parameters, &pass.result) {
-                    (Some(p), _) => p.eval_in(&eff_env, if jsonata { "Arguments" } else { "" }).map_err(fail)?,
-                    (None, Some(r)) => r.clone(),
-                    (None, None) => effective.clone(),
+                // `result: None` means "the result is the effective input, which is the input itself".
+                let (result, assign, jsonata_out) = {
+                    let env = Env::new(self, &input, scope, &state.name, entered_millis);
+                    let eff = effective_input(state, &input, &env).map_err(fail)?;
+                    let eff_env = env.with_input(&eff);
+                    let result = match (&pass.parameters, &pass.result) {
+                        (Some(p), _) => Some(p.eval_in(&eff_env, if jsonata { "Arguments" } else { "" }).map_err(fail)?),
+                        (None, Some(r)) => Some(r.clone()),
+                        (None, None) => None,
+                    };
+                    let assign = match &state.assign {
+                        Some(_) => {
+                            let target = result.as_ref().unwrap_or(&eff);
+                            self.eval_assign(state, &env.with_input(target)).map_err(fail)?
+                        }
+                        None => Vec::new(),
+                    };
+                    let jsonata_out = if jsonata { Some(self.jsonata_output(state, &env, None).map_err(fail)?) } else { None };
+                    let result = match (result, eff) {
+                        (Some(r), _) => Some(r),
+                        (None, Cow::Owned(v)) => Some(v),
+                        (None, Cow::Borrowed(_)) => None,
+                    };
+                    (result, assign, jsonata_out)
                 };
-                let res_env = Env::new(self, &result, scope, &state.name, entered_millis);
-                let assign = self.eval_assign(state, &res_env).map_err(fail)?;
-                let output = if jsonata {
-                    self.jsonata_output(state, &env, None).map_err(fail)?
-                } else {
-                    let merged = apply_result_path(&pass.result_path, &input, result).map_err(fail)?;
-                    apply_io_path(&state.output_path, merged, &env).map_err(fail)?
+                let output = match jsonata_out {
+                    Some(o) => o,
+                    None => {
+                        let merged = match result {
+                            Some(r) => apply_result_path(&pass.result_path, input, r).map_err(fail)?,
+                            None => match &pass.result_path {
+                                ResultPath::At(_) => {
+                                    let r = input.clone();
+                                    apply_result_path(&pass.result_path, input, r).map_err(fail)?
+                                }
+                                _ => input,
+                            },
+                        };
+                        out_ctx.output_path(&state.output_path, merged).map_err(fail)?
+                    }
                 };
                 Step { next: next_of(pass.transition), output, assign }
             }
             Kind::Succeed => {
-                let output = if jsonata {
-                    self.jsonata_output(state, &env, None).map_err(fail)?
-                } else {
-                    let eff = apply_io_path(&state.input_path, input.clone(), &env).map_err(fail)?;
-                    apply_io_path(&state.output_path, eff, &env).map_err(fail)?
+                let (eff_owned, jsonata_out) = {
+                    let env = Env::new(self, &input, scope, &state.name, entered_millis);
+                    if jsonata {
+                        (None, Some(self.jsonata_output(state, &env, None).map_err(fail)?))
+                    } else {
+                        (owned_if_new(effective_input(state, &input, &env).map_err(fail)?), None)
+                    }
+                };
+                let output = match jsonata_out {
+                    Some(o) => o,
+                    None => out_ctx.output_path(&state.output_path, eff_owned.unwrap_or(input)).map_err(fail)?,
                 };
                 Step { next: None, output, assign: Vec::new() }
             }
             Kind::Fail(f) => {
-                let eff = if jsonata { input.clone() } else { apply_io_path(&state.input_path, input.clone(), &env).map_err(fail)? };
+                let env = Env::new(self, &input, scope, &state.name, entered_millis);
+                let eff = effective_input(state, &input, &env).map_err(fail)?;
                 let eff_env = env.with_input(&eff);
                 let error = self.dynamic_string(&f.error, "ErrorPath", "Error", &eff_env).map_err(fail)?;
                 let cause = self.dynamic_string(&f.cause, "CausePath", "Cause", &eff_env).map_err(fail)?;
-                return Err(Failure::new(error.unwrap_or_default(), cause).with_error_presence(f.error.is_some()));
+                return Err(Failure::new(error.unwrap_or_default(), cause));
             }
             Kind::Choice(choice) => {
-                let eff = if jsonata { input.clone() } else { apply_io_path(&state.input_path, input.clone(), &env).map_err(fail)? };
-                let eff_env = env.with_input(&eff);
-                let mut matched = None;
-                for branch in &choice.choices {
-                    if branch.rule.eval(&eff_env).map_err(fail)? {
-                        matched = Some(branch);
-                        break;
-                    }
-                }
-                let (next, assign_t, output_t) = match matched {
-                    Some(b) => (b.next, b.assign.as_ref().or(state.assign.as_ref()), b.output.as_ref().or(state.output.as_ref())),
-                    None => match choice.default {
-                        Some(d) => (d, state.assign.as_ref(), state.output.as_ref()),
-                        None => {
-                            return Err(Failure::new(
-                                "States.NoChoiceMatched",
-                                Some(format!("An error occurred while executing the state '{}' (entered at the event id #{entered_id}). Failed to transition out of the state. The state does not point to a next state.", state.name)),
-                            ))
+                let (next, assign, eff_owned, jsonata_out) = {
+                    let env = Env::new(self, &input, scope, &state.name, entered_millis);
+                    let eff = effective_input(state, &input, &env).map_err(fail)?;
+                    let eff_env = env.with_input(&eff);
+                    let mut matched = None;
+                    for branch in &choice.choices {
+                        if branch.rule.eval(&eff_env).map_err(fail)? {
+                            matched = Some(branch);
+                            break;
                         }
-                    },
+                    }
+                    let (next, assign_t, output_t) = match matched {
+                        Some(b) => (b.next, b.assign.as_ref().or(state.assign.as_ref()), b.output.as_ref().or(state.output.as_ref())),
+                        None => match choice.default {
+                            Some(d) => (d, state.assign.as_ref(), state.output.as_ref()),
+                            None => {
+                                return Err(Failure::new(
+                                    "States.NoChoiceMatched",
+                                    Some(format!("An error occurred while executing the state '{}' (entered at the event id #{entered_id}). Failed to transition out of the state. The state does not point to a next state.", state.name)),
+                                ))
+                            }
+                        },
+                    };
+                    let assign = match assign_t {
+                        Some(t) => eval_assign_template(t, &eff_env).map_err(fail)?,
+                        None => Vec::new(),
+                    };
+                    let jsonata_out = match (jsonata, output_t) {
+                        (true, Some(t)) => Some(t.eval_in(&env, "Output").map_err(fail)?),
+                        _ => None,
+                    };
+                    (next, assign, owned_if_new(eff), jsonata_out)
                 };
-                let assign = match assign_t {
-                    Some(t) => eval_assign_template(t, &eff_env).map_err(fail)?,
-                    None => Vec::new(),
-                };
-                let output = match (jsonata, output_t) {
-                    (true, Some(t)) => t.eval_in(&env, "Output").map_err(fail)?,
-                    (true, None) => input.clone(),
-                    (false, _) => apply_io_path(&state.output_path, eff, &env).map_err(fail)?,
+                let output = match jsonata_out {
+                    Some(o) => o,
+                    None if jsonata => input,
+                    None => out_ctx.output_path(&state.output_path, eff_owned.unwrap_or(input)).map_err(fail)?,
                 };
                 Step { next: Some(next), output, assign }
             }
             Kind::Wait(wait) => {
-                let eff = if jsonata { input.clone() } else { apply_io_path(&state.input_path, input.clone(), &env).map_err(fail)? };
-                let eff_env = env.with_input(&eff);
-                let delay = self.wait_delay(&wait.wait_for, &eff_env).map_err(fail)?;
-                if !delay.is_zero() {
-                    self.rt.clock.sleep(delay).await;
-                }
-                let assign = self.eval_assign(state, &eff_env).map_err(fail)?;
-                let output = if jsonata {
-                    self.jsonata_output(state, &env, None).map_err(fail)?
-                } else {
-                    apply_io_path(&state.output_path, eff, &env).map_err(fail)?
+                let (assign, eff_owned, jsonata_out) = {
+                    let env = Env::new(self, &input, scope, &state.name, entered_millis);
+                    let eff = effective_input(state, &input, &env).map_err(fail)?;
+                    let eff_env = env.with_input(&eff);
+                    let delay = self.wait_delay(&wait.wait_for, &eff_env).map_err(fail)?;
+                    if !delay.is_zero() {
+                        self.rt.clock.sleep(delay).await;
+                    }
+                    let assign = self.eval_assign(state, &eff_env).map_err(fail)?;
+                    let jsonata_out = if jsonata { Some(self.jsonata_output(state, &env, None).map_err(fail)?) } else { None };
+                    (assign, owned_if_new(eff), jsonata_out)
+                };
+                let output = match jsonata_out {
+                    Some(o) => o,
+                    None => out_ctx.output_path(&state.output_path, eff_owned.unwrap_or(input)).map_err(fail)?,
                 };
                 Step { next: next_of(wait.transition), output, assign }
             }
-            Kind::Task(task) => self.run_task(state, task, &input, &env, entered_id, prev).await?,
-            Kind::Parallel(par) => self.run_parallel(state, par, &input, &env, entered_id, prev).await?,
-            Kind::Map(map) => self.run_map(state, map, &input, &env, entered_id, prev).await?,
+            Kind::Task(task) => self.run_task(state, task, input, &out_ctx, entered_id, prev).await?,
+            Kind::Parallel(par) => self.run_parallel(state, par, input, &out_ctx, entered_id, prev).await?,
+            Kind::Map(map) => self.run_map(state, map, input, &out_ctx, entered_id, prev).await?,
         };
         if !fits(&step.output, self.req.limits.max_payload_bytes) {
             return Err(Failure {
@@ -658,14 +743,17 @@ impl<'a> Exec<'a> {
         }
     }
 
-    async fn run_task(&self, state: &State, task: &Task, input: &Value, env: &Env<'_>, entered_id: u64, prev: &mut u64) -> Result<Step, Failure> {
+    async fn run_task(&self, state: &State, task: &Task, input: Value, out: &OutCtx<'_>, entered_id: u64, prev: &mut u64) -> Result<Step, Failure> {
         let fail = |e: EvalError| state_failure(&state.name, entered_id, e);
         let jsonata = state.query_language == QueryLanguage::Jsonata;
-        let eff = if jsonata { input.clone() } else { apply_io_path(&state.input_path, input.clone(), env).map_err(fail)? };
+        let outcome = {
+        let env_owned = out.env(&input);
+        let env = &env_owned;
+        let eff = effective_input(state, &input, env).map_err(fail)?;
         let eff_env = env.with_input(&eff);
         let params = match &task.work.parameters {
             Some(p) => p.eval_in(&eff_env, if jsonata { "Arguments" } else { "" }).map_err(fail)?,
-            None => eff.clone(),
+            None => eff.clone().into_owned(),
         };
         let timeout = self.dynamic_seconds(&task.timeout_seconds, "TimeoutSecondsPath", "TimeoutSeconds", &eff_env).map_err(fail)?;
         let heartbeat = self.dynamic_seconds(&task.heartbeat_seconds, "HeartbeatSecondsPath", "HeartbeatSeconds", &eff_env).map_err(fail)?;
@@ -714,7 +802,9 @@ impl<'a> Exec<'a> {
                 }
             }
         };
-        self.finish_work(state, &task.work, input, env, outcome, entered_id)
+        outcome
+        };
+        self.finish_work(state, &task.work, input, out, outcome, entered_id)
     }
 
     fn dynamic_seconds(&self, d: &Option<Dynamic<u64>>, path_field: &str, field: &str, env: &Env<'_>) -> Result<Option<u64>, EvalError> {
@@ -738,8 +828,8 @@ impl<'a> Exec<'a> {
         &self,
         state: &State,
         work: &Work,
-        input: &Value,
-        env: &Env<'_>,
+        input: Value,
+        out: &OutCtx<'_>,
         outcome: Result<Value, (Failure, Option<usize>)>,
         entered_id: u64,
     ) -> Result<Step, Failure> {
@@ -749,13 +839,13 @@ impl<'a> Exec<'a> {
             Ok(result) => {
                 let selected = match &work.result_selector {
                     Some(rs) if !jsonata => {
-                        let renv = Env::new(self, &result, env.scope, &state.name, env.entered_millis);
+                        let renv = out.env(&result);
                         rs.eval(&renv).map_err(fail)?
                     }
                     _ => result,
                 };
                 if jsonata {
-                    let mut oenv = Env::new(self, input, env.scope, &state.name, env.entered_millis);
+                    let mut oenv = out.env(&input);
                     oenv.result = Some(&selected);
                     let assign = self.eval_assign(state, &oenv).map_err(fail)?;
                     let output = match &state.output {
@@ -764,10 +854,10 @@ impl<'a> Exec<'a> {
                     };
                     return Ok(Step { next: next_of(work.transition), output, assign });
                 }
-                let renv = Env::new(self, &selected, env.scope, &state.name, env.entered_millis);
+                let renv = out.env(&selected);
                 let assign = self.eval_assign(state, &renv).map_err(fail)?;
                 let merged = apply_result_path(&work.result_path, input, selected).map_err(fail)?;
-                let output = apply_io_path(&state.output_path, merged, env).map_err(fail)?;
+                let output = out.output_path(&state.output_path, merged).map_err(fail)?;
                 Ok(Step { next: next_of(work.transition), output, assign })
             }
             Err((f, None)) => Err(f),
@@ -775,7 +865,7 @@ impl<'a> Exec<'a> {
                 let catcher = &work.catch[i];
                 let error_output = f.error_output();
                 if jsonata {
-                    let mut cenv = Env::new(self, input, env.scope, &state.name, env.entered_millis);
+                    let mut cenv = out.env(&input);
                     cenv.error_output = Some(&error_output);
                     let assign = match &catcher.assign {
                         Some(t) => eval_assign_template(t, &cenv).map_err(fail)?,
@@ -787,7 +877,7 @@ impl<'a> Exec<'a> {
                     };
                     return Ok(Step { next: Some(catcher.next), output, assign });
                 }
-                let eenv = Env::new(self, &error_output, env.scope, &state.name, env.entered_millis);
+                let eenv = out.env(&error_output);
                 let assign = match &catcher.assign {
                     Some(t) => eval_assign_template(t, &eenv).map_err(fail)?,
                     None => Vec::new(),
@@ -798,14 +888,17 @@ impl<'a> Exec<'a> {
         }
     }
 
-    async fn run_parallel(&self, state: &State, par: &Parallel, input: &Value, env: &Env<'_>, entered_id: u64, prev: &mut u64) -> Result<Step, Failure> {
+    async fn run_parallel(&self, state: &State, par: &Parallel, input: Value, out: &OutCtx<'_>, entered_id: u64, prev: &mut u64) -> Result<Step, Failure> {
         let fail = |e: EvalError| state_failure(&state.name, entered_id, e);
         let jsonata = state.query_language == QueryLanguage::Jsonata;
-        let eff = if jsonata { input.clone() } else { apply_io_path(&state.input_path, input.clone(), env).map_err(fail)? };
+        let outcome = {
+        let env_owned = out.env(&input);
+        let env = &env_owned;
+        let eff = effective_input(state, &input, env).map_err(fail)?;
         let eff_env = env.with_input(&eff);
         let branch_input = match &par.work.parameters {
             Some(p) => p.eval_in(&eff_env, if jsonata { "Arguments" } else { "" }).map_err(fail)?,
-            None => eff.clone(),
+            None => eff.clone().into_owned(),
         };
         let mut counters = vec![0u32; par.work.retry.len()];
         let outcome = loop {
@@ -849,13 +942,18 @@ impl<'a> Exec<'a> {
                 }
             }
         };
-        self.finish_work(state, &par.work, input, env, outcome, entered_id)
+        outcome
+        };
+        self.finish_work(state, &par.work, input, out, outcome, entered_id)
     }
 
-    async fn run_map(&self, state: &State, map: &MapState, input: &Value, env: &Env<'_>, entered_id: u64, prev: &mut u64) -> Result<Step, Failure> {
+    async fn run_map(&self, state: &State, map: &MapState, input: Value, out: &OutCtx<'_>, entered_id: u64, prev: &mut u64) -> Result<Step, Failure> {
         let fail = |e: EvalError| state_failure(&state.name, entered_id, e);
         let jsonata = state.query_language == QueryLanguage::Jsonata;
-        let eff = if jsonata { input.clone() } else { apply_io_path(&state.input_path, input.clone(), env).map_err(fail)? };
+        let outcome = {
+        let env_owned = out.env(&input);
+        let env = &env_owned;
+        let eff = effective_input(state, &input, env).map_err(fail)?;
         let eff_env = env.with_input(&eff);
         let items_value = if let Some(items) = &map.items {
             let v = items.eval_in(&eff_env, "Items").map_err(fail)?;
@@ -871,7 +969,7 @@ impl<'a> Exec<'a> {
         } else {
             match &map.items_path {
                 Some(p) => select_path(p, &eff, &eff_env).map_err(fail)?,
-                None => eff.clone(),
+                None => eff.clone().into_owned(),
             }
         };
         let Value::Array(items) = &items_value else {
@@ -913,7 +1011,7 @@ impl<'a> Exec<'a> {
             let started = self.log.emit("MapStateStarted", *prev, self.now(), Details::Raw(length_details(items.len())));
             *prev = started;
             let iterations = items.iter().enumerate().map(|(index, item)| {
-                let eff_ref = &eff;
+                let eff_ref: &Value = &eff;
                 async move {
                     let mut lane = self.log.emit("MapIterationStarted", started, self.now(), Details::Raw(iteration_details(index, &state.name)));
                     let item_input = match &map.item_selector {
@@ -986,7 +1084,9 @@ impl<'a> Exec<'a> {
                 },
             }
         };
-        self.finish_work(state, &map.work, input, env, outcome, entered_id)
+        outcome
+        };
+        self.finish_work(state, &map.work, input, out, outcome, entered_id)
     }
 
     fn tolerance(&self, d: &Option<Dynamic<f64>>, field: &str, integer: bool, env: &Env<'_>) -> Result<Option<f64>, EvalError> {
@@ -1075,12 +1175,6 @@ fn next_of(t: Transition) -> Option<usize> {
     match t {
         Transition::Next(n) => Some(n),
         Transition::End => None,
-    }
-}
-
-impl Failure {
-    fn with_error_presence(self, _present: bool) -> Failure {
-        self
     }
 }
 
