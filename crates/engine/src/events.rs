@@ -4,6 +4,7 @@
 //! "entered at the event id #n". Event *details* are built only when the log level keeps the event.
 
 use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// CloudWatch log level of a state machine.
@@ -115,13 +116,8 @@ const MAX_LOGGED_PAYLOAD: usize = 248 * 1024;
 #[derive(Debug)]
 pub struct EventLog {
     config: LogConfig,
-    inner: Mutex<Inner>,
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    next_id: u64,
-    events: Vec<Event>,
+    next_id: AtomicU64,
+    events: Mutex<Vec<Event>>,
 }
 
 /// Details of an event, built only when it is kept.
@@ -145,38 +141,42 @@ pub enum Details<'a> {
 impl EventLog {
     /// A log keeping events per `config`.
     pub fn new(config: LogConfig) -> EventLog {
-        EventLog { config, inner: Mutex::new(Inner { next_id: 1, events: Vec::new() }) }
+        EventLog { config, next_id: AtomicU64::new(1), events: Mutex::new(Vec::new()) }
     }
 
-    /// Records an event and returns its id.
-    pub fn emit(&self, event_type: &'static str, previous_event_id: u64, timestamp_millis: i64, details: Details<'_>) -> u64 {
-        let keep = self.config.level != LogLevel::Off && event_level(event_type) <= self.config.level;
-        let details = if keep { Some(self.render(details)) } else { None };
-        let mut inner = match self.inner.lock() {
+    /// True when events of this type are kept at the configured level.
+    pub fn keeps(&self, event_type: &str) -> bool {
+        self.config.level != LogLevel::Off && event_level(event_type) <= self.config.level
+    }
+
+    /// Records an event and returns its id. The timestamp and details are computed only when the
+    /// event is kept; ids are assigned either way (AWS numbers every event).
+    pub fn emit(&self, event_type: &'static str, previous_event_id: u64, timestamp_millis: impl FnOnce() -> i64, details: Details<'_>) -> u64 {
+        if !self.keeps(event_type) {
+            return self.next_id.fetch_add(1, Ordering::Relaxed);
+        }
+        let details = self.render(details);
+        let timestamp_millis = timestamp_millis();
+        let mut events = match self.events.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let id = inner.next_id;
-        inner.next_id += 1;
-        if let Some(details) = details {
-            inner.events.push(Event { id, previous_event_id, event_type, timestamp_millis, details });
-        }
+        // Taken under the lock so that ids stay in recording order.
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        events.push(Event { id, previous_event_id, event_type, timestamp_millis, details });
         id
     }
 
     /// The id the next event will get.
     pub fn peek_next_id(&self) -> u64 {
-        match self.inner.lock() {
-            Ok(g) => g.next_id,
-            Err(p) => p.into_inner().next_id,
-        }
+        self.next_id.load(Ordering::Relaxed)
     }
 
     /// The kept events, in id order.
     pub fn into_events(self) -> Vec<Event> {
-        match self.inner.into_inner() {
-            Ok(i) => i.events,
-            Err(p) => p.into_inner().events,
+        match self.events.into_inner() {
+            Ok(e) => e,
+            Err(p) => p.into_inner(),
         }
     }
 

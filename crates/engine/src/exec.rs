@@ -144,7 +144,7 @@ pub async fn execute(machine: &StateMachine, request: &ExecutionRequest, runtime
     let started_id = exec.log.emit(
         "ExecutionStarted",
         0,
-        start_millis,
+        || start_millis,
         Details::Input { name_key: "roleArn", name: &request.role_arn, input: &request.input },
     );
 
@@ -173,15 +173,15 @@ pub async fn execute(machine: &StateMachine, request: &ExecutionRequest, runtime
     let last = exec.log.peek_next_id().saturating_sub(1).max(started_id);
     let (status, output, error, cause) = match result {
         Some(Ok((output, _))) => {
-            exec.log.emit("ExecutionSucceeded", last, stop_millis, Details::Output { name: None, output: &output });
+            exec.log.emit("ExecutionSucceeded", last, || stop_millis, Details::Output { name: None, output: &output });
             (Status::Succeeded, Some(output), None, None)
         }
         Some(Err(f)) => {
-            exec.log.emit("ExecutionFailed", last, stop_millis, Details::Failure { error: Some(f.error.as_str()).filter(|e| !e.is_empty()), cause: f.cause.as_deref(), resource: None });
+            exec.log.emit("ExecutionFailed", last, || stop_millis, Details::Failure { error: Some(f.error.as_str()).filter(|e| !e.is_empty()), cause: f.cause.as_deref(), resource: None });
             (Status::Failed, None, Some(f.error).filter(|e| !e.is_empty()), f.cause)
         }
         None => {
-            exec.log.emit("ExecutionTimedOut", last, stop_millis, Details::Empty);
+            exec.log.emit("ExecutionTimedOut", last, || stop_millis, Details::Empty);
             (Status::TimedOut, None, None, None)
         }
     };
@@ -296,43 +296,62 @@ impl EvalEnv for Env<'_> {
     }
 }
 
-/// True when `v` serializes to at most `limit` bytes (computed without allocating).
+/// False for states whose output can only be a part of their (already size-checked) input.
+fn needs_size_check(state: &State) -> bool {
+    if state.query_language == QueryLanguage::Jsonata {
+        return true;
+    }
+    match &state.kind {
+        Kind::Choice(_) | Kind::Wait(_) | Kind::Succeed => false,
+        Kind::Pass(p) => p.parameters.is_some() || p.result.is_some() || matches!(p.result_path, ResultPath::At(_)),
+        _ => true,
+    }
+}
+
+/// True when `v` serializes to at most `limit` bytes.
+///
+/// A cheap upper bound (every string byte counted as a 6-byte escape) settles almost every case
+/// without touching the bytes; only payloads near the limit are measured exactly, by serializing
+/// into a counting sink (no allocation).
 fn fits(v: &Value, limit: usize) -> bool {
-    fn size(v: &Value, budget: &mut isize) {
+    fn bound(v: &Value, budget: &mut isize) {
         if *budget < 0 {
             return;
         }
         match v {
-            Value::Null => *budget -= 4,
-            Value::Bool(b) => *budget -= if *b { 4 } else { 5 },
-            Value::Number(n) => *budget -= if n.is_f64() { 24 } else { 20 },
-            Value::String(s) => *budget -= str_size(s),
+            Value::Null | Value::Bool(_) => *budget -= 5,
+            Value::Number(_) => *budget -= 32,
+            Value::String(s) => *budget -= 6 * s.len() as isize + 2,
             Value::Array(a) => {
                 *budget -= 2 + a.len() as isize;
-                for x in a {
-                    size(x, budget);
-                }
+                a.iter().for_each(|x| bound(x, budget));
             }
             Value::Object(m) => {
                 *budget -= 2 + 2 * m.len() as isize;
                 for (k, x) in m {
-                    *budget -= str_size(k);
-                    size(x, budget);
+                    *budget -= 6 * k.len() as isize + 2;
+                    bound(x, budget);
                 }
             }
         }
     }
-    fn str_size(s: &str) -> isize {
-        let extra = s.bytes().filter(|b| *b < 0x20 || *b == b'"' || *b == b'\\').count();
-        (s.len() + 2 + extra) as isize
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
     let mut budget = limit as isize;
-    size(v, &mut budget);
+    bound(v, &mut budget);
     if budget >= 0 {
         return true;
     }
-    // The estimate is conservative for numbers; confirm with the exact size.
-    serde_json::to_vec(v).map(|b| b.len() <= limit).unwrap_or(false)
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, v).is_ok() && counter.0 <= limit
 }
 
 fn select_path(p: &JsonPath, value: &Value, env: &Env<'_>) -> Result<Value, EvalError> {
@@ -512,7 +531,7 @@ impl<'a> Exec<'a> {
         self.transitions.fetch_add(1, Ordering::Relaxed);
         let entered_millis = self.now();
         let entered_type = entered_event(&state.kind);
-        let entered_id = self.log.emit(entered_type, *prev, entered_millis, Details::Input { name_key: "name", name: &state.name, input: &input });
+        let entered_id = self.log.emit(entered_type, *prev, || entered_millis, Details::Input { name_key: "name", name: &state.name, input: &input });
         *prev = entered_id;
         let fail = |e: EvalError| state_failure(&state.name, entered_id, e);
         let jsonata = state.query_language == QueryLanguage::Jsonata;
@@ -650,7 +669,7 @@ impl<'a> Exec<'a> {
             Kind::Parallel(par) => self.run_parallel(state, par, input, &out_ctx, entered_id, prev).await?,
             Kind::Map(map) => self.run_map(state, map, input, &out_ctx, entered_id, prev).await?,
         };
-        if !fits(&step.output, self.req.limits.max_payload_bytes) {
+        if needs_size_check(state) && !fits(&step.output, self.req.limits.max_payload_bytes) {
             return Err(Failure {
                 error: "States.DataLimitExceeded".into(),
                 cause: Some(format!("The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.", state.name)),
@@ -658,7 +677,7 @@ impl<'a> Exec<'a> {
             });
         }
         if let Some(exited) = exited_event(&state.kind) {
-            let id = self.log.emit(exited, *prev, self.now(), Details::Output { name: Some(&state.name), output: &step.output });
+            let id = self.log.emit(exited, *prev, || self.now(), Details::Output { name: Some(&state.name), output: &step.output });
             *prev = id;
         }
         Ok(step)
@@ -760,8 +779,8 @@ impl<'a> Exec<'a> {
         let mut counters = vec![0u32; task.work.retry.len()];
         let mut attempt = 0u32;
         let outcome = loop {
-            let id = self.log.emit("TaskScheduled", *prev, self.now(), Details::TaskScheduled { resource: &task.resource, parameters: &params, timeout, heartbeat });
-            let id = self.log.emit("TaskStarted", id, self.now(), Details::TaskResource { resource: &task.resource, output: None });
+            let id = self.log.emit("TaskScheduled", *prev, || self.now(), Details::TaskScheduled { resource: &task.resource, parameters: &params, timeout, heartbeat });
+            let id = self.log.emit("TaskStarted", id, || self.now(), Details::TaskResource { resource: &task.resource, output: None });
             *prev = id;
             let request = TaskRequest {
                 resource: task.resource.clone(),
@@ -782,12 +801,12 @@ impl<'a> Exec<'a> {
             };
             match result {
                 Ok(v) => {
-                    *prev = self.log.emit("TaskSucceeded", *prev, self.now(), Details::TaskResource { resource: &task.resource, output: Some(&v) });
+                    *prev = self.log.emit("TaskSucceeded", *prev, || self.now(), Details::TaskResource { resource: &task.resource, output: Some(&v) });
                     break Ok(v);
                 }
                 Err(te) => {
                     let ty = if te.error == "States.Timeout" { "TaskTimedOut" } else { "TaskFailed" };
-                    *prev = self.log.emit(ty, *prev, self.now(), Details::Failure { error: Some(te.error.as_str()), cause: te.cause.as_deref(), resource: Some(&task.resource) });
+                    *prev = self.log.emit(ty, *prev, || self.now(), Details::Failure { error: Some(te.error.as_str()), cause: te.cause.as_deref(), resource: Some(&task.resource) });
                     let f = Failure::new(te.error, te.cause);
                     match self.decide(&task.work, &mut counters, &f) {
                         Decision::Retry(d) => {
@@ -902,7 +921,7 @@ impl<'a> Exec<'a> {
         };
         let mut counters = vec![0u32; par.work.retry.len()];
         let outcome = loop {
-            let started = self.log.emit("ParallelStateStarted", *prev, self.now(), Details::Empty);
+            let started = self.log.emit("ParallelStateStarted", *prev, || self.now(), Details::Empty);
             *prev = started;
             let branches = par.branches.iter().map(|g| {
                 let branch_input = branch_input.clone();
@@ -916,7 +935,7 @@ impl<'a> Exec<'a> {
                     if let Some(last) = results.iter().map(|(_, l)| *l).max() {
                         *prev = last;
                     }
-                    *prev = self.log.emit("ParallelStateSucceeded", *prev, self.now(), Details::Empty);
+                    *prev = self.log.emit("ParallelStateSucceeded", *prev, || self.now(), Details::Empty);
                     break Ok(Value::Array(results.into_iter().map(|(v, _)| v).collect()));
                 }
                 Err(f) => {
@@ -931,11 +950,11 @@ impl<'a> Exec<'a> {
                             }
                         }
                         Decision::Catch(i) => {
-                            *prev = self.log.emit("ParallelStateFailed", *prev, self.now(), Details::Empty);
+                            *prev = self.log.emit("ParallelStateFailed", *prev, || self.now(), Details::Empty);
                             break Err((f, Some(i)));
                         }
                         Decision::Fail => {
-                            self.log.emit("ParallelStateFailed", *prev, self.now(), Details::Empty);
+                            self.log.emit("ParallelStateFailed", *prev, || self.now(), Details::Empty);
                             break Err((f, None));
                         }
                     }
@@ -1008,12 +1027,12 @@ impl<'a> Exec<'a> {
         let limit = if max_concurrency == 0 { items.len().max(1) } else { max_concurrency };
         let mut counters = vec![0u32; map.work.retry.len()];
         let outcome = loop {
-            let started = self.log.emit("MapStateStarted", *prev, self.now(), Details::Raw(length_details(items.len())));
+            let started = self.log.emit("MapStateStarted", *prev, || self.now(), Details::Raw(length_details(items.len())));
             *prev = started;
             let iterations = items.iter().enumerate().map(|(index, item)| {
                 let eff_ref: &Value = &eff;
                 async move {
-                    let mut lane = self.log.emit("MapIterationStarted", started, self.now(), Details::Raw(iteration_details(index, &state.name)));
+                    let mut lane = self.log.emit("MapIterationStarted", started, || self.now(), Details::Raw(iteration_details(index, &state.name)));
                     let item_input = match &map.item_selector {
                         Some(sel) => {
                             let mut ienv = Env::new(self, eff_ref, env.scope, &state.name, env.entered_millis);
@@ -1024,7 +1043,7 @@ impl<'a> Exec<'a> {
                     };
                     let r = self.run_graph(&map.processor, item_input, env.scope, &mut lane, None).await;
                     let ty = if r.is_ok() { "MapIterationSucceeded" } else { "MapIterationFailed" };
-                    self.log.emit(ty, lane, self.now(), Details::Raw(iteration_details(index, &state.name)));
+                    self.log.emit(ty, lane, || self.now(), Details::Raw(iteration_details(index, &state.name)));
                     Ok::<_, Failure>((index, r))
                 }
             }).collect::<Vec<_>>();
@@ -1064,7 +1083,7 @@ impl<'a> Exec<'a> {
             *prev = self.log.peek_next_id().saturating_sub(1);
             match first_failure {
                 None => {
-                    *prev = self.log.emit("MapStateSucceeded", *prev, self.now(), Details::Empty);
+                    *prev = self.log.emit("MapStateSucceeded", *prev, || self.now(), Details::Empty);
                     break Ok(Value::Array(results.into_iter().map(|v| v.unwrap_or(Value::Null)).collect()));
                 }
                 Some(f) => match self.decide(&map.work, &mut counters, &f) {
@@ -1074,11 +1093,11 @@ impl<'a> Exec<'a> {
                         }
                     }
                     Decision::Catch(i) => {
-                        *prev = self.log.emit("MapStateFailed", *prev, self.now(), Details::Empty);
+                        *prev = self.log.emit("MapStateFailed", *prev, || self.now(), Details::Empty);
                         break Err((f, Some(i)));
                     }
                     Decision::Fail => {
-                        self.log.emit("MapStateFailed", *prev, self.now(), Details::Empty);
+                        self.log.emit("MapStateFailed", *prev, || self.now(), Details::Empty);
                         break Err((f, None));
                     }
                 },
