@@ -110,12 +110,22 @@ impl Op {
 /// Compiles a rule object (`And`/`Or`/`Not` or `Variable` + operator). `top` rules also carry `Next`.
 pub fn compile_rule(obj: &serde_json::Map<String, Value>) -> Result<Rule, String> {
     if let Some(v) = obj.get("And").or_else(|| obj.get("Or")) {
-        let Value::Array(items) = v else { return Err("And/Or must be an array of rules".into()) };
+        let Value::Array(items) = v else {
+            return Err("And/Or must be an array of rules".into());
+        };
         let rules = items
             .iter()
-            .map(|i| i.as_object().ok_or_else(|| "a rule must be an object".to_string()).and_then(compile_rule))
+            .map(|i| {
+                i.as_object()
+                    .ok_or_else(|| "a rule must be an object".to_string())
+                    .and_then(compile_rule)
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        return Ok(if obj.contains_key("And") { Rule::And(rules) } else { Rule::Or(rules) });
+        return Ok(if obj.contains_key("And") {
+            Rule::And(rules)
+        } else {
+            Rule::Or(rules)
+        });
     }
     if let Some(v) = obj.get("Not") {
         let inner = v.as_object().ok_or("Not must hold a rule object")?;
@@ -128,12 +138,18 @@ pub fn compile_rule(obj: &serde_json::Map<String, Value>) -> Result<Rule, String
     for (k, v) in obj {
         if let Some((op, is_path)) = Op::from_name(k) {
             let operand = if is_path {
-                let Value::String(p) = v else { return Err(format!("{k} must be a path string")) };
+                let Value::String(p) = v else {
+                    return Err(format!("{k} must be a path string"));
+                };
                 Operand::Path(JsonPath::parse(p).map_err(|e| e.to_string())?)
             } else {
                 Operand::Literal(v.clone())
             };
-            return Ok(Rule::Compare { variable, op, operand });
+            return Ok(Rule::Compare {
+                variable,
+                op,
+                operand,
+            });
         }
     }
     Err("a comparison rule needs an operator".into())
@@ -191,14 +207,21 @@ fn cmp_ord(op: Op, ord: std::cmp::Ordering) -> bool {
         Op::StringEquals | Op::NumericEquals | Op::TimestampEquals => ord == Equal,
         Op::StringLessThan | Op::NumericLessThan | Op::TimestampLessThan => ord == Less,
         Op::StringGreaterThan | Op::NumericGreaterThan | Op::TimestampGreaterThan => ord == Greater,
-        Op::StringLessThanEquals | Op::NumericLessThanEquals | Op::TimestampLessThanEquals => ord != Greater,
-        Op::StringGreaterThanEquals | Op::NumericGreaterThanEquals | Op::TimestampGreaterThanEquals => ord != Less,
+        Op::StringLessThanEquals | Op::NumericLessThanEquals | Op::TimestampLessThanEquals => {
+            ord != Greater
+        }
+        Op::StringGreaterThanEquals
+        | Op::NumericGreaterThanEquals
+        | Op::TimestampGreaterThanEquals => ord != Less,
         _ => false,
     }
 }
 
 fn invalid_path(path: &JsonPath) -> EvalError {
-    EvalError::runtime(format!("Invalid path '{path}' : No results for path: {}", path.bracket_notation()))
+    EvalError::runtime(format!(
+        "Invalid path '{path}' : No results for path: {}",
+        path.bracket_notation()
+    ))
 }
 
 impl Rule {
@@ -269,19 +292,23 @@ pub fn compare(value: &Value, op: Op, rhs: &Value) -> bool {
         Op::IsNumeric => value.is_number() == (want == Some(true)),
         Op::IsString => value.is_string() == (want == Some(true)),
         Op::IsBoolean => value.is_boolean() == (want == Some(true)),
-        Op::IsTimestamp => value.as_str().and_then(parse_timestamp).is_some() == (want == Some(true)),
+        Op::IsTimestamp => {
+            value.as_str().and_then(parse_timestamp).is_some() == (want == Some(true))
+        }
         Op::IsPresent => true,
         Op::StringMatches => match (value, rhs) {
             (Value::String(s), Value::String(p)) => wildcard_match(p, s),
             _ => false,
         },
         Op::BooleanEquals => matches!((value, rhs), (Value::Bool(a), Value::Bool(b)) if a == b),
-        Op::StringEquals | Op::StringLessThan | Op::StringGreaterThan | Op::StringLessThanEquals | Op::StringGreaterThanEquals => {
-            match (value, rhs) {
-                (Value::String(a), Value::String(b)) => cmp_ord(op, a.as_str().cmp(b.as_str())),
-                _ => false,
-            }
-        }
+        Op::StringEquals
+        | Op::StringLessThan
+        | Op::StringGreaterThan
+        | Op::StringLessThanEquals
+        | Op::StringGreaterThanEquals => match (value, rhs) {
+            (Value::String(a), Value::String(b)) => cmp_ord(op, a.as_str().cmp(b.as_str())),
+            _ => false,
+        },
         Op::NumericEquals
         | Op::NumericLessThan
         | Op::NumericGreaterThan
@@ -290,7 +317,9 @@ pub fn compare(value: &Value, op: Op, rhs: &Value) -> bool {
             (Value::Number(a), Value::Number(b)) => {
                 let ord = match (a.as_i64(), b.as_i64()) {
                     (Some(x), Some(y)) => Some(x.cmp(&y)),
-                    _ => num(value).zip(num(rhs)).and_then(|(x, y)| x.partial_cmp(&y)),
+                    _ => num(value)
+                        .zip(num(rhs))
+                        .and_then(|(x, y)| x.partial_cmp(&y)),
                 };
                 ord.is_some_and(|o| cmp_ord(op, o))
             }
@@ -336,7 +365,11 @@ mod tests {
         assert!(!compare(&json!("1"), Op::NumericEquals, &json!(1)));
         assert!(compare(&json!(1.0), Op::NumericEquals, &json!(1)));
         assert!(compare(&json!("b"), Op::StringGreaterThan, &json!("a")));
-        assert!(compare(&json!("2016-08-18T17:33:00Z"), Op::TimestampLessThan, &json!("2016-08-19T00:00:00Z")));
+        assert!(compare(
+            &json!("2016-08-18T17:33:00Z"),
+            Op::TimestampLessThan,
+            &json!("2016-08-19T00:00:00Z")
+        ));
         assert!(!compare(&json!(null), Op::BooleanEquals, &json!(true)));
         assert!(compare(&json!(null), Op::IsNull, &json!(true)));
     }

@@ -22,8 +22,13 @@ impl JsonataExpr {
     /// Parses the text between `{%` and `%}`.
     pub fn parse(s: &str) -> Result<JsonataExpr, String> {
         let t = s.trim();
-        let inner = t.strip_prefix("{%").and_then(|r| r.strip_suffix("%}")).ok_or("not a JSONata expression")?;
-        Ok(JsonataExpr { text: inner.trim().to_string() })
+        let inner = t
+            .strip_prefix("{%")
+            .and_then(|r| r.strip_suffix("%}"))
+            .ok_or("not a JSONata expression")?;
+        Ok(JsonataExpr {
+            text: inner.trim().to_string(),
+        })
     }
 
     /// The expression text without the delimiters.

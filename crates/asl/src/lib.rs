@@ -4,10 +4,10 @@
 //! I/O: JSONPath, intrinsic functions, Choice rules and the data-flow fields. It reads no clock and
 //! draws no randomness of its own; callers pass those in.
 
-pub mod intrinsic;
-pub mod jsonpath;
 pub mod choice;
+pub mod intrinsic;
 pub mod jsonata;
+pub mod jsonpath;
 pub mod load;
 pub mod model;
 pub mod template;

@@ -25,30 +25,46 @@ pub struct LoadError {
 type R<T> = Result<T, LoadError>;
 
 fn err<T>(message: impl Into<String>, location: &str) -> R<T> {
-    Err(LoadError { message: message.into(), location: if location.is_empty() { "/".into() } else { location.into() } })
+    Err(LoadError {
+        message: message.into(),
+        location: if location.is_empty() {
+            "/".into()
+        } else {
+            location.into()
+        },
+    })
 }
 
 /// Parses definition text and loads it.
 pub fn load_str(text: &str) -> R<StateMachine> {
-    let value: Value = serde_json::from_str(text).or_else(|e| err(format!("Invalid JSON: {e}"), "/"))?;
+    let value: Value =
+        serde_json::from_str(text).or_else(|e| err(format!("Invalid JSON: {e}"), "/"))?;
     load(&value)
 }
 
 /// Loads a parsed definition.
 pub fn load(def: &Value) -> R<StateMachine> {
-    let Value::Object(top) = def else { return err("The definition must be a JSON object", "/") };
+    let Value::Object(top) = def else {
+        return err("The definition must be a JSON object", "/");
+    };
     let query_language = match top.get("QueryLanguage") {
         None => QueryLanguage::JsonPath,
         Some(v) => parse_ql(v, "/QueryLanguage")?,
     };
     let timeout_seconds = match top.get("TimeoutSeconds") {
         None => None,
-        Some(v) => Some(v.as_u64().ok_or_else(|| LoadError { message: "TimeoutSeconds must be a positive integer".into(), location: "/TimeoutSeconds".into() })?),
+        Some(v) => Some(v.as_u64().ok_or_else(|| LoadError {
+            message: "TimeoutSeconds must be a positive integer".into(),
+            location: "/TimeoutSeconds".into(),
+        })?),
     };
     let mut counter = 0usize;
     let graph = load_graph(top, "", query_language, &mut counter)?;
     Ok(StateMachine {
-        comment: top.get("Comment").and_then(Value::as_str).map(str::to_string),
+        comment: top
+            .get("Comment")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         timeout_seconds,
         query_language,
         graph,
@@ -64,25 +80,51 @@ fn parse_ql(v: &Value, loc: &str) -> R<QueryLanguage> {
     }
 }
 
-fn load_graph(obj: &Map<String, Value>, loc: &str, ql: QueryLanguage, counter: &mut usize) -> R<Graph> {
+fn load_graph(
+    obj: &Map<String, Value>,
+    loc: &str,
+    ql: QueryLanguage,
+    counter: &mut usize,
+) -> R<Graph> {
     let start_name = match obj.get("StartAt") {
         Some(Value::String(s)) => s.clone(),
-        _ => return err("These fields are required: [StartAt]", if loc.is_empty() { "/" } else { loc }),
+        _ => {
+            return err(
+                "These fields are required: [StartAt]",
+                if loc.is_empty() { "/" } else { loc },
+            )
+        }
     };
     let Some(Value::Object(states)) = obj.get("States") else {
-        return err("These fields are required: [States]", if loc.is_empty() { "/" } else { loc });
+        return err(
+            "These fields are required: [States]",
+            if loc.is_empty() { "/" } else { loc },
+        );
     };
-    let index: HashMap<String, usize> = states.keys().enumerate().map(|(i, k)| (k.clone(), i)).collect();
+    let index: HashMap<String, usize> = states
+        .keys()
+        .enumerate()
+        .map(|(i, k)| (k.clone(), i))
+        .collect();
     let Some(&start) = index.get(&start_name) else {
-        return err(format!("Missing 'Next' target: {start_name}"), &format!("{loc}/StartAt"));
+        return err(
+            format!("Missing 'Next' target: {start_name}"),
+            &format!("{loc}/StartAt"),
+        );
     };
     let mut out = Vec::with_capacity(states.len());
     for (name, body) in states {
         let sloc = format!("{loc}/States/{name}");
-        let Value::Object(body) = body else { return err("A state must be a JSON object", &sloc) };
+        let Value::Object(body) = body else {
+            return err("A state must be a JSON object", &sloc);
+        };
         out.push(load_state(name, body, &sloc, ql, &index, counter)?);
     }
-    Ok(Graph { start, states: out, index })
+    Ok(Graph {
+        start,
+        states: out,
+        index,
+    })
 }
 
 struct Ctx<'a> {
@@ -107,21 +149,39 @@ impl Ctx<'_> {
         }
     }
     fn target(&self, name: &str, field_loc: &str) -> R<usize> {
-        self.index.get(name).copied().ok_or_else(|| LoadError { message: format!("Missing 'Next' target: {name}"), location: field_loc.to_string() })
+        self.index.get(name).copied().ok_or_else(|| LoadError {
+            message: format!("Missing 'Next' target: {name}"),
+            location: field_loc.to_string(),
+        })
     }
     fn transition(&self) -> R<Transition> {
         match (self.get("Next"), self.get("End")) {
-            (Some(Value::String(n)), None | Some(Value::Bool(false))) => Ok(Transition::Next(self.target(n, &self.at("Next"))?)),
+            (Some(Value::String(n)), None | Some(Value::Bool(false))) => {
+                Ok(Transition::Next(self.target(n, &self.at("Next"))?))
+            }
             (None, Some(Value::Bool(true))) => Ok(Transition::End),
-            (Some(_), Some(Value::Bool(true))) => err("Only one of 'Next' or 'End' may be set", self.loc),
+            (Some(_), Some(Value::Bool(true))) => {
+                err("Only one of 'Next' or 'End' may be set", self.loc)
+            }
             _ => err("These fields are required: [Next | End]", self.loc),
         }
     }
     fn path(&self, field: &str) -> R<Option<JsonPath>> {
         match self.get(field) {
             None => Ok(None),
-            Some(Value::String(s)) => JsonPath::parse(s).map(Some).or_else(|e| err(format!("The value for the field '{field}' must be a valid JSONPath ({})", e.reason), &self.at(field))),
-            Some(_) => err(format!("The value for the field '{field}' must be a valid JSONPath"), &self.at(field)),
+            Some(Value::String(s)) => JsonPath::parse(s).map(Some).or_else(|e| {
+                err(
+                    format!(
+                        "The value for the field '{field}' must be a valid JSONPath ({})",
+                        e.reason
+                    ),
+                    &self.at(field),
+                )
+            }),
+            Some(_) => err(
+                format!("The value for the field '{field}' must be a valid JSONPath"),
+                &self.at(field),
+            ),
         }
     }
     fn io_path(&self, field: &str) -> R<IoPath> {
@@ -129,8 +189,17 @@ impl Ctx<'_> {
             None => Ok(IoPath::Identity),
             Some(Value::Null) => Ok(IoPath::Discard),
             Some(_) => {
-                let p = self.path(field)?.ok_or_else(|| LoadError { message: "unreachable".into(), location: self.at(field) })?;
-                Ok(if p.is_root() && *p.root() == crate::jsonpath::Root::Input { IoPath::Identity } else { IoPath::Path(p) })
+                let p = self.path(field)?.ok_or_else(|| LoadError {
+                    message: "unreachable".into(),
+                    location: self.at(field),
+                })?;
+                Ok(
+                    if p.is_root() && *p.root() == crate::jsonpath::Root::Input {
+                        IoPath::Identity
+                    } else {
+                        IoPath::Path(p)
+                    },
+                )
             }
         }
     }
@@ -139,29 +208,63 @@ impl Ctx<'_> {
             None => Ok(ResultPath::Replace),
             Some(Value::Null) => Ok(ResultPath::Discard),
             Some(Value::String(s)) => {
-                let p = JsonPath::parse(s).or_else(|e| err(format!("The value for the field 'ResultPath' must be a valid JSONPath ({})", e.reason), &format!("{loc}/ResultPath")))?;
+                let p = JsonPath::parse(s).or_else(|e| {
+                    err(
+                        format!(
+                            "The value for the field 'ResultPath' must be a valid JSONPath ({})",
+                            e.reason
+                        ),
+                        &format!("{loc}/ResultPath"),
+                    )
+                })?;
                 if !p.is_reference_path() {
-                    return err("The value for the field 'ResultPath' must be a valid reference path", &format!("{loc}/ResultPath"));
+                    return err(
+                        "The value for the field 'ResultPath' must be a valid reference path",
+                        &format!("{loc}/ResultPath"),
+                    );
                 }
-                Ok(if p.is_root() { ResultPath::Replace } else { ResultPath::At(p) })
+                Ok(if p.is_root() {
+                    ResultPath::Replace
+                } else {
+                    ResultPath::At(p)
+                })
             }
-            Some(_) => err("The value for the field 'ResultPath' must be a valid JSONPath", &format!("{loc}/ResultPath")),
+            Some(_) => err(
+                "The value for the field 'ResultPath' must be a valid JSONPath",
+                &format!("{loc}/ResultPath"),
+            ),
         }
     }
     fn template(&self, field: &str) -> R<Option<Template>> {
         self.template_in(self.body, field, self.loc)
     }
-    fn template_in(&self, body: &Map<String, Value>, field: &str, loc: &str) -> R<Option<Template>> {
+    fn template_in(
+        &self,
+        body: &Map<String, Value>,
+        field: &str,
+        loc: &str,
+    ) -> R<Option<Template>> {
         match body.get(field) {
             None => Ok(None),
-            Some(v) => Template::compile(v, self.lang).map(Some).or_else(|e| err(e, &format!("{loc}/{field}"))),
+            Some(v) => Template::compile(v, self.lang)
+                .map(Some)
+                .or_else(|e| err(e, &format!("{loc}/{field}"))),
         }
     }
-    fn jsonata_or<T>(&self, field: &str, fixed: impl Fn(&Value) -> Option<T>, what: &str) -> R<Option<Dynamic<T>>> {
+    fn jsonata_or<T>(
+        &self,
+        field: &str,
+        fixed: impl Fn(&Value) -> Option<T>,
+        what: &str,
+    ) -> R<Option<Dynamic<T>>> {
         match self.get(field) {
             None => Ok(None),
-            Some(Value::String(s)) if self.lang == Lang::Jsonata && JsonataExpr::is_expression(s) => {
-                Ok(Some(Dynamic::Expr(ValueExpr::Jsonata(JsonataExpr::parse(s).or_else(|e| err(e, &self.at(field)))?))))
+            Some(Value::String(s))
+                if self.lang == Lang::Jsonata && JsonataExpr::is_expression(s) =>
+            {
+                Ok(Some(Dynamic::Expr(ValueExpr::Jsonata(
+                    JsonataExpr::parse(s).or_else(|e| err(e, &self.at(field)))?,
+                ))))
             }
             Some(v) => match fixed(v) {
                 Some(t) => Ok(Some(Dynamic::Fixed(t))),
@@ -187,22 +290,36 @@ impl Ctx<'_> {
                 let e = ValueExpr::parse_jsonpath_mode(s).or_else(|e| err(format!("The value for the field '{path_field}' must be a valid JSONPath or a valid intrinsic function call ({e})"), &self.at(path_field)))?;
                 return Ok(Some(Dynamic::Expr(e)));
             }
-            Some(_) => return err(format!("Field '{path_field}' must be a string"), &self.at(path_field)),
+            Some(_) => {
+                return err(
+                    format!("Field '{path_field}' must be a string"),
+                    &self.at(path_field),
+                )
+            }
             None => {}
         }
         self.jsonata_or(field, |v| v.as_str().map(str::to_string), "a string")
     }
     fn retriers(&self) -> R<Vec<Retrier>> {
-        let Some(v) = self.get("Retry") else { return Ok(Vec::new()) };
-        let Value::Array(items) = v else { return err("Retry must be an array", &self.at("Retry")) };
+        let Some(v) = self.get("Retry") else {
+            return Ok(Vec::new());
+        };
+        let Value::Array(items) = v else {
+            return err("Retry must be an array", &self.at("Retry"));
+        };
         let mut out = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let loc = format!("{}/Retry/{i}", self.loc);
-            let Value::Object(r) = item else { return err("A retrier must be an object", &loc) };
+            let Value::Object(r) = item else {
+                return err("A retrier must be an object", &loc);
+            };
             let num = |k: &str, d: f64| -> R<f64> {
                 match r.get(k) {
                     None => Ok(d),
-                    Some(v) => v.as_f64().ok_or_else(|| LoadError { message: format!("Field '{k}' must be a number"), location: format!("{loc}/{k}") }),
+                    Some(v) => v.as_f64().ok_or_else(|| LoadError {
+                        message: format!("Field '{k}' must be a number"),
+                        location: format!("{loc}/{k}"),
+                    }),
                 }
             };
             out.push(Retrier {
@@ -220,12 +337,18 @@ impl Ctx<'_> {
         Ok(out)
     }
     fn catchers(&self) -> R<Vec<Catcher>> {
-        let Some(v) = self.get("Catch") else { return Ok(Vec::new()) };
-        let Value::Array(items) = v else { return err("Catch must be an array", &self.at("Catch")) };
+        let Some(v) = self.get("Catch") else {
+            return Ok(Vec::new());
+        };
+        let Value::Array(items) = v else {
+            return err("Catch must be an array", &self.at("Catch"));
+        };
         let mut out = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let loc = format!("{}/Catch/{i}", self.loc);
-            let Value::Object(c) = item else { return err("A catcher must be an object", &loc) };
+            let Value::Object(c) = item else {
+                return err("A catcher must be an object", &loc);
+            };
             let next = match c.get("Next") {
                 Some(Value::String(n)) => self.target(n, &format!("{loc}/Next"))?,
                 _ => return err("These fields are required: [Next]", &loc),
@@ -241,7 +364,11 @@ impl Ctx<'_> {
         Ok(out)
     }
     fn work(&self, parameters_field: &str) -> R<Work> {
-        let params_field = if self.lang == Lang::Jsonata { "Arguments" } else { parameters_field };
+        let params_field = if self.lang == Lang::Jsonata {
+            "Arguments"
+        } else {
+            parameters_field
+        };
         Ok(Work {
             parameters: self.template(params_field)?,
             result_selector: self.template("ResultSelector")?,
@@ -257,13 +384,25 @@ fn error_equals(obj: &Map<String, Value>, loc: &str) -> R<Vec<String>> {
     match obj.get("ErrorEquals") {
         Some(Value::Array(items)) if !items.is_empty() => items
             .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| LoadError { message: "ErrorEquals must hold strings".into(), location: format!("{loc}/ErrorEquals") }))
+            .map(|v| {
+                v.as_str().map(str::to_string).ok_or_else(|| LoadError {
+                    message: "ErrorEquals must hold strings".into(),
+                    location: format!("{loc}/ErrorEquals"),
+                })
+            })
             .collect(),
         _ => err("These fields are required: [ErrorEquals]", loc),
     }
 }
 
-fn load_state(name: &str, body: &Map<String, Value>, loc: &str, parent_ql: QueryLanguage, index: &HashMap<String, usize>, counter: &mut usize) -> R<State> {
+fn load_state(
+    name: &str,
+    body: &Map<String, Value>,
+    loc: &str,
+    parent_ql: QueryLanguage,
+    index: &HashMap<String, usize>,
+    counter: &mut usize,
+) -> R<State> {
     *counter += 1;
     let query_language = match body.get("QueryLanguage") {
         None => parent_ql,
@@ -273,20 +412,32 @@ fn load_state(name: &str, body: &Map<String, Value>, loc: &str, parent_ql: Query
         QueryLanguage::JsonPath => Lang::JsonPath,
         QueryLanguage::Jsonata => Lang::Jsonata,
     };
-    let cx = Ctx { body, loc, index, lang };
+    let cx = Ctx {
+        body,
+        loc,
+        index,
+        lang,
+    };
     let ty = match body.get("Type") {
         Some(Value::String(t)) => t.as_str(),
         _ => return err("These fields are required: [Type]", loc),
     };
     let kind = match ty {
         "Pass" => Kind::Pass(Pass {
-            parameters: cx.template(if lang == Lang::Jsonata { "Arguments" } else { "Parameters" })?,
+            parameters: cx.template(if lang == Lang::Jsonata {
+                "Arguments"
+            } else {
+                "Parameters"
+            })?,
             result: body.get("Result").cloned(),
             result_path: cx.result_path(body, loc)?,
             transition: cx.transition()?,
         }),
         "Succeed" => Kind::Succeed,
-        "Fail" => Kind::Fail(Fail { error: cx.dynamic_string("Error", "ErrorPath")?, cause: cx.dynamic_string("Cause", "CausePath")? }),
+        "Fail" => Kind::Fail(Fail {
+            error: cx.dynamic_string("Error", "ErrorPath")?,
+            cause: cx.dynamic_string("Cause", "CausePath")?,
+        }),
         "Wait" => {
             let wait_for = if let Some(p) = cx.path("SecondsPath")? {
                 WaitFor::SecondsPath(p)
@@ -310,19 +461,39 @@ fn load_state(name: &str, body: &Map<String, Value>, loc: &str, parent_ql: Query
                     _ => return err("A Wait state needs exactly one of Seconds, Timestamp, SecondsPath, TimestampPath", loc),
                 }
             };
-            Kind::Wait(Wait { wait_for, transition: cx.transition()? })
+            Kind::Wait(Wait {
+                wait_for,
+                transition: cx.transition()?,
+            })
         }
         "Choice" => {
-            let Some(Value::Array(rules)) = body.get("Choices") else { return err("These fields are required: [Choices]", loc) };
+            let Some(Value::Array(rules)) = body.get("Choices") else {
+                return err("These fields are required: [Choices]", loc);
+            };
             let mut choices = Vec::with_capacity(rules.len());
             for (i, r) in rules.iter().enumerate() {
                 let rloc = format!("{loc}/Choices/{i}");
-                let Value::Object(r) = r else { return err("A choice rule must be an object", &rloc) };
+                let Value::Object(r) = r else {
+                    return err("A choice rule must be an object", &rloc);
+                };
                 let rule = if let Some(c) = r.get("Condition") {
                     match c {
-                        Value::String(s) if JsonataExpr::is_expression(s) => Rule::Condition(ValueExpr::Jsonata(JsonataExpr::parse(s).or_else(|e| err(e, &format!("{rloc}/Condition")))?)),
-                        Value::Bool(b) => Rule::Condition(ValueExpr::Jsonata(JsonataExpr::parse(&format!("{{% {b} %}}")).or_else(|e| err(e, &rloc))?)),
-                        _ => return err("Condition must be a JSONata expression", &format!("{rloc}/Condition")),
+                        Value::String(s) if JsonataExpr::is_expression(s) => {
+                            Rule::Condition(ValueExpr::Jsonata(
+                                JsonataExpr::parse(s)
+                                    .or_else(|e| err(e, &format!("{rloc}/Condition")))?,
+                            ))
+                        }
+                        Value::Bool(b) => Rule::Condition(ValueExpr::Jsonata(
+                            JsonataExpr::parse(&format!("{{% {b} %}}"))
+                                .or_else(|e| err(e, &rloc))?,
+                        )),
+                        _ => {
+                            return err(
+                                "Condition must be a JSONata expression",
+                                &format!("{rloc}/Condition"),
+                            )
+                        }
                     }
                 } else {
                     compile_rule(r).or_else(|e| err(e, &rloc))?
@@ -345,7 +516,10 @@ fn load_state(name: &str, body: &Map<String, Value>, loc: &str, parent_ql: Query
             Kind::Choice(Choice { choices, default })
         }
         "Task" => {
-            let resource = cx.string("Resource")?.ok_or_else(|| LoadError { message: "These fields are required: [Resource]".into(), location: loc.to_string() })?;
+            let resource = cx.string("Resource")?.ok_or_else(|| LoadError {
+                message: "These fields are required: [Resource]".into(),
+                location: loc.to_string(),
+            })?;
             Kind::Task(Box::new(Task {
                 resource,
                 work: cx.work("Parameters")?,
@@ -355,18 +529,25 @@ fn load_state(name: &str, body: &Map<String, Value>, loc: &str, parent_ql: Query
             }))
         }
         "Parallel" => {
-            let Some(Value::Array(branches)) = body.get("Branches") else { return err("These fields are required: [Branches]", loc) };
+            let Some(Value::Array(branches)) = body.get("Branches") else {
+                return err("These fields are required: [Branches]", loc);
+            };
             let mut gs = Vec::with_capacity(branches.len());
             for (i, b) in branches.iter().enumerate() {
                 let bloc = format!("{loc}/Branches/{i}");
-                let Value::Object(b) = b else { return err("A branch must be an object", &bloc) };
+                let Value::Object(b) = b else {
+                    return err("A branch must be an object", &bloc);
+                };
                 let bql = match b.get("QueryLanguage") {
                     Some(v) => parse_ql(v, &format!("{bloc}/QueryLanguage"))?,
                     None => query_language,
                 };
                 gs.push(load_graph(b, &bloc, bql, counter)?);
             }
-            Kind::Parallel(Box::new(Parallel { branches: gs, work: cx.work("Parameters")? }))
+            Kind::Parallel(Box::new(Parallel {
+                branches: gs,
+                work: cx.work("Parameters")?,
+            }))
         }
         "Map" => {
             let (proc_field, proc) = match (body.get("ItemProcessor"), body.get("Iterator")) {
@@ -390,18 +571,28 @@ fn load_state(name: &str, body: &Map<String, Value>, loc: &str, parent_ql: Query
                 None if lang == Lang::JsonPath => cx.template("Parameters")?,
                 None => None,
             };
-            let max_concurrency = cx.dynamic_u64("MaxConcurrency", "MaxConcurrencyPath")?.unwrap_or(Dynamic::Fixed(0));
+            let max_concurrency = cx
+                .dynamic_u64("MaxConcurrency", "MaxConcurrencyPath")?
+                .unwrap_or(Dynamic::Fixed(0));
             let mut work = cx.work("Parameters")?;
             work.parameters = None;
-            let items = if lang == Lang::Jsonata { cx.template("Items")? } else { None };
+            let items = if lang == Lang::Jsonata {
+                cx.template("Items")?
+            } else {
+                None
+            };
             Kind::Map(Box::new(MapState {
                 processor,
                 items_path: cx.path("ItemsPath")?,
                 items,
                 item_selector,
                 max_concurrency,
-                tolerated_failure_count: cx.dynamic_f64("ToleratedFailureCount", "ToleratedFailureCountPath")?,
-                tolerated_failure_percentage: cx.dynamic_f64("ToleratedFailurePercentage", "ToleratedFailurePercentagePath")?,
+                tolerated_failure_count: cx
+                    .dynamic_f64("ToleratedFailureCount", "ToleratedFailureCountPath")?,
+                tolerated_failure_percentage: cx.dynamic_f64(
+                    "ToleratedFailurePercentage",
+                    "ToleratedFailurePercentagePath",
+                )?,
                 label: cx.string("Label")?,
                 distributed,
                 work,
@@ -409,13 +600,21 @@ fn load_state(name: &str, body: &Map<String, Value>, loc: &str, parent_ql: Query
         }
         other => return err(format!("Unknown state type '{other}'"), &cx.at("Type")),
     };
-    let (input_path, output_path) = if lang == Lang::JsonPath { (cx.io_path("InputPath")?, cx.io_path("OutputPath")?) } else { (IoPath::Identity, IoPath::Identity) };
+    let (input_path, output_path) = if lang == Lang::JsonPath {
+        (cx.io_path("InputPath")?, cx.io_path("OutputPath")?)
+    } else {
+        (IoPath::Identity, IoPath::Identity)
+    };
     Ok(State {
         name: name.to_string(),
         query_language,
         input_path,
         output_path,
-        output: if lang == Lang::Jsonata { cx.template("Output")? } else { None },
+        output: if lang == Lang::Jsonata {
+            cx.template("Output")?
+        } else {
+            None
+        },
         assign: cx.template("Assign")?,
         kind,
     })
@@ -429,16 +628,21 @@ mod tests {
     fn resolves_transitions_and_defaults() {
         let m = load_str(r#"{"StartAt":"A","States":{"A":{"Type":"Pass","Next":"B"},"B":{"Type":"Task","Resource":"r","Retry":[{"ErrorEquals":["States.ALL"]}],"End":true}}}"#).expect("loads");
         assert_eq!(m.graph.start, 0);
-        let Kind::Pass(p) = &m.graph.states[0].kind else { panic!("pass") };
+        let Kind::Pass(p) = &m.graph.states[0].kind else {
+            panic!("pass")
+        };
         assert_eq!(p.transition, Transition::Next(1));
-        let Kind::Task(t) = &m.graph.states[1].kind else { panic!("task") };
+        let Kind::Task(t) = &m.graph.states[1].kind else {
+            panic!("task")
+        };
         assert_eq!(t.work.retry[0].max_attempts, 3);
         assert_eq!(t.work.retry[0].backoff_rate, 2.0);
     }
 
     #[test]
     fn reports_missing_target_with_pointer() {
-        let e = load_str(r#"{"StartAt":"A","States":{"A":{"Type":"Pass","Next":"Nope"}}}"#).expect_err("fails");
+        let e = load_str(r#"{"StartAt":"A","States":{"A":{"Type":"Pass","Next":"Nope"}}}"#)
+            .expect_err("fails");
         assert_eq!(e.location, "/States/A/Next");
         assert_eq!(e.message, "Missing 'Next' target: Nope");
     }

@@ -29,11 +29,17 @@ pub struct EvalError {
 impl EvalError {
     /// A `States.Runtime` failure.
     pub fn runtime(detail: impl Into<String>) -> EvalError {
-        EvalError { kind: EvalErrorKind::Runtime, detail: detail.into() }
+        EvalError {
+            kind: EvalErrorKind::Runtime,
+            detail: detail.into(),
+        }
     }
     /// A `States.QueryEvaluationError` failure.
     pub fn query(detail: impl Into<String>) -> EvalError {
-        EvalError { kind: EvalErrorKind::QueryEvaluation, detail: detail.into() }
+        EvalError {
+            kind: EvalErrorKind::QueryEvaluation,
+            detail: detail.into(),
+        }
     }
     /// The AWS error name.
     pub fn error_name(&self) -> &'static str {
@@ -73,16 +79,23 @@ pub fn resolve_path(path: &JsonPath, env: &dyn EvalEnv) -> Result<Value, PathFai
 }
 
 /// Like [`resolve_path`], but borrows the value when the path is definite (no copy).
-pub fn resolve_path_ref<'e>(path: &JsonPath, env: &'e dyn EvalEnv) -> Result<std::borrow::Cow<'e, Value>, PathFailure> {
+pub fn resolve_path_ref<'e>(
+    path: &JsonPath,
+    env: &'e dyn EvalEnv,
+) -> Result<std::borrow::Cow<'e, Value>, PathFailure> {
     let root: &Value = match path.root() {
         Root::Input => env.input(),
         Root::Context => env.context(),
         Root::Variable(name) => env.variable(name).ok_or(PathFailure::UnknownVariable)?,
     };
     if path.is_definite() {
-        path.query_ref(root).map(std::borrow::Cow::Borrowed).ok_or(PathFailure::NoResults)
+        path.query_ref(root)
+            .map(std::borrow::Cow::Borrowed)
+            .ok_or(PathFailure::NoResults)
     } else {
-        path.query(root).map(std::borrow::Cow::Owned).map_err(|_| PathFailure::NoResults)
+        path.query(root)
+            .map(std::borrow::Cow::Owned)
+            .map_err(|_| PathFailure::NoResults)
     }
 }
 
@@ -100,11 +113,16 @@ pub fn to_json(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
-fn path_not_found(path: &JsonPath, field: &str, env: &dyn EvalEnv, failure: PathFailure) -> EvalError {
+fn path_not_found(
+    path: &JsonPath,
+    field: &str,
+    env: &dyn EvalEnv,
+    failure: PathFailure,
+) -> EvalError {
     match (failure, path.root()) {
-        (PathFailure::UnknownVariable, Root::Variable(name)) => {
-            EvalError::runtime(format!("The variable '${name}' specified for the field '{field}' is not defined."))
-        }
+        (PathFailure::UnknownVariable, Root::Variable(name)) => EvalError::runtime(format!(
+            "The variable '${name}' specified for the field '{field}' is not defined."
+        )),
         _ => {
             let doc = match path.root() {
                 Root::Context => env.context(),
@@ -152,19 +170,29 @@ impl ValueExpr {
     /// Compiles a JSONPath-mode `.$` value: a path or an intrinsic call.
     pub fn parse_jsonpath_mode(text: &str) -> Result<ValueExpr, String> {
         if looks_like_intrinsic(text) {
-            Intrinsic::parse(text).map(ValueExpr::Intrinsic).map_err(|e| e.to_string())
+            Intrinsic::parse(text)
+                .map(ValueExpr::Intrinsic)
+                .map_err(|e| e.to_string())
         } else {
-            JsonPath::parse(text).map(ValueExpr::Path).map_err(|e| e.to_string())
+            JsonPath::parse(text)
+                .map(ValueExpr::Path)
+                .map_err(|e| e.to_string())
         }
     }
 
     /// Evaluates; `field` names the field in error causes (e.g. `value.$`, `ErrorPath`).
     pub fn eval(&self, field: &str, env: &dyn EvalEnv) -> Result<Value, EvalError> {
         match self {
-            ValueExpr::Path(p) => resolve_path(p, env).map_err(|f| path_not_found(p, field, env, f)),
+            ValueExpr::Path(p) => {
+                resolve_path(p, env).map_err(|f| path_not_found(p, field, env, f))
+            }
             ValueExpr::Intrinsic(i) => i.eval(&IntrinsicAdapter { env }).map_err(|e| {
                 if e.message.starts_with("The JSONPath") || e.message.starts_with("The variable") {
-                    EvalError::runtime(e.message.replacen("for the field ''", &format!("for the field '{field}'"), 1))
+                    EvalError::runtime(e.message.replacen(
+                        "for the field ''",
+                        &format!("for the field '{field}'"),
+                        1,
+                    ))
                 } else {
                     EvalError::runtime(e.message)
                 }
@@ -239,8 +267,10 @@ impl Template {
                 }
             }
             (Value::Array(items), _) => {
-                let compiled: Vec<Template> =
-                    items.iter().map(|v| Self::compile_at(v, lang, field)).collect::<Result<_, _>>()?;
+                let compiled: Vec<Template> = items
+                    .iter()
+                    .map(|v| Self::compile_at(v, lang, field))
+                    .collect::<Result<_, _>>()?;
                 if compiled.iter().all(|t| matches!(t, Template::Const(_))) {
                     Ok(Template::Const(value.clone()))
                 } else {
@@ -248,7 +278,10 @@ impl Template {
                 }
             }
             (Value::String(s), Lang::Jsonata) if JsonataExpr::is_expression(s) => {
-                Ok(Template::Expr(ValueExpr::Jsonata(JsonataExpr::parse(s)?), field.to_string()))
+                Ok(Template::Expr(
+                    ValueExpr::Jsonata(JsonataExpr::parse(s)?),
+                    field.to_string(),
+                ))
             }
             _ => Ok(Template::Const(value.clone())),
         }
@@ -275,7 +308,11 @@ impl Template {
                 }
                 Ok(Value::Object(out))
             }
-            Template::Array(items) => items.iter().map(|t| t.eval_in(env, prefix)).collect::<Result<Vec<_>, _>>().map(Value::Array),
+            Template::Array(items) => items
+                .iter()
+                .map(|t| t.eval_in(env, prefix))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array),
             Template::Expr(e, field) => {
                 let full = match (prefix.is_empty(), field.is_empty()) {
                     (true, _) => field.clone(),
@@ -332,14 +369,23 @@ mod tests {
             Lang::JsonPath,
         )
         .expect("compiles");
-        let env = Env { input: json!({"x": "hi"}), ctx: json!({"Id": 7}) };
-        assert_eq!(t.eval(&env), Ok(json!({"a": "hi", "b": {"c": "hi!"}, "d": [1], "e": 7})));
+        let env = Env {
+            input: json!({"x": "hi"}),
+            ctx: json!({"Id": 7}),
+        };
+        assert_eq!(
+            t.eval(&env),
+            Ok(json!({"a": "hi", "b": {"c": "hi!"}, "d": [1], "e": 7}))
+        );
     }
 
     #[test]
     fn missing_path_reports_aws_cause() {
         let t = Template::compile(&json!({"value.$": "$.nope"}), Lang::JsonPath).expect("compiles");
-        let env = Env { input: json!({"x": 1}), ctx: json!({}) };
+        let env = Env {
+            input: json!({"x": 1}),
+            ctx: json!({}),
+        };
         let err = t.eval(&env).expect_err("fails");
         assert_eq!(err.error_name(), "States.Runtime");
         assert_eq!(err.detail, "The JSONPath '$.nope' specified for the field 'value.$' could not be found in the input '{\"x\":1}'");

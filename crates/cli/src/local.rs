@@ -2,7 +2,9 @@
 
 use expressway_asl::StateMachine;
 use expressway_engine::runtime::format_uuid;
-use expressway_engine::{execute, ExecutionRequest, Limits, LogConfig, Outcome, Runtime, DEFAULT_ACCOUNT, DEFAULT_REGION};
+use expressway_engine::{
+    execute, ExecutionRequest, Limits, LogConfig, Outcome, Runtime, DEFAULT_ACCOUNT, DEFAULT_REGION,
+};
 use serde_json::Value;
 
 /// Identity of a local execution.
@@ -25,9 +27,15 @@ pub fn default_role_arn() -> String {
 pub fn request(identity: &Identity, input: Value, log: LogConfig) -> ExecutionRequest {
     let uuid = format_uuid(&identity.uuid);
     ExecutionRequest {
-        execution_arn: format!("arn:aws:states:{DEFAULT_REGION}:{DEFAULT_ACCOUNT}:express:{}:{}:{uuid}", identity.machine, identity.name),
+        execution_arn: format!(
+            "arn:aws:states:{DEFAULT_REGION}:{DEFAULT_ACCOUNT}:express:{}:{}:{uuid}",
+            identity.machine, identity.name
+        ),
         execution_name: identity.name.clone(),
-        state_machine_arn: format!("arn:aws:states:{DEFAULT_REGION}:{DEFAULT_ACCOUNT}:stateMachine:{}", identity.machine),
+        state_machine_arn: format!(
+            "arn:aws:states:{DEFAULT_REGION}:{DEFAULT_ACCOUNT}:stateMachine:{}",
+            identity.machine
+        ),
         state_machine_name: identity.machine.clone(),
         role_arn: default_role_arn(),
         input,
@@ -38,7 +46,13 @@ pub fn request(identity: &Identity, input: Value, log: LogConfig) -> ExecutionRe
 }
 
 /// Runs one execution of an already loaded machine.
-pub async fn run_definition(machine: &StateMachine, identity: &Identity, input: Value, log: LogConfig, runtime: &Runtime) -> (ExecutionRequest, Outcome) {
+pub async fn run_definition(
+    machine: &StateMachine,
+    identity: &Identity,
+    input: Value,
+    log: LogConfig,
+    runtime: &Runtime,
+) -> (ExecutionRequest, Outcome) {
     let req = request(identity, input, log);
     let outcome = execute(machine, &req, runtime).await;
     (req, outcome)
@@ -46,9 +60,24 @@ pub async fn run_definition(machine: &StateMachine, identity: &Identity, input: 
 
 /// The machine name for a definition file: `orders.asl.json` -> `orders`.
 pub fn machine_name_from_path(path: &std::path::Path) -> String {
-    let file = path.file_name().and_then(|f| f.to_str()).unwrap_or("StateMachine");
-    let stem = file.strip_suffix(".asl.json").or_else(|| file.strip_suffix(".json")).unwrap_or(file);
-    let cleaned: String = stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
+    let file = path
+        .file_name()
+        .and_then(|f| f.to_str())
+        .unwrap_or("StateMachine");
+    let stem = file
+        .strip_suffix(".asl.json")
+        .or_else(|| file.strip_suffix(".json"))
+        .unwrap_or(file);
+    let cleaned: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
     if cleaned.is_empty() {
         "StateMachine".into()
     } else {

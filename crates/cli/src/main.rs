@@ -22,7 +22,11 @@ const EX_DATAERR: u8 = 65;
 const EX_NOINPUT: u8 = 66;
 
 #[derive(Parser)]
-#[command(name = "expressway", version, about = "AWS Step Functions Express workflows on Kafka")]
+#[command(
+    name = "expressway",
+    version,
+    about = "AWS Step Functions Express workflows on Kafka"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -136,7 +140,10 @@ fn cmd_validate(args: ValidateArgs) -> ExitCode {
     let _ = args.machine_type;
     match expressway_asl::load_str(&text) {
         Ok(_) => {
-            println!("{}", serde_json::json!({"result": "OK", "diagnostics": [], "truncated": false}));
+            println!(
+                "{}",
+                serde_json::json!({"result": "OK", "diagnostics": [], "truncated": false})
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -182,7 +189,10 @@ fn cmd_bench(args: BenchArgs) -> ExitCode {
     let machine_name = machine_name_from_path(&args.definition);
     let duration = std::time::Duration::from_secs_f64(args.seconds.max(0.1));
     let threads = args.threads.max(1);
-    let log = LogConfig { level: args.log_level, include_execution_data: args.log_level == LogLevel::All };
+    let log = LogConfig {
+        level: args.log_level,
+        include_execution_data: args.log_level == LogLevel::All,
+    };
     let started = std::time::Instant::now();
     let workers: Vec<_> = (0..threads)
         .map(|t| {
@@ -190,17 +200,29 @@ fn cmd_bench(args: BenchArgs) -> ExitCode {
             let input = input.clone();
             let machine_name = machine_name.clone();
             std::thread::spawn(move || -> anyhow::Result<(u64, u64)> {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().context("starting the async runtime")?;
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .context("starting the async runtime")?;
                 rt.block_on(async move {
                     let clock = Arc::new(TokioClock::new());
-                    let runtime = Runtime { clock: clock.clone(), entropy: Arc::new(OsEntropy), tasks: Arc::new(Registry::new(clock)) };
-                    let identity = Identity { machine: machine_name, name: format!("bench-{t}"), uuid: [t as u8; 16] };
+                    let runtime = Runtime {
+                        clock: clock.clone(),
+                        entropy: Arc::new(OsEntropy),
+                        tasks: Arc::new(Registry::new(clock)),
+                    };
+                    let identity = Identity {
+                        machine: machine_name,
+                        name: format!("bench-{t}"),
+                        uuid: [t as u8; 16],
+                    };
                     let req = expressway_cli::local::request(&identity, input, log);
                     let (mut executions, mut transitions) = (0u64, 0u64);
                     let deadline = std::time::Instant::now() + duration;
                     while std::time::Instant::now() < deadline {
                         for _ in 0..64 {
-                            let outcome = expressway_engine::execute(&machine, &req, &runtime).await;
+                            let outcome =
+                                expressway_engine::execute(&machine, &req, &runtime).await;
                             transitions += outcome.state_transitions;
                             executions += 1;
                         }
@@ -277,18 +299,39 @@ fn cmd_run(args: RunArgs) -> ExitCode {
     }
 }
 
-fn run_and_print(args: &RunArgs, machine: &expressway_asl::StateMachine, input: Value) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().context("starting the async runtime")?;
+fn run_and_print(
+    args: &RunArgs,
+    machine: &expressway_asl::StateMachine,
+    input: Value,
+) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .context("starting the async runtime")?;
     let result = rt.block_on(async {
         let clock = Arc::new(TokioClock::new());
         let entropy = Arc::new(OsEntropy);
-        let runtime = Runtime { clock: clock.clone(), entropy: entropy.clone(), tasks: Arc::new(Registry::new(clock)) };
+        let runtime = Runtime {
+            clock: clock.clone(),
+            entropy: entropy.clone(),
+            tasks: Arc::new(Registry::new(clock)),
+        };
         let mut uuid = [0u8; 16];
         uuid[..8].copy_from_slice(&entropy.next_u64().to_be_bytes());
         uuid[8..].copy_from_slice(&entropy.next_u64().to_be_bytes());
-        let name = args.name.clone().unwrap_or_else(|| expressway_engine::runtime::uuid_v4(entropy.as_ref()));
-        let identity = Identity { machine: machine_name_from_path(&args.definition), name, uuid };
-        let log = LogConfig { level: args.log_level, include_execution_data: args.include_execution_data };
+        let name = args
+            .name
+            .clone()
+            .unwrap_or_else(|| expressway_engine::runtime::uuid_v4(entropy.as_ref()));
+        let identity = Identity {
+            machine: machine_name_from_path(&args.definition),
+            name,
+            uuid,
+        };
+        let log = LogConfig {
+            level: args.log_level,
+            include_execution_data: args.include_execution_data,
+        };
         run_definition(machine, &identity, input, log, &runtime).await
     });
     let (req, outcome) = result;
@@ -297,7 +340,8 @@ fn run_and_print(args: &RunArgs, machine: &expressway_asl::StateMachine, input: 
         if dest == "-" {
             eprintln!("{record}");
         } else {
-            std::fs::write(dest, format!("{record}\n")).with_context(|| format!("writing logs to {dest}"))?;
+            std::fs::write(dest, format!("{record}\n"))
+                .with_context(|| format!("writing logs to {dest}"))?;
         }
     }
     let mut out = std::io::stdout().lock();

@@ -46,14 +46,19 @@ impl Normalizer<'_> {
     fn string(&self, s: &str) -> String {
         let mut out = s.to_string();
         if self.standard {
-            out = express_arn_regex().replace_all(&out, "arn:aws:states:$1:$2:execution:$3:$4").into_owned();
+            out = express_arn_regex()
+                .replace_all(&out, "arn:aws:states:$1:$2:execution:$3:$4")
+                .into_owned();
         }
         out = out.replace(expressway_engine::DEFAULT_ACCOUNT, "111111111111");
         out = out.replace(expressway_engine::DEFAULT_REGION, "<region>");
         out = out.replace("arn:aws:", "arn:<partition>:");
         for t in self.tokens {
             if t.get("kind").and_then(Value::as_str) == Some("regex") {
-                if let (Some(pattern), Some(token)) = (t.get("pattern").and_then(Value::as_str), t.get("token").and_then(Value::as_str)) {
+                if let (Some(pattern), Some(token)) = (
+                    t.get("pattern").and_then(Value::as_str),
+                    t.get("token").and_then(Value::as_str),
+                ) {
                     out = out.replace(pattern, token);
                 }
             }
@@ -99,7 +104,12 @@ impl Normalizer<'_> {
             if t.get("kind").and_then(Value::as_str) != Some("jsonpath") {
                 continue;
             }
-            let (Some(path), Some(token)) = (t.get("snapshot_jsonpath").and_then(Value::as_str), t.get("token").and_then(Value::as_str)) else { continue };
+            let (Some(path), Some(token)) = (
+                t.get("snapshot_jsonpath").and_then(Value::as_str),
+                t.get("token").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
             // Snapshot paths address history events (`$..events..output.FunctionResult`); the
             // last member name is what the token replaced inside the output.
             if let Some(key) = path.rsplit(['.', '$']).find(|k| !k.is_empty()) {
@@ -113,7 +123,12 @@ impl Normalizer<'_> {
         let mut out: Vec<String> = self
             .tokens
             .iter()
-            .filter(|t| !matches!(t.get("kind").and_then(Value::as_str), Some("jsonpath") | Some("iso8601") | Some("timestamp_key")))
+            .filter(|t| {
+                !matches!(
+                    t.get("kind").and_then(Value::as_str),
+                    Some("jsonpath") | Some("iso8601") | Some("timestamp_key")
+                )
+            })
             .filter_map(|t| t.get("token").and_then(Value::as_str).map(str::to_string))
             .filter(|t| t != "date" && t != "timestamp")
             .collect();
@@ -148,7 +163,10 @@ pub struct Matcher {
 impl Matcher {
     /// A matcher for the given wildcard tokens.
     pub fn new(tokens: Vec<String>) -> Matcher {
-        Matcher { tokens, binds: HashMap::new() }
+        Matcher {
+            tokens,
+            binds: HashMap::new(),
+        }
     }
 
     /// True when `actual` matches `expected`.
@@ -156,14 +174,17 @@ impl Matcher {
         match (expected, actual) {
             (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
             (Value::String(e), Value::String(a)) => self.string(e, a),
-            (Value::Array(e), Value::Array(a)) => e.len() == a.len() && e.iter().zip(a).all(|(x, y)| self.matches(x, y)),
+            (Value::Array(e), Value::Array(a)) => {
+                e.len() == a.len() && e.iter().zip(a).all(|(x, y)| self.matches(x, y))
+            }
             (Value::Object(e), Value::Object(a)) => {
                 e.len() == a.len()
                     && e.iter().all(|(k, x)| match a.get(k) {
                         Some(y) => self.matches(x, y),
                         None => {
                             // Keys may hold tokens too.
-                            a.iter().any(|(ak, y)| self.string(k, ak) && self.matches(x, y))
+                            a.iter()
+                                .any(|(ak, y)| self.string(k, ak) && self.matches(x, y))
                         }
                     })
             }
@@ -176,7 +197,11 @@ impl Matcher {
         if expected == actual {
             return true;
         }
-        let used: Vec<&String> = self.tokens.iter().filter(|t| expected.contains(t.as_str())).collect();
+        let used: Vec<&String> = self
+            .tokens
+            .iter()
+            .filter(|t| expected.contains(t.as_str()))
+            .collect();
         if used.is_empty() {
             return false;
         }
@@ -204,8 +229,12 @@ impl Matcher {
             rest = &rest[ch.len_utf8()..];
         }
         pattern.push('$');
-        let Ok(re) = Regex::new(&pattern) else { return false };
-        let Some(caps) = re.captures(actual) else { return false };
+        let Ok(re) = Regex::new(&pattern) else {
+            return false;
+        };
+        let Some(caps) = re.captures(actual) else {
+            return false;
+        };
         for (i, t) in groups.iter().enumerate() {
             if let Some(m) = caps.get(i + 1) {
                 self.binds.insert(t.clone(), m.as_str().to_string());
@@ -218,7 +247,10 @@ impl Matcher {
 /// Grades an actual result object against expected.json.
 pub fn grade(expected: &Value, actual: &Value, standard: bool) -> (Grade, String) {
     let empty = Vec::new();
-    let tokens = expected.get("normalized").and_then(Value::as_array).unwrap_or(&empty);
+    let tokens = expected
+        .get("normalized")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
     let norm = Normalizer { standard, tokens };
     let mut m = Matcher::new(norm.wildcards());
     let exp_status = expected.get("status").and_then(Value::as_str).unwrap_or("");
@@ -227,7 +259,13 @@ pub fn grade(expected: &Value, actual: &Value, standard: bool) -> (Grade, String
         let why = format!(
             "status {act_status} (expected {exp_status}); error={} cause={}",
             actual.get("error").unwrap_or(&Value::Null),
-            actual.get("cause").map(|c| c.to_string()).unwrap_or_default().chars().take(300).collect::<String>()
+            actual
+                .get("cause")
+                .map(|c| c.to_string())
+                .unwrap_or_default()
+                .chars()
+                .take(300)
+                .collect::<String>()
         );
         return (Grade::Mismatch, why);
     }
@@ -235,7 +273,10 @@ pub fn grade(expected: &Value, actual: &Value, standard: bool) -> (Grade, String
         let mut out = norm.value(actual.get("output").unwrap_or(&Value::Null));
         norm.apply_jsonpath_tokens(&mut out);
         if !m.matches(exp_out, &out) {
-            return (Grade::StatusOnly, format!("output {} (expected {})", trunc(&out), trunc(exp_out)));
+            return (
+                Grade::StatusOnly,
+                format!("output {} (expected {})", trunc(&out), trunc(exp_out)),
+            );
         }
     }
     let act_error = actual.get("error").map(|e| norm.value(e));
@@ -246,7 +287,10 @@ pub fn grade(expected: &Value, actual: &Value, standard: bool) -> (Grade, String
     }
     let act_cause = actual.get("cause").map(|c| {
         if expected.get("cause_is_json") == Some(&Value::Bool(true)) {
-            c.as_str().and_then(|s| serde_json::from_str::<Value>(s).ok()).map(|v| norm.value(&v)).unwrap_or_else(|| norm.value(c))
+            c.as_str()
+                .and_then(|s| serde_json::from_str::<Value>(s).ok())
+                .map(|v| norm.value(&v))
+                .unwrap_or_else(|| norm.value(c))
         } else {
             norm.value(c)
         }
@@ -259,7 +303,14 @@ pub fn grade(expected: &Value, actual: &Value, standard: bool) -> (Grade, String
     if cause_ok {
         (Grade::Strict, String::new())
     } else {
-        (Grade::Lenient, format!("cause {:?} (expected {:?})", act_cause.map(|c| trunc(&c)), expected.get("cause").map(trunc)))
+        (
+            Grade::Lenient,
+            format!(
+                "cause {:?} (expected {:?})",
+                act_cause.map(|c| trunc(&c)),
+                expected.get("cause").map(trunc)
+            ),
+        )
     }
 }
 
@@ -270,7 +321,10 @@ fn json_input_match(m: &mut Matcher, expected: &Value, actual: &Value) -> bool {
             let re = Regex::new(r"<json-input:\d+>").expect("valid regex");
             let pattern = format!(
                 "^{}$",
-                re.split(e).map(regex::escape).collect::<Vec<_>>().join("(.*)")
+                re.split(e)
+                    .map(regex::escape)
+                    .collect::<Vec<_>>()
+                    .join("(.*)")
             );
             return Regex::new(&pattern).map(|r| r.is_match(a)).unwrap_or(false);
         }
@@ -281,7 +335,10 @@ fn json_input_match(m: &mut Matcher, expected: &Value, actual: &Value) -> bool {
 fn trunc(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 300 {
-        format!("{}…", &s[..s.char_indices().nth(300).map(|(i, _)| i).unwrap_or(s.len())])
+        format!(
+            "{}…",
+            &s[..s.char_indices().nth(300).map(|(i, _)| i).unwrap_or(s.len())]
+        )
     } else {
         s
     }
@@ -303,10 +360,32 @@ mod tests {
     #[test]
     fn grading_levels() {
         let expected = json!({"status": "FAILED", "error": "E", "cause": "C", "normalized": []});
-        assert_eq!(grade(&expected, &json!({"status": "FAILED", "error": "E", "cause": "C"}), true).0, Grade::Strict);
-        assert_eq!(grade(&expected, &json!({"status": "FAILED", "error": "E", "cause": "X"}), true).0, Grade::Lenient);
-        assert_eq!(grade(&expected, &json!({"status": "FAILED", "error": "F"}), true).0, Grade::StatusOnly);
-        assert_eq!(grade(&expected, &json!({"status": "SUCCEEDED"}), true).0, Grade::Mismatch);
+        assert_eq!(
+            grade(
+                &expected,
+                &json!({"status": "FAILED", "error": "E", "cause": "C"}),
+                true
+            )
+            .0,
+            Grade::Strict
+        );
+        assert_eq!(
+            grade(
+                &expected,
+                &json!({"status": "FAILED", "error": "E", "cause": "X"}),
+                true
+            )
+            .0,
+            Grade::Lenient
+        );
+        assert_eq!(
+            grade(&expected, &json!({"status": "FAILED", "error": "F"}), true).0,
+            Grade::StatusOnly
+        );
+        assert_eq!(
+            grade(&expected, &json!({"status": "SUCCEEDED"}), true).0,
+            Grade::Mismatch
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `conformance [--dir D] [--cli PATH] [--category C] [--failures]`: prints pass/total per category.
 
-use expressway_conformance::{default_corpus_dir, grade_case, load_cases, run_all_in_process, run_via_cli, tally, CaseResult};
+use expressway_conformance::{
+    default_corpus_dir, grade_case, load_cases, run_all_in_process, run_via_cli, tally, CaseResult,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -64,7 +66,10 @@ fn main() -> ExitCode {
         }
     }
     let t = tally(&results);
-    println!("{:<40} {:>6} {:>9} {:>8}", "category", "total", "lenient", "strict");
+    println!(
+        "{:<40} {:>6} {:>9} {:>8}",
+        "category", "total", "lenient", "strict"
+    );
     let (mut total, mut lenient, mut strict) = (0, 0, 0);
     for (k, v) in &t {
         println!("{k:<40} {:>6} {:>9} {:>8}", v.total, v.lenient, v.strict);
@@ -77,6 +82,11 @@ fn main() -> ExitCode {
     for l in logs.iter().filter(|l| !l.ok) {
         println!("log mismatch\t{}\t{}", l.file, l.reason);
     }
-    println!("{:<40} {:>6} {:>9}", "execution_logs (files)", logs.len(), logs.iter().filter(|l| l.ok).count());
+    println!(
+        "{:<40} {:>6} {:>9}",
+        "execution_logs (files)",
+        logs.len(),
+        logs.iter().filter(|l| l.ok).count()
+    );
     ExitCode::SUCCESS
 }

@@ -37,7 +37,11 @@ fn request(input: Value, level: LogLevel) -> ExecutionRequest {
 
 fn bench_machine(c: &mut Criterion, name: &str, definition: &str, input: Value) {
     let machine = expressway_asl::load_str(definition).expect("benchmark definition loads");
-    let runtime = Runtime { clock: Arc::new(FixedClock), entropy: Arc::new(SplitMix64::new(7)), tasks: Arc::new(NoTasks) };
+    let runtime = Runtime {
+        clock: Arc::new(FixedClock),
+        entropy: Arc::new(SplitMix64::new(7)),
+        tasks: Arc::new(NoTasks),
+    };
     let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(1));
     for level in [LogLevel::Off, LogLevel::All] {
@@ -53,10 +57,21 @@ fn bench_machine(c: &mut Criterion, name: &str, definition: &str, input: Value) 
 }
 
 fn engine(c: &mut Criterion) {
-    let input: Value = serde_json::from_str(include_str!("fixtures/pipeline.input.json")).expect("input");
-    bench_machine(c, "pipeline", include_str!("fixtures/pipeline.asl.json"), input);
+    let input: Value =
+        serde_json::from_str(include_str!("fixtures/pipeline.input.json")).expect("input");
+    bench_machine(
+        c,
+        "pipeline",
+        include_str!("fixtures/pipeline.asl.json"),
+        input,
+    );
     let items: Vec<Value> = (0..100).map(Value::from).collect();
-    bench_machine(c, "map100", include_str!("fixtures/map100.asl.json"), serde_json::json!({ "items": items }));
+    bench_machine(
+        c,
+        "map100",
+        include_str!("fixtures/map100.asl.json"),
+        serde_json::json!({ "items": items }),
+    );
 }
 
 criterion_group!(benches, engine);

@@ -101,10 +101,22 @@ impl Event {
         m.insert("id".into(), Value::String(self.id.to_string()));
         m.insert("type".into(), Value::String(self.event_type.to_string()));
         m.insert("details".into(), self.details.clone());
-        m.insert("previous_event_id".into(), Value::String(self.previous_event_id.to_string()));
-        m.insert("event_timestamp".into(), Value::String(self.timestamp_millis.to_string()));
-        m.insert("execution_arn".into(), Value::String(execution_arn.to_string()));
-        m.insert("redrive_count".into(), Value::String(redrive_count.to_string()));
+        m.insert(
+            "previous_event_id".into(),
+            Value::String(self.previous_event_id.to_string()),
+        );
+        m.insert(
+            "event_timestamp".into(),
+            Value::String(self.timestamp_millis.to_string()),
+        );
+        m.insert(
+            "execution_arn".into(),
+            Value::String(execution_arn.to_string()),
+        );
+        m.insert(
+            "redrive_count".into(),
+            Value::String(redrive_count.to_string()),
+        );
         Value::Object(m)
     }
 }
@@ -125,23 +137,46 @@ pub enum Details<'a> {
     /// No details (`{}`).
     Empty,
     /// `input` + `inputDetails` (+ `name` / `roleArn`).
-    Input { name_key: &'static str, name: &'a str, input: &'a Value },
+    Input {
+        name_key: &'static str,
+        name: &'a str,
+        input: &'a Value,
+    },
     /// `name` + `output` + `outputDetails`.
-    Output { name: Option<&'a str>, output: &'a Value },
+    Output {
+        name: Option<&'a str>,
+        output: &'a Value,
+    },
     /// `error` + `cause` (+ resource fields).
-    Failure { error: Option<&'a str>, cause: Option<&'a str>, resource: Option<&'a str> },
+    Failure {
+        error: Option<&'a str>,
+        cause: Option<&'a str>,
+        resource: Option<&'a str>,
+    },
     /// Anything else, as given (data fields are not filtered).
     Raw(Value),
     /// Task scheduling details.
-    TaskScheduled { resource: &'a str, parameters: &'a Value, timeout: Option<u64>, heartbeat: Option<u64> },
+    TaskScheduled {
+        resource: &'a str,
+        parameters: &'a Value,
+        timeout: Option<u64>,
+        heartbeat: Option<u64>,
+    },
     /// Task start / success.
-    TaskResource { resource: &'a str, output: Option<&'a Value> },
+    TaskResource {
+        resource: &'a str,
+        output: Option<&'a Value>,
+    },
 }
 
 impl EventLog {
     /// A log keeping events per `config`.
     pub fn new(config: LogConfig) -> EventLog {
-        EventLog { config, next_id: AtomicU64::new(1), events: Mutex::new(Vec::new()) }
+        EventLog {
+            config,
+            next_id: AtomicU64::new(1),
+            events: Mutex::new(Vec::new()),
+        }
     }
 
     /// True when events of this type are kept at the configured level.
@@ -151,7 +186,13 @@ impl EventLog {
 
     /// Records an event and returns its id. The timestamp and details are computed only when the
     /// event is kept; ids are assigned either way (AWS numbers every event).
-    pub fn emit(&self, event_type: &'static str, previous_event_id: u64, timestamp_millis: impl FnOnce() -> i64, details: Details<'_>) -> u64 {
+    pub fn emit(
+        &self,
+        event_type: &'static str,
+        previous_event_id: u64,
+        timestamp_millis: impl FnOnce() -> i64,
+        details: Details<'_>,
+    ) -> u64 {
         if !self.keeps(event_type) {
             return self.next_id.fetch_add(1, Ordering::Relaxed);
         }
@@ -163,7 +204,13 @@ impl EventLog {
         };
         // Taken under the lock so that ids stay in recording order.
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        events.push(Event { id, previous_event_id, event_type, timestamp_millis, details });
+        events.push(Event {
+            id,
+            previous_event_id,
+            event_type,
+            timestamp_millis,
+            details,
+        });
         id
     }
 
@@ -204,7 +251,11 @@ impl EventLog {
         match details {
             Details::Empty => {}
             Details::Raw(v) => return v,
-            Details::Input { name_key, name, input } => {
+            Details::Input {
+                name_key,
+                name,
+                input,
+            } => {
                 self.payload(&mut m, "input", "inputDetails", input);
                 m.insert(name_key.into(), Value::String(name.to_string()));
             }
@@ -214,7 +265,11 @@ impl EventLog {
                 }
                 self.payload(&mut m, "output", "outputDetails", output);
             }
-            Details::Failure { error, cause, resource } => {
+            Details::Failure {
+                error,
+                cause,
+                resource,
+            } => {
                 if let Some(c) = cause {
                     m.insert("cause".into(), Value::String(c.to_string()));
                 }
@@ -223,15 +278,29 @@ impl EventLog {
                 }
                 if let Some(r) = resource {
                     m.insert("resource".into(), Value::String(r.to_string()));
-                    m.insert("resourceType".into(), Value::String(resource_type(r).to_string()));
+                    m.insert(
+                        "resourceType".into(),
+                        Value::String(resource_type(r).to_string()),
+                    );
                 }
             }
-            Details::TaskScheduled { resource, parameters, timeout, heartbeat } => {
+            Details::TaskScheduled {
+                resource,
+                parameters,
+                timeout,
+                heartbeat,
+            } => {
                 m.insert("resource".into(), Value::String(resource.to_string()));
-                m.insert("resourceType".into(), Value::String(resource_type(resource).to_string()));
+                m.insert(
+                    "resourceType".into(),
+                    Value::String(resource_type(resource).to_string()),
+                );
                 m.insert("region".into(), Value::String(crate::DEFAULT_REGION.into()));
                 if self.config.include_execution_data {
-                    m.insert("parameters".into(), Value::String(serde_json::to_string(parameters).unwrap_or_default()));
+                    m.insert(
+                        "parameters".into(),
+                        Value::String(serde_json::to_string(parameters).unwrap_or_default()),
+                    );
                 }
                 if let Some(t) = timeout {
                     m.insert("timeoutInSeconds".into(), Value::String(t.to_string()));
@@ -242,7 +311,10 @@ impl EventLog {
             }
             Details::TaskResource { resource, output } => {
                 m.insert("resource".into(), Value::String(resource.to_string()));
-                m.insert("resourceType".into(), Value::String(resource_type(resource).to_string()));
+                m.insert(
+                    "resourceType".into(),
+                    Value::String(resource_type(resource).to_string()),
+                );
                 if let Some(o) = output {
                     self.payload(&mut m, "output", "outputDetails", o);
                 }

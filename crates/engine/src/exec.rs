@@ -26,7 +26,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_payload_bytes: 262_144, max_duration: Duration::from_secs(300) }
+        Limits {
+            max_payload_bytes: 262_144,
+            max_duration: Duration::from_secs(300),
+        }
     }
 }
 
@@ -107,7 +110,11 @@ struct Failure {
 
 impl Failure {
     fn new(error: impl Into<String>, cause: Option<String>) -> Failure {
-        Failure { error: error.into(), cause, fatal: false }
+        Failure {
+            error: error.into(),
+            cause,
+            fatal: false,
+        }
     }
     fn error_output(&self) -> Value {
         let mut m = Map::new();
@@ -130,10 +137,13 @@ fn state_failure(state: &str, entered_id: u64, e: EvalError) -> Failure {
 }
 
 /// Runs one execution to its end.
-pub async fn execute(machine: &StateMachine, request: &ExecutionRequest, runtime: &Runtime) -> Outcome {
+pub async fn execute(
+    machine: &StateMachine,
+    request: &ExecutionRequest,
+    runtime: &Runtime,
+) -> Outcome {
     let start_millis = runtime.clock.now_millis();
     let exec = Exec {
-
         req: request,
         rt: runtime,
         log: EventLog::new(request.log),
@@ -145,7 +155,11 @@ pub async fn execute(machine: &StateMachine, request: &ExecutionRequest, runtime
         "ExecutionStarted",
         0,
         || start_millis,
-        Details::Input { name_key: "roleArn", name: &request.role_arn, input: &request.input },
+        Details::Input {
+            name_key: "roleArn",
+            name: &request.role_arn,
+            input: &request.input,
+        },
     );
 
     let mut limit = request.limits.max_duration;
@@ -160,9 +174,20 @@ pub async fn execute(machine: &StateMachine, request: &ExecutionRequest, runtime
                 fatal: true,
             });
         }
-        let root = Scope { vars: None, parent: None };
+        let root = Scope {
+            vars: None,
+            parent: None,
+        };
         let mut prev = 0u64;
-        exec.run_graph(&machine.graph, request.input.clone(), &root, &mut prev, None).await.map(|v| (v, prev))
+        exec.run_graph(
+            &machine.graph,
+            request.input.clone(),
+            &root,
+            &mut prev,
+            None,
+        )
+        .await
+        .map(|v| (v, prev))
     };
     let timer = runtime.clock.sleep(limit);
     let result = match future::select(Box::pin(run), timer).await {
@@ -173,20 +198,52 @@ pub async fn execute(machine: &StateMachine, request: &ExecutionRequest, runtime
     let last = exec.log.peek_next_id().saturating_sub(1).max(started_id);
     let (status, output, error, cause) = match result {
         Some(Ok((output, _))) => {
-            exec.log.emit("ExecutionSucceeded", last, || stop_millis, Details::Output { name: None, output: &output });
+            exec.log.emit(
+                "ExecutionSucceeded",
+                last,
+                || stop_millis,
+                Details::Output {
+                    name: None,
+                    output: &output,
+                },
+            );
             (Status::Succeeded, Some(output), None, None)
         }
         Some(Err(f)) => {
-            exec.log.emit("ExecutionFailed", last, || stop_millis, Details::Failure { error: Some(f.error.as_str()).filter(|e| !e.is_empty()), cause: f.cause.as_deref(), resource: None });
-            (Status::Failed, None, Some(f.error).filter(|e| !e.is_empty()), f.cause)
+            exec.log.emit(
+                "ExecutionFailed",
+                last,
+                || stop_millis,
+                Details::Failure {
+                    error: Some(f.error.as_str()).filter(|e| !e.is_empty()),
+                    cause: f.cause.as_deref(),
+                    resource: None,
+                },
+            );
+            (
+                Status::Failed,
+                None,
+                Some(f.error).filter(|e| !e.is_empty()),
+                f.cause,
+            )
         }
         None => {
-            exec.log.emit("ExecutionTimedOut", last, || stop_millis, Details::Empty);
+            exec.log
+                .emit("ExecutionTimedOut", last, || stop_millis, Details::Empty);
             (Status::TimedOut, None, None, None)
         }
     };
     let state_transitions = exec.transitions.load(Ordering::Relaxed);
-    Outcome { status, output, error, cause, start_millis, stop_millis, events: exec.log.into_events(), state_transitions }
+    Outcome {
+        status,
+        output,
+        error,
+        cause,
+        start_millis,
+        stop_millis,
+        events: exec.log.into_events(),
+        state_transitions,
+    }
 }
 
 struct Exec<'a> {
@@ -206,7 +263,9 @@ struct Scope<'a> {
 
 impl Scope<'_> {
     fn get(&self, name: &str) -> Option<&Value> {
-        self.vars.and_then(|v| v.get(name)).or_else(|| self.parent.and_then(|p| p.get(name)))
+        self.vars
+            .and_then(|v| v.get(name))
+            .or_else(|| self.parent.and_then(|p| p.get(name)))
     }
 }
 
@@ -230,11 +289,34 @@ struct Env<'a> {
 }
 
 impl<'a> Env<'a> {
-    fn new(exec: &'a Exec<'a>, input: &'a Value, scope: &'a Scope<'a>, state_name: &'a str, entered_millis: i64) -> Env<'a> {
-        Env { exec, input, scope, state_name, entered_millis, map_item: None, ctx: OnceLock::new(), states: OnceLock::new(), result: None, error_output: None }
+    fn new(
+        exec: &'a Exec<'a>,
+        input: &'a Value,
+        scope: &'a Scope<'a>,
+        state_name: &'a str,
+        entered_millis: i64,
+    ) -> Env<'a> {
+        Env {
+            exec,
+            input,
+            scope,
+            state_name,
+            entered_millis,
+            map_item: None,
+            ctx: OnceLock::new(),
+            states: OnceLock::new(),
+            result: None,
+            error_output: None,
+        }
     }
     fn with_input(&self, input: &'a Value) -> Env<'a> {
-        Env::new(self.exec, input, self.scope, self.state_name, self.entered_millis)
+        Env::new(
+            self.exec,
+            input,
+            self.scope,
+            self.state_name,
+            self.entered_millis,
+        )
     }
 }
 
@@ -250,7 +332,10 @@ impl EvalEnv for Env<'_> {
             ctx.insert("StateMachine".into(), machine.clone());
             let mut state = Map::with_capacity(2);
             state.insert("Name".into(), Value::String(self.state_name.to_string()));
-            state.insert("EnteredTime".into(), Value::String(format_millis(self.entered_millis)));
+            state.insert(
+                "EnteredTime".into(),
+                Value::String(format_millis(self.entered_millis)),
+            );
             ctx.insert("State".into(), Value::Object(state));
             if let Some(item) = &self.map_item {
                 let mut it = Map::with_capacity(2);
@@ -303,7 +388,11 @@ fn needs_size_check(state: &State) -> bool {
     }
     match &state.kind {
         Kind::Choice(_) | Kind::Wait(_) | Kind::Succeed => false,
-        Kind::Pass(p) => p.parameters.is_some() || p.result.is_some() || matches!(p.result_path, ResultPath::At(_)),
+        Kind::Pass(p) => {
+            p.parameters.is_some()
+                || p.result.is_some()
+                || matches!(p.result_path, ResultPath::At(_))
+        }
         _ => true,
     }
 }
@@ -361,10 +450,19 @@ fn select_path(p: &JsonPath, value: &Value, env: &Env<'_>) -> Result<Value, Eval
         Root::Context => env.context(),
         Root::Variable(name) => match env.variable(name) {
             Some(v) => v,
-            None => return Err(EvalError::runtime(format!("Invalid path '{p}' : The variable '${name}' is not defined."))),
+            None => {
+                return Err(EvalError::runtime(format!(
+                    "Invalid path '{p}' : The variable '${name}' is not defined."
+                )))
+            }
         },
     };
-    p.query(root).map_err(|_| EvalError::runtime(format!("Invalid path '{p}' : No results for path: {}", p.bracket_notation())))
+    p.query(root).map_err(|_| {
+        EvalError::runtime(format!(
+            "Invalid path '{p}' : No results for path: {}",
+            p.bracket_notation()
+        ))
+    })
 }
 
 /// ResultPath: combines the state's raw input with its result (both moved, nothing copied).
@@ -373,10 +471,17 @@ fn apply_result_path(rp: &ResultPath, input: Value, result: Value) -> Result<Val
         ResultPath::Replace => Ok(result),
         ResultPath::Discard => Ok(input),
         ResultPath::At(p) => {
-            let mut out = if input.is_object() { input } else { Value::Object(Map::new()) };
+            let mut out = if input.is_object() {
+                input
+            } else {
+                Value::Object(Map::new())
+            };
             match p.assign(&mut out, result) {
                 Ok(()) => Ok(out),
-                Err(_) => Err(EvalError::runtime(format!("Unable to apply ResultPath '{p}' to the input '{}'", to_json(&out)))),
+                Err(_) => Err(EvalError::runtime(format!(
+                    "Unable to apply ResultPath '{p}' to the input '{}'",
+                    to_json(&out)
+                ))),
             }
         }
     }
@@ -384,7 +489,11 @@ fn apply_result_path(rp: &ResultPath, input: Value, result: Value) -> Result<Val
 
 /// The state's effective input: InputPath applied (JSONPath), or the input itself (JSONata).
 /// Borrowed whenever no copy is needed.
-fn effective_input<'v>(state: &State, input: &'v Value, env: &Env<'_>) -> Result<Cow<'v, Value>, EvalError> {
+fn effective_input<'v>(
+    state: &State,
+    input: &'v Value,
+    env: &Env<'_>,
+) -> Result<Cow<'v, Value>, EvalError> {
     if state.query_language == QueryLanguage::Jsonata {
         return Ok(Cow::Borrowed(input));
     }
@@ -413,7 +522,13 @@ struct OutCtx<'a> {
 
 impl OutCtx<'_> {
     fn env<'v>(&'v self, input: &'v Value) -> Env<'v> {
-        Env::new(self.exec, input, self.scope, self.state_name, self.entered_millis)
+        Env::new(
+            self.exec,
+            input,
+            self.scope,
+            self.state_name,
+            self.entered_millis,
+        )
     }
 
     fn output_path(&self, path: &IoPath, value: Value) -> Result<Value, EvalError> {
@@ -437,8 +552,12 @@ enum Decision {
 fn error_matches(names: &[String], error: &str) -> bool {
     names.iter().any(|n| {
         n == error
-            || (n == "States.ALL" && error != "States.Runtime" && error != "States.DataLimitExceeded")
-            || (n == "States.TaskFailed" && error != "States.Timeout" && !error.starts_with("States.") )
+            || (n == "States.ALL"
+                && error != "States.Runtime"
+                && error != "States.DataLimitExceeded")
+            || (n == "States.TaskFailed"
+                && error != "States.Timeout"
+                && !error.starts_with("States."))
     })
 }
 
@@ -448,15 +567,27 @@ impl<'a> Exec<'a> {
             let mut e = Map::with_capacity(6);
             e.insert("Id".into(), Value::String(self.req.execution_arn.clone()));
             e.insert("Input".into(), self.req.input.clone());
-            e.insert("Name".into(), Value::String(self.req.execution_name.clone()));
+            e.insert(
+                "Name".into(),
+                Value::String(self.req.execution_name.clone()),
+            );
             e.insert("RoleArn".into(), Value::String(self.req.role_arn.clone()));
-            e.insert("StartTime".into(), Value::String(format_millis(self.start_millis)));
+            e.insert(
+                "StartTime".into(),
+                Value::String(format_millis(self.start_millis)),
+            );
             if !self.req.synchronous {
                 e.insert("RedriveCount".into(), Value::from(0));
             }
             let mut m = Map::with_capacity(2);
-            m.insert("Id".into(), Value::String(self.req.state_machine_arn.clone()));
-            m.insert("Name".into(), Value::String(self.req.state_machine_name.clone()));
+            m.insert(
+                "Id".into(),
+                Value::String(self.req.state_machine_arn.clone()),
+            );
+            m.insert(
+                "Name".into(),
+                Value::String(self.req.state_machine_name.clone()),
+            );
             (Value::Object(e), Value::Object(m))
         })
     }
@@ -509,7 +640,10 @@ impl<'a> Exec<'a> {
             loop {
                 let state = &graph.states[index];
                 let step = {
-                    let scope = Scope { vars: Some(&vars), parent: Some(parent) };
+                    let scope = Scope {
+                        vars: Some(&vars),
+                        parent: Some(parent),
+                    };
                     self.run_state(state, input, &scope, prev).await?
                 };
                 for (k, v) in step.assign {
@@ -527,15 +661,35 @@ impl<'a> Exec<'a> {
         .boxed()
     }
 
-    async fn run_state(&self, state: &State, input: Value, scope: &Scope<'_>, prev: &mut u64) -> Result<Step, Failure> {
+    async fn run_state(
+        &self,
+        state: &State,
+        input: Value,
+        scope: &Scope<'_>,
+        prev: &mut u64,
+    ) -> Result<Step, Failure> {
         self.transitions.fetch_add(1, Ordering::Relaxed);
         let entered_millis = self.now();
         let entered_type = entered_event(&state.kind);
-        let entered_id = self.log.emit(entered_type, *prev, || entered_millis, Details::Input { name_key: "name", name: &state.name, input: &input });
+        let entered_id = self.log.emit(
+            entered_type,
+            *prev,
+            || entered_millis,
+            Details::Input {
+                name_key: "name",
+                name: &state.name,
+                input: &input,
+            },
+        );
         *prev = entered_id;
         let fail = |e: EvalError| state_failure(&state.name, entered_id, e);
         let jsonata = state.query_language == QueryLanguage::Jsonata;
-        let out_ctx = OutCtx { exec: self, scope, state_name: &state.name, entered_millis };
+        let out_ctx = OutCtx {
+            exec: self,
+            scope,
+            state_name: &state.name,
+            entered_millis,
+        };
 
         let step = match &state.kind {
             Kind::Pass(pass) => {
@@ -545,18 +699,26 @@ impl<'a> Exec<'a> {
                     let eff = effective_input(state, &input, &env).map_err(fail)?;
                     let eff_env = env.with_input(&eff);
                     let result = match (&pass.parameters, &pass.result) {
-                        (Some(p), _) => Some(p.eval_in(&eff_env, if jsonata { "Arguments" } else { "" }).map_err(fail)?),
+                        (Some(p), _) => Some(
+                            p.eval_in(&eff_env, if jsonata { "Arguments" } else { "" })
+                                .map_err(fail)?,
+                        ),
                         (None, Some(r)) => Some(r.clone()),
                         (None, None) => None,
                     };
                     let assign = match &state.assign {
                         Some(_) => {
                             let target = result.as_ref().unwrap_or(&eff);
-                            self.eval_assign(state, &env.with_input(target)).map_err(fail)?
+                            self.eval_assign(state, &env.with_input(target))
+                                .map_err(fail)?
                         }
                         None => Vec::new(),
                     };
-                    let jsonata_out = if jsonata { Some(self.jsonata_output(state, &env, None).map_err(fail)?) } else { None };
+                    let jsonata_out = if jsonata {
+                        Some(self.jsonata_output(state, &env, None).map_err(fail)?)
+                    } else {
+                        None
+                    };
                     let result = match (result, eff) {
                         (Some(r), _) => Some(r),
                         (None, Cow::Owned(v)) => Some(v),
@@ -568,7 +730,9 @@ impl<'a> Exec<'a> {
                     Some(o) => o,
                     None => {
                         let merged = match result {
-                            Some(r) => apply_result_path(&pass.result_path, input, r).map_err(fail)?,
+                            Some(r) => {
+                                apply_result_path(&pass.result_path, input, r).map_err(fail)?
+                            }
                             None => match &pass.result_path {
                                 ResultPath::At(_) => {
                                     let r = input.clone();
@@ -577,32 +741,54 @@ impl<'a> Exec<'a> {
                                 _ => input,
                             },
                         };
-                        out_ctx.output_path(&state.output_path, merged).map_err(fail)?
+                        out_ctx
+                            .output_path(&state.output_path, merged)
+                            .map_err(fail)?
                     }
                 };
-                Step { next: next_of(pass.transition), output, assign }
+                Step {
+                    next: next_of(pass.transition),
+                    output,
+                    assign,
+                }
             }
             Kind::Succeed => {
                 let (eff_owned, jsonata_out) = {
                     let env = Env::new(self, &input, scope, &state.name, entered_millis);
                     if jsonata {
-                        (None, Some(self.jsonata_output(state, &env, None).map_err(fail)?))
+                        (
+                            None,
+                            Some(self.jsonata_output(state, &env, None).map_err(fail)?),
+                        )
                     } else {
-                        (owned_if_new(effective_input(state, &input, &env).map_err(fail)?), None)
+                        (
+                            owned_if_new(effective_input(state, &input, &env).map_err(fail)?),
+                            None,
+                        )
                     }
                 };
                 let output = match jsonata_out {
                     Some(o) => o,
-                    None => out_ctx.output_path(&state.output_path, eff_owned.unwrap_or(input)).map_err(fail)?,
+                    None => out_ctx
+                        .output_path(&state.output_path, eff_owned.unwrap_or(input))
+                        .map_err(fail)?,
                 };
-                Step { next: None, output, assign: Vec::new() }
+                Step {
+                    next: None,
+                    output,
+                    assign: Vec::new(),
+                }
             }
             Kind::Fail(f) => {
                 let env = Env::new(self, &input, scope, &state.name, entered_millis);
                 let eff = effective_input(state, &input, &env).map_err(fail)?;
                 let eff_env = env.with_input(&eff);
-                let error = self.dynamic_string(&f.error, "ErrorPath", "Error", &eff_env).map_err(fail)?;
-                let cause = self.dynamic_string(&f.cause, "CausePath", "Cause", &eff_env).map_err(fail)?;
+                let error = self
+                    .dynamic_string(&f.error, "ErrorPath", "Error", &eff_env)
+                    .map_err(fail)?;
+                let cause = self
+                    .dynamic_string(&f.cause, "CausePath", "Cause", &eff_env)
+                    .map_err(fail)?;
                 return Err(Failure::new(error.unwrap_or_default(), cause));
             }
             Kind::Choice(choice) => {
@@ -642,9 +828,15 @@ impl<'a> Exec<'a> {
                 let output = match jsonata_out {
                     Some(o) => o,
                     None if jsonata => input,
-                    None => out_ctx.output_path(&state.output_path, eff_owned.unwrap_or(input)).map_err(fail)?,
+                    None => out_ctx
+                        .output_path(&state.output_path, eff_owned.unwrap_or(input))
+                        .map_err(fail)?,
                 };
-                Step { next: Some(next), output, assign }
+                Step {
+                    next: Some(next),
+                    output,
+                    assign,
+                }
             }
             Kind::Wait(wait) => {
                 let (assign, eff_owned, jsonata_out) = {
@@ -656,18 +848,37 @@ impl<'a> Exec<'a> {
                         self.rt.clock.sleep(delay).await;
                     }
                     let assign = self.eval_assign(state, &eff_env).map_err(fail)?;
-                    let jsonata_out = if jsonata { Some(self.jsonata_output(state, &env, None).map_err(fail)?) } else { None };
+                    let jsonata_out = if jsonata {
+                        Some(self.jsonata_output(state, &env, None).map_err(fail)?)
+                    } else {
+                        None
+                    };
                     (assign, owned_if_new(eff), jsonata_out)
                 };
                 let output = match jsonata_out {
                     Some(o) => o,
-                    None => out_ctx.output_path(&state.output_path, eff_owned.unwrap_or(input)).map_err(fail)?,
+                    None => out_ctx
+                        .output_path(&state.output_path, eff_owned.unwrap_or(input))
+                        .map_err(fail)?,
                 };
-                Step { next: next_of(wait.transition), output, assign }
+                Step {
+                    next: next_of(wait.transition),
+                    output,
+                    assign,
+                }
             }
-            Kind::Task(task) => self.run_task(state, task, input, &out_ctx, entered_id, prev).await?,
-            Kind::Parallel(par) => self.run_parallel(state, par, input, &out_ctx, entered_id, prev).await?,
-            Kind::Map(map) => self.run_map(state, map, input, &out_ctx, entered_id, prev).await?,
+            Kind::Task(task) => {
+                self.run_task(state, task, input, &out_ctx, entered_id, prev)
+                    .await?
+            }
+            Kind::Parallel(par) => {
+                self.run_parallel(state, par, input, &out_ctx, entered_id, prev)
+                    .await?
+            }
+            Kind::Map(map) => {
+                self.run_map(state, map, input, &out_ctx, entered_id, prev)
+                    .await?
+            }
         };
         if needs_size_check(state) && !fits(&step.output, self.req.limits.max_payload_bytes) {
             return Err(Failure {
@@ -677,7 +888,15 @@ impl<'a> Exec<'a> {
             });
         }
         if let Some(exited) = exited_event(&state.kind) {
-            let id = self.log.emit(exited, *prev, || self.now(), Details::Output { name: Some(&state.name), output: &step.output });
+            let id = self.log.emit(
+                exited,
+                *prev,
+                || self.now(),
+                Details::Output {
+                    name: Some(&state.name),
+                    output: &step.output,
+                },
+            );
             *prev = id;
         }
         Ok(step)
@@ -690,19 +909,34 @@ impl<'a> Exec<'a> {
         }
     }
 
-    fn jsonata_output(&self, state: &State, env: &Env<'_>, _result: Option<&Value>) -> Result<Value, EvalError> {
+    fn jsonata_output(
+        &self,
+        state: &State,
+        env: &Env<'_>,
+        _result: Option<&Value>,
+    ) -> Result<Value, EvalError> {
         match &state.output {
             Some(t) => t.eval_in(env, "Output"),
             None => Ok(env.input.clone()),
         }
     }
 
-    fn dynamic_string(&self, d: &Option<Dynamic<String>>, path_field: &str, field: &str, env: &Env<'_>) -> Result<Option<String>, EvalError> {
+    fn dynamic_string(
+        &self,
+        d: &Option<Dynamic<String>>,
+        path_field: &str,
+        field: &str,
+        env: &Env<'_>,
+    ) -> Result<Option<String>, EvalError> {
         match d {
             None => Ok(None),
             Some(Dynamic::Fixed(s)) => Ok(Some(s.clone())),
             Some(Dynamic::Expr(e)) => {
-                let name = if matches!(e, ValueExpr::Jsonata(_)) { field } else { path_field };
+                let name = if matches!(e, ValueExpr::Jsonata(_)) {
+                    field
+                } else {
+                    path_field
+                };
                 match e.eval(name, env)? {
                     Value::String(s) => Ok(Some(s)),
                     other => Ok(Some(to_json(&other))),
@@ -723,21 +957,35 @@ impl<'a> Exec<'a> {
         };
         match wait_for {
             WaitFor::Seconds(s) => Ok(Duration::from_secs(*s)),
-            WaitFor::Timestamp(ts) => until(ts, &|| EvalError::runtime("The Timestamp field cannot be parsed")),
+            WaitFor::Timestamp(ts) => until(ts, &|| {
+                EvalError::runtime("The Timestamp field cannot be parsed")
+            }),
             WaitFor::SecondsPath(p) => {
-                let v = select_path(p, env.input, env)
-                    .map_err(|_| EvalError::runtime(format!("The SecondsPath parameter does not reference an input value: {p}")))?;
+                let v = select_path(p, env.input, env).map_err(|_| {
+                    EvalError::runtime(format!(
+                        "The SecondsPath parameter does not reference an input value: {p}"
+                    ))
+                })?;
                 let text = value_text(&v);
                 match v.as_i64() {
-                    Some(n) if n < 0 => Err(EvalError::runtime(format!("The SecondsPath parameter references a negative value: {p} == {text}"))),
+                    Some(n) if n < 0 => Err(EvalError::runtime(format!(
+                        "The SecondsPath parameter references a negative value: {p} == {text}"
+                    ))),
                     Some(n) if v.is_i64() || v.is_u64() => Ok(Duration::from_secs(n as u64)),
-                    _ => Err(EvalError::runtime(format!("The SecondsPath parameter cannot be parsed as a long value: {p} == {text}"))),
+                    _ => Err(EvalError::runtime(format!(
+                        "The SecondsPath parameter cannot be parsed as a long value: {p} == {text}"
+                    ))),
                 }
             }
             WaitFor::TimestampPath(p) => {
-                let v = select_path(p, env.input, env)
-                    .map_err(|_| EvalError::runtime(format!("The TimestampPath parameter does not reference an input value: {p}")))?;
-                let bad = || EvalError::runtime(format!("The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {p} == {}", value_text(&v)));
+                let v = select_path(p, env.input, env).map_err(|_| {
+                    EvalError::runtime(format!(
+                        "The TimestampPath parameter does not reference an input value: {p}"
+                    ))
+                })?;
+                let bad = || {
+                    EvalError::runtime(format!("The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {p} == {}", value_text(&v)))
+                };
                 match &v {
                     Value::String(s) => until(s, &bad),
                     _ => Err(bad()),
@@ -753,7 +1001,9 @@ impl<'a> Exec<'a> {
             WaitFor::TimestampExpr(e) => {
                 let v = e.eval("Timestamp", env)?;
                 let text = value_text(&v);
-                let bad = || EvalError::query(format!("The Timestamp field cannot be parsed as an ISO-8601 extended offset date-time format string: {text}"));
+                let bad = || {
+                    EvalError::query(format!("The Timestamp field cannot be parsed as an ISO-8601 extended offset date-time format string: {text}"))
+                };
                 match &v {
                     Value::String(s) => until(s, &bad),
                     _ => Err(bad()),
@@ -762,76 +1012,156 @@ impl<'a> Exec<'a> {
         }
     }
 
-    async fn run_task(&self, state: &State, task: &Task, input: Value, out: &OutCtx<'_>, entered_id: u64, prev: &mut u64) -> Result<Step, Failure> {
+    async fn run_task(
+        &self,
+        state: &State,
+        task: &Task,
+        input: Value,
+        out: &OutCtx<'_>,
+        entered_id: u64,
+        prev: &mut u64,
+    ) -> Result<Step, Failure> {
         let fail = |e: EvalError| state_failure(&state.name, entered_id, e);
         let jsonata = state.query_language == QueryLanguage::Jsonata;
         let outcome = {
-        let env_owned = out.env(&input);
-        let env = &env_owned;
-        let eff = effective_input(state, &input, env).map_err(fail)?;
-        let eff_env = env.with_input(&eff);
-        let params = match &task.work.parameters {
-            Some(p) => p.eval_in(&eff_env, if jsonata { "Arguments" } else { "" }).map_err(fail)?,
-            None => eff.clone().into_owned(),
-        };
-        let timeout = self.dynamic_seconds(&task.timeout_seconds, "TimeoutSecondsPath", "TimeoutSeconds", &eff_env).map_err(fail)?;
-        let heartbeat = self.dynamic_seconds(&task.heartbeat_seconds, "HeartbeatSecondsPath", "HeartbeatSeconds", &eff_env).map_err(fail)?;
-        let mut counters = vec![0u32; task.work.retry.len()];
-        let mut attempt = 0u32;
-        let outcome = loop {
-            let id = self.log.emit("TaskScheduled", *prev, || self.now(), Details::TaskScheduled { resource: &task.resource, parameters: &params, timeout, heartbeat });
-            let id = self.log.emit("TaskStarted", id, || self.now(), Details::TaskResource { resource: &task.resource, output: None });
-            *prev = id;
-            let request = TaskRequest {
-                resource: task.resource.clone(),
-                input: params.clone(),
-                state_name: state.name.clone(),
-                execution_arn: self.req.execution_arn.clone(),
-                attempt,
-                timeout: timeout.map(Duration::from_secs),
-                idempotency_key: idempotency_key(&self.req.execution_arn, &state.name, attempt),
+            let env_owned = out.env(&input);
+            let env = &env_owned;
+            let eff = effective_input(state, &input, env).map_err(fail)?;
+            let eff_env = env.with_input(&eff);
+            let params = match &task.work.parameters {
+                Some(p) => p
+                    .eval_in(&eff_env, if jsonata { "Arguments" } else { "" })
+                    .map_err(fail)?,
+                None => eff.clone().into_owned(),
             };
-            let call = self.rt.tasks.invoke(request);
-            let result = match timeout {
-                Some(t) => match future::select(call, self.rt.clock.sleep(Duration::from_secs(t))).await {
-                    Either::Left((r, _)) => r,
-                    Either::Right(_) => Err(TaskError { error: "States.Timeout".into(), cause: None }),
-                },
-                None => call.await,
-            };
-            match result {
-                Ok(v) => {
-                    *prev = self.log.emit("TaskSucceeded", *prev, || self.now(), Details::TaskResource { resource: &task.resource, output: Some(&v) });
-                    break Ok(v);
-                }
-                Err(te) => {
-                    let ty = if te.error == "States.Timeout" { "TaskTimedOut" } else { "TaskFailed" };
-                    *prev = self.log.emit(ty, *prev, || self.now(), Details::Failure { error: Some(te.error.as_str()), cause: te.cause.as_deref(), resource: Some(&task.resource) });
-                    let f = Failure::new(te.error, te.cause);
-                    match self.decide(&task.work, &mut counters, &f) {
-                        Decision::Retry(d) => {
-                            attempt += 1;
-                            if !d.is_zero() {
-                                self.rt.clock.sleep(d).await;
-                            }
+            let timeout = self
+                .dynamic_seconds(
+                    &task.timeout_seconds,
+                    "TimeoutSecondsPath",
+                    "TimeoutSeconds",
+                    &eff_env,
+                )
+                .map_err(fail)?;
+            let heartbeat = self
+                .dynamic_seconds(
+                    &task.heartbeat_seconds,
+                    "HeartbeatSecondsPath",
+                    "HeartbeatSeconds",
+                    &eff_env,
+                )
+                .map_err(fail)?;
+            let mut counters = vec![0u32; task.work.retry.len()];
+            let mut attempt = 0u32;
+            let outcome = loop {
+                let id = self.log.emit(
+                    "TaskScheduled",
+                    *prev,
+                    || self.now(),
+                    Details::TaskScheduled {
+                        resource: &task.resource,
+                        parameters: &params,
+                        timeout,
+                        heartbeat,
+                    },
+                );
+                let id = self.log.emit(
+                    "TaskStarted",
+                    id,
+                    || self.now(),
+                    Details::TaskResource {
+                        resource: &task.resource,
+                        output: None,
+                    },
+                );
+                *prev = id;
+                let request = TaskRequest {
+                    resource: task.resource.clone(),
+                    input: params.clone(),
+                    state_name: state.name.clone(),
+                    execution_arn: self.req.execution_arn.clone(),
+                    attempt,
+                    timeout: timeout.map(Duration::from_secs),
+                    idempotency_key: idempotency_key(&self.req.execution_arn, &state.name, attempt),
+                };
+                let call = self.rt.tasks.invoke(request);
+                let result = match timeout {
+                    Some(t) => {
+                        match future::select(call, self.rt.clock.sleep(Duration::from_secs(t)))
+                            .await
+                        {
+                            Either::Left((r, _)) => r,
+                            Either::Right(_) => Err(TaskError {
+                                error: "States.Timeout".into(),
+                                cause: None,
+                            }),
                         }
-                        Decision::Catch(i) => break Err((f, Some(i))),
-                        Decision::Fail => break Err((f, None)),
+                    }
+                    None => call.await,
+                };
+                match result {
+                    Ok(v) => {
+                        *prev = self.log.emit(
+                            "TaskSucceeded",
+                            *prev,
+                            || self.now(),
+                            Details::TaskResource {
+                                resource: &task.resource,
+                                output: Some(&v),
+                            },
+                        );
+                        break Ok(v);
+                    }
+                    Err(te) => {
+                        let ty = if te.error == "States.Timeout" {
+                            "TaskTimedOut"
+                        } else {
+                            "TaskFailed"
+                        };
+                        *prev = self.log.emit(
+                            ty,
+                            *prev,
+                            || self.now(),
+                            Details::Failure {
+                                error: Some(te.error.as_str()),
+                                cause: te.cause.as_deref(),
+                                resource: Some(&task.resource),
+                            },
+                        );
+                        let f = Failure::new(te.error, te.cause);
+                        match self.decide(&task.work, &mut counters, &f) {
+                            Decision::Retry(d) => {
+                                attempt += 1;
+                                if !d.is_zero() {
+                                    self.rt.clock.sleep(d).await;
+                                }
+                            }
+                            Decision::Catch(i) => break Err((f, Some(i))),
+                            Decision::Fail => break Err((f, None)),
+                        }
                     }
                 }
-            }
-        };
-        outcome
+            };
+            outcome
         };
         self.finish_work(state, &task.work, input, out, outcome, entered_id)
     }
 
-    fn dynamic_seconds(&self, d: &Option<Dynamic<u64>>, path_field: &str, field: &str, env: &Env<'_>) -> Result<Option<u64>, EvalError> {
+    fn dynamic_seconds(
+        &self,
+        d: &Option<Dynamic<u64>>,
+        path_field: &str,
+        field: &str,
+        env: &Env<'_>,
+    ) -> Result<Option<u64>, EvalError> {
         match d {
             None => Ok(None),
             Some(Dynamic::Fixed(n)) => Ok(Some(*n)),
             Some(Dynamic::Expr(e)) => {
-                let name = if matches!(e, ValueExpr::Jsonata(_)) { field } else { path_field };
+                let name = if matches!(e, ValueExpr::Jsonata(_)) {
+                    field
+                } else {
+                    path_field
+                };
                 let v = e.eval(name, env)?;
                 match v.as_u64() {
                     Some(n) if n > 0 => Ok(Some(n)),
@@ -871,13 +1201,21 @@ impl<'a> Exec<'a> {
                         Some(t) => t.eval_in(&oenv, "Output").map_err(fail)?,
                         None => selected.clone(),
                     };
-                    return Ok(Step { next: next_of(work.transition), output, assign });
+                    return Ok(Step {
+                        next: next_of(work.transition),
+                        output,
+                        assign,
+                    });
                 }
                 let renv = out.env(&selected);
                 let assign = self.eval_assign(state, &renv).map_err(fail)?;
                 let merged = apply_result_path(&work.result_path, input, selected).map_err(fail)?;
                 let output = out.output_path(&state.output_path, merged).map_err(fail)?;
-                Ok(Step { next: next_of(work.transition), output, assign })
+                Ok(Step {
+                    next: next_of(work.transition),
+                    output,
+                    assign,
+                })
             }
             Err((f, None)) => Err(f),
             Err((f, Some(i))) => {
@@ -894,122 +1232,179 @@ impl<'a> Exec<'a> {
                         Some(t) => t.eval_in(&cenv, "Output").map_err(fail)?,
                         None => error_output.clone(),
                     };
-                    return Ok(Step { next: Some(catcher.next), output, assign });
+                    return Ok(Step {
+                        next: Some(catcher.next),
+                        output,
+                        assign,
+                    });
                 }
                 let eenv = out.env(&error_output);
                 let assign = match &catcher.assign {
                     Some(t) => eval_assign_template(t, &eenv).map_err(fail)?,
                     None => Vec::new(),
                 };
-                let output = apply_result_path(&catcher.result_path, input, error_output.clone()).map_err(fail)?;
-                Ok(Step { next: Some(catcher.next), output, assign })
+                let output = apply_result_path(&catcher.result_path, input, error_output.clone())
+                    .map_err(fail)?;
+                Ok(Step {
+                    next: Some(catcher.next),
+                    output,
+                    assign,
+                })
             }
         }
     }
 
-    async fn run_parallel(&self, state: &State, par: &Parallel, input: Value, out: &OutCtx<'_>, entered_id: u64, prev: &mut u64) -> Result<Step, Failure> {
+    async fn run_parallel(
+        &self,
+        state: &State,
+        par: &Parallel,
+        input: Value,
+        out: &OutCtx<'_>,
+        entered_id: u64,
+        prev: &mut u64,
+    ) -> Result<Step, Failure> {
         let fail = |e: EvalError| state_failure(&state.name, entered_id, e);
         let jsonata = state.query_language == QueryLanguage::Jsonata;
         let outcome = {
-        let env_owned = out.env(&input);
-        let env = &env_owned;
-        let eff = effective_input(state, &input, env).map_err(fail)?;
-        let eff_env = env.with_input(&eff);
-        let branch_input = match &par.work.parameters {
-            Some(p) => p.eval_in(&eff_env, if jsonata { "Arguments" } else { "" }).map_err(fail)?,
-            None => eff.clone().into_owned(),
-        };
-        let mut counters = vec![0u32; par.work.retry.len()];
-        let outcome = loop {
-            let started = self.log.emit("ParallelStateStarted", *prev, || self.now(), Details::Empty);
-            *prev = started;
-            let branches = par.branches.iter().map(|g| {
-                let branch_input = branch_input.clone();
-                async move {
-                    let mut lane = started;
-                    self.run_graph(g, branch_input, env.scope, &mut lane, None).await.map(|v| (v, lane))
-                }
-            }).collect::<Vec<_>>();
-            match future::try_join_all(branches).await {
-                Ok(results) => {
-                    if let Some(last) = results.iter().map(|(_, l)| *l).max() {
-                        *prev = last;
+            let env_owned = out.env(&input);
+            let env = &env_owned;
+            let eff = effective_input(state, &input, env).map_err(fail)?;
+            let eff_env = env.with_input(&eff);
+            let branch_input = match &par.work.parameters {
+                Some(p) => p
+                    .eval_in(&eff_env, if jsonata { "Arguments" } else { "" })
+                    .map_err(fail)?,
+                None => eff.clone().into_owned(),
+            };
+            let mut counters = vec![0u32; par.work.retry.len()];
+            let outcome = loop {
+                let started =
+                    self.log
+                        .emit("ParallelStateStarted", *prev, || self.now(), Details::Empty);
+                *prev = started;
+                let branches = par
+                    .branches
+                    .iter()
+                    .map(|g| {
+                        let branch_input = branch_input.clone();
+                        async move {
+                            let mut lane = started;
+                            self.run_graph(g, branch_input, env.scope, &mut lane, None)
+                                .await
+                                .map(|v| (v, lane))
+                        }
+                    })
+                    .collect::<Vec<_>>();
+                match future::try_join_all(branches).await {
+                    Ok(results) => {
+                        if let Some(last) = results.iter().map(|(_, l)| *l).max() {
+                            *prev = last;
+                        }
+                        *prev = self.log.emit(
+                            "ParallelStateSucceeded",
+                            *prev,
+                            || self.now(),
+                            Details::Empty,
+                        );
+                        break Ok(Value::Array(results.into_iter().map(|(v, _)| v).collect()));
                     }
-                    *prev = self.log.emit("ParallelStateSucceeded", *prev, || self.now(), Details::Empty);
-                    break Ok(Value::Array(results.into_iter().map(|(v, _)| v).collect()));
-                }
-                Err(f) => {
-                    *prev = self.log.peek_next_id().saturating_sub(1);
-                    if f.fatal {
-                        return Err(f);
-                    }
-                    match self.decide(&par.work, &mut counters, &f) {
-                        Decision::Retry(d) => {
-                            if !d.is_zero() {
-                                self.rt.clock.sleep(d).await;
+                    Err(f) => {
+                        *prev = self.log.peek_next_id().saturating_sub(1);
+                        if f.fatal {
+                            return Err(f);
+                        }
+                        match self.decide(&par.work, &mut counters, &f) {
+                            Decision::Retry(d) => {
+                                if !d.is_zero() {
+                                    self.rt.clock.sleep(d).await;
+                                }
+                            }
+                            Decision::Catch(i) => {
+                                *prev = self.log.emit(
+                                    "ParallelStateFailed",
+                                    *prev,
+                                    || self.now(),
+                                    Details::Empty,
+                                );
+                                break Err((f, Some(i)));
+                            }
+                            Decision::Fail => {
+                                self.log.emit(
+                                    "ParallelStateFailed",
+                                    *prev,
+                                    || self.now(),
+                                    Details::Empty,
+                                );
+                                break Err((f, None));
                             }
                         }
-                        Decision::Catch(i) => {
-                            *prev = self.log.emit("ParallelStateFailed", *prev, || self.now(), Details::Empty);
-                            break Err((f, Some(i)));
-                        }
-                        Decision::Fail => {
-                            self.log.emit("ParallelStateFailed", *prev, || self.now(), Details::Empty);
-                            break Err((f, None));
-                        }
                     }
                 }
-            }
-        };
-        outcome
+            };
+            outcome
         };
         self.finish_work(state, &par.work, input, out, outcome, entered_id)
     }
 
-    async fn run_map(&self, state: &State, map: &MapState, input: Value, out: &OutCtx<'_>, entered_id: u64, prev: &mut u64) -> Result<Step, Failure> {
+    async fn run_map(
+        &self,
+        state: &State,
+        map: &MapState,
+        input: Value,
+        out: &OutCtx<'_>,
+        entered_id: u64,
+        prev: &mut u64,
+    ) -> Result<Step, Failure> {
         let fail = |e: EvalError| state_failure(&state.name, entered_id, e);
         let jsonata = state.query_language == QueryLanguage::Jsonata;
         let outcome = {
-        let env_owned = out.env(&input);
-        let env = &env_owned;
-        let eff = effective_input(state, &input, env).map_err(fail)?;
-        let eff_env = env.with_input(&eff);
-        let items_value = if let Some(items) = &map.items {
-            let v = items.eval_in(&eff_env, "Items").map_err(fail)?;
-            if !v.is_array() {
-                let text = items_text(items);
-                return Err(fail(EvalError::query(format!(
+            let env_owned = out.env(&input);
+            let env = &env_owned;
+            let eff = effective_input(state, &input, env).map_err(fail)?;
+            let eff_env = env.with_input(&eff);
+            let items_value = if let Some(items) = &map.items {
+                let v = items.eval_in(&eff_env, "Items").map_err(fail)?;
+                if !v.is_array() {
+                    let text = items_text(items);
+                    return Err(fail(EvalError::query(format!(
                     "The JSONata expression '{text}' specified for the field 'Items' returned an unexpected result type. Expected 'array', but was '{}' for value: {}",
                     expressway_asl::jsonata::type_name(&v),
                     to_json(&v)
                 ))));
-            }
-            v
-        } else {
-            match &map.items_path {
-                Some(p) => select_path(p, &eff, &eff_env).map_err(fail)?,
-                None => eff.clone().into_owned(),
-            }
-        };
-        let Value::Array(items) = &items_value else {
-            let detail = if jsonata {
-                EvalError::query(format!("Map state input must be an array but was: {}", to_json(&items_value)))
+                }
+                v
             } else {
-                let path = map.items_path.as_ref().map(|p| p.as_str().to_string()).unwrap_or_else(|| "$".into());
-                EvalError::runtime(format!("Reference path \"{path}\" must point to array."))
+                match &map.items_path {
+                    Some(p) => select_path(p, &eff, &eff_env).map_err(fail)?,
+                    None => eff.clone().into_owned(),
+                }
             };
-            return Err(fail(detail));
-        };
-        let max_concurrency = match &map.max_concurrency {
-            Dynamic::Fixed(n) => *n as usize,
-            Dynamic::Expr(e) => {
-                let v = e.eval("MaxConcurrencyPath", &eff_env).map_err(fail)?;
-                let parsed = match &v {
-                    Value::Number(n) => n.as_u64(),
-                    Value::String(s) => s.trim().parse::<u64>().ok(),
-                    _ => None,
+            let Value::Array(items) = &items_value else {
+                let detail = if jsonata {
+                    EvalError::query(format!(
+                        "Map state input must be an array but was: {}",
+                        to_json(&items_value)
+                    ))
+                } else {
+                    let path = map
+                        .items_path
+                        .as_ref()
+                        .map(|p| p.as_str().to_string())
+                        .unwrap_or_else(|| "$".into());
+                    EvalError::runtime(format!("Reference path \"{path}\" must point to array."))
                 };
-                match parsed {
+                return Err(fail(detail));
+            };
+            let max_concurrency = match &map.max_concurrency {
+                Dynamic::Fixed(n) => *n as usize,
+                Dynamic::Expr(e) => {
+                    let v = e.eval("MaxConcurrencyPath", &eff_env).map_err(fail)?;
+                    let parsed = match &v {
+                        Value::Number(n) => n.as_u64(),
+                        Value::String(s) => s.trim().parse::<u64>().ok(),
+                        _ => None,
+                    };
+                    match parsed {
                     Some(n) => n as usize,
                     None => {
                         return Err(fail(EvalError::runtime(format!(
@@ -1019,96 +1414,172 @@ impl<'a> Exec<'a> {
                         ))))
                     }
                 }
-            }
-        };
-        let tolerated_count = self.tolerance(&map.tolerated_failure_count, "ToleratedFailureCountPath", true, &eff_env).map_err(fail)?;
-        let tolerated_pct = self.tolerance(&map.tolerated_failure_percentage, "ToleratedFailurePercentagePath", false, &eff_env).map_err(fail)?;
-        let tolerant = tolerated_count.is_some() || tolerated_pct.is_some();
-        let limit = if max_concurrency == 0 { items.len().max(1) } else { max_concurrency };
-        let mut counters = vec![0u32; map.work.retry.len()];
-        let outcome = loop {
-            let started = self.log.emit("MapStateStarted", *prev, || self.now(), Details::Raw(length_details(items.len())));
-            *prev = started;
-            let iterations = items.iter().enumerate().map(|(index, item)| {
-                let eff_ref: &Value = &eff;
-                async move {
-                    let mut lane = self.log.emit("MapIterationStarted", started, || self.now(), Details::Raw(iteration_details(index, &state.name)));
-                    let item_input = match &map.item_selector {
-                        Some(sel) => {
-                            let mut ienv = Env::new(self, eff_ref, env.scope, &state.name, env.entered_millis);
-                            ienv.map_item = Some(MapItem { index, value: item });
-                            sel.eval_in(&ienv, if jsonata { "ItemSelector" } else { "" }).map_err(|e| state_failure(&state.name, entered_id, e))?
-                        }
-                        None => item.clone(),
-                    };
-                    let r = self.run_graph(&map.processor, item_input, env.scope, &mut lane, None).await;
-                    let ty = if r.is_ok() { "MapIterationSucceeded" } else { "MapIterationFailed" };
-                    self.log.emit(ty, lane, || self.now(), Details::Raw(iteration_details(index, &state.name)));
-                    Ok::<_, Failure>((index, r))
                 }
-            }).collect::<Vec<_>>();
-            let mut stream = futures::stream::iter(iterations).buffer_unordered(limit);
-            let mut results: Vec<Option<Value>> = vec![None; items.len()];
-            let mut failures = 0usize;
-            let mut first_failure: Option<Failure> = None;
-            while let Some(r) = stream.next().await {
-                let (index, r) = r?;
-                match r {
-                    Ok(v) => results[index] = Some(v),
-                    Err(f) => {
-                        if f.fatal {
-                            return Err(f);
-                        }
-                        failures += 1;
-                        results[index] = Some(f.error_output());
-                        let exceeded = if tolerant {
-                            let over_count = tolerated_count.is_some_and(|c| failures as f64 > c) || tolerated_count.is_none();
-                            let over_pct = tolerated_pct.is_some_and(|p| failures as f64 * 100.0 / items.len().max(1) as f64 > p) || tolerated_pct.is_none();
-                            over_count && over_pct
-                        } else {
-                            true
-                        };
-                        if exceeded {
-                            first_failure = Some(if tolerant {
-                                Failure::new("States.ExceedToleratedFailureThreshold", Some("The specified tolerated failure threshold was exceeded".into()))
+            };
+            let tolerated_count = self
+                .tolerance(
+                    &map.tolerated_failure_count,
+                    "ToleratedFailureCountPath",
+                    true,
+                    &eff_env,
+                )
+                .map_err(fail)?;
+            let tolerated_pct = self
+                .tolerance(
+                    &map.tolerated_failure_percentage,
+                    "ToleratedFailurePercentagePath",
+                    false,
+                    &eff_env,
+                )
+                .map_err(fail)?;
+            let tolerant = tolerated_count.is_some() || tolerated_pct.is_some();
+            let limit = if max_concurrency == 0 {
+                items.len().max(1)
+            } else {
+                max_concurrency
+            };
+            let mut counters = vec![0u32; map.work.retry.len()];
+            let outcome = loop {
+                let started = self.log.emit(
+                    "MapStateStarted",
+                    *prev,
+                    || self.now(),
+                    Details::Raw(length_details(items.len())),
+                );
+                *prev = started;
+                let iterations = items
+                    .iter()
+                    .enumerate()
+                    .map(|(index, item)| {
+                        let eff_ref: &Value = &eff;
+                        async move {
+                            let mut lane = self.log.emit(
+                                "MapIterationStarted",
+                                started,
+                                || self.now(),
+                                Details::Raw(iteration_details(index, &state.name)),
+                            );
+                            let item_input = match &map.item_selector {
+                                Some(sel) => {
+                                    let mut ienv = Env::new(
+                                        self,
+                                        eff_ref,
+                                        env.scope,
+                                        &state.name,
+                                        env.entered_millis,
+                                    );
+                                    ienv.map_item = Some(MapItem { index, value: item });
+                                    sel.eval_in(&ienv, if jsonata { "ItemSelector" } else { "" })
+                                        .map_err(|e| state_failure(&state.name, entered_id, e))?
+                                }
+                                None => item.clone(),
+                            };
+                            let r = self
+                                .run_graph(&map.processor, item_input, env.scope, &mut lane, None)
+                                .await;
+                            let ty = if r.is_ok() {
+                                "MapIterationSucceeded"
                             } else {
-                                f
-                            });
-                            break;
+                                "MapIterationFailed"
+                            };
+                            self.log.emit(
+                                ty,
+                                lane,
+                                || self.now(),
+                                Details::Raw(iteration_details(index, &state.name)),
+                            );
+                            Ok::<_, Failure>((index, r))
+                        }
+                    })
+                    .collect::<Vec<_>>();
+                let mut stream = futures::stream::iter(iterations).buffer_unordered(limit);
+                let mut results: Vec<Option<Value>> = vec![None; items.len()];
+                let mut failures = 0usize;
+                let mut first_failure: Option<Failure> = None;
+                while let Some(r) = stream.next().await {
+                    let (index, r) = r?;
+                    match r {
+                        Ok(v) => results[index] = Some(v),
+                        Err(f) => {
+                            if f.fatal {
+                                return Err(f);
+                            }
+                            failures += 1;
+                            results[index] = Some(f.error_output());
+                            let exceeded = if tolerant {
+                                let over_count = tolerated_count
+                                    .is_some_and(|c| failures as f64 > c)
+                                    || tolerated_count.is_none();
+                                let over_pct = tolerated_pct.is_some_and(|p| {
+                                    failures as f64 * 100.0 / items.len().max(1) as f64 > p
+                                }) || tolerated_pct.is_none();
+                                over_count && over_pct
+                            } else {
+                                true
+                            };
+                            if exceeded {
+                                first_failure = Some(if tolerant {
+                                    Failure::new("States.ExceedToleratedFailureThreshold", Some("The specified tolerated failure threshold was exceeded".into()))
+                                } else {
+                                    f
+                                });
+                                break;
+                            }
                         }
                     }
                 }
-            }
-            drop(stream);
-            *prev = self.log.peek_next_id().saturating_sub(1);
-            match first_failure {
-                None => {
-                    *prev = self.log.emit("MapStateSucceeded", *prev, || self.now(), Details::Empty);
-                    break Ok(Value::Array(results.into_iter().map(|v| v.unwrap_or(Value::Null)).collect()));
-                }
-                Some(f) => match self.decide(&map.work, &mut counters, &f) {
-                    Decision::Retry(d) => {
-                        if !d.is_zero() {
-                            self.rt.clock.sleep(d).await;
+                drop(stream);
+                *prev = self.log.peek_next_id().saturating_sub(1);
+                match first_failure {
+                    None => {
+                        *prev = self.log.emit(
+                            "MapStateSucceeded",
+                            *prev,
+                            || self.now(),
+                            Details::Empty,
+                        );
+                        break Ok(Value::Array(
+                            results
+                                .into_iter()
+                                .map(|v| v.unwrap_or(Value::Null))
+                                .collect(),
+                        ));
+                    }
+                    Some(f) => match self.decide(&map.work, &mut counters, &f) {
+                        Decision::Retry(d) => {
+                            if !d.is_zero() {
+                                self.rt.clock.sleep(d).await;
+                            }
                         }
-                    }
-                    Decision::Catch(i) => {
-                        *prev = self.log.emit("MapStateFailed", *prev, || self.now(), Details::Empty);
-                        break Err((f, Some(i)));
-                    }
-                    Decision::Fail => {
-                        self.log.emit("MapStateFailed", *prev, || self.now(), Details::Empty);
-                        break Err((f, None));
-                    }
-                },
-            }
-        };
-        outcome
+                        Decision::Catch(i) => {
+                            *prev = self.log.emit(
+                                "MapStateFailed",
+                                *prev,
+                                || self.now(),
+                                Details::Empty,
+                            );
+                            break Err((f, Some(i)));
+                        }
+                        Decision::Fail => {
+                            self.log
+                                .emit("MapStateFailed", *prev, || self.now(), Details::Empty);
+                            break Err((f, None));
+                        }
+                    },
+                }
+            };
+            outcome
         };
         self.finish_work(state, &map.work, input, out, outcome, entered_id)
     }
 
-    fn tolerance(&self, d: &Option<Dynamic<f64>>, field: &str, integer: bool, env: &Env<'_>) -> Result<Option<f64>, EvalError> {
+    fn tolerance(
+        &self,
+        d: &Option<Dynamic<f64>>,
+        field: &str,
+        integer: bool,
+        env: &Env<'_>,
+    ) -> Result<Option<f64>, EvalError> {
         let n = match d {
             None => return Ok(None),
             Some(Dynamic::Fixed(n)) => *n,
@@ -1122,14 +1593,24 @@ impl<'a> Exec<'a> {
                     _ => None,
                 };
                 let kind = if integer { "integer" } else { "float" };
-                parsed.ok_or_else(|| EvalError::runtime(format!("The {field} field refers to value \"{}\" which is not a valid {kind}: {}", value_text(&v), e.text())))?
+                parsed.ok_or_else(|| {
+                    EvalError::runtime(format!(
+                        "The {field} field refers to value \"{}\" which is not a valid {kind}: {}",
+                        value_text(&v),
+                        e.text()
+                    ))
+                })?
             }
         };
         if integer && n < 0.0 {
-            return Err(EvalError::runtime("ToleratedFailureCount cannot be negative."));
+            return Err(EvalError::runtime(
+                "ToleratedFailureCount cannot be negative.",
+            ));
         }
         if !integer && !(0.0..=100.0).contains(&n) {
-            return Err(EvalError::runtime("ToleratedFailurePercentage must be between 0 and 100."));
+            return Err(EvalError::runtime(
+                "ToleratedFailurePercentage must be between 0 and 100.",
+            ));
         }
         Ok(Some(n))
     }
@@ -1175,7 +1656,13 @@ fn eval_assign_template(t: &Template, env: &Env<'_>) -> Result<Vec<(String, Valu
 pub fn idempotency_key(execution_arn: &str, state_name: &str, attempt: u32) -> String {
     // FNV-1a 128-bit over the three parts; printable and short.
     let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
-    for part in [execution_arn.as_bytes(), &[0u8], state_name.as_bytes(), &[0u8], &attempt.to_be_bytes()] {
+    for part in [
+        execution_arn.as_bytes(),
+        &[0u8],
+        state_name.as_bytes(),
+        &[0u8],
+        &attempt.to_be_bytes(),
+    ] {
         for b in part {
             h ^= *b as u128;
             h = h.wrapping_mul(0x0000000001000000000000000000013B);
@@ -1227,12 +1714,24 @@ impl Outcome {
     /// The result object (StartSyncExecution's shape; also the value of a results-topic record).
     pub fn result_object(&self, request: &ExecutionRequest) -> Value {
         let mut m = Map::with_capacity(9);
-        m.insert("executionArn".into(), Value::String(request.execution_arn.clone()));
-        m.insert("stateMachineArn".into(), Value::String(request.state_machine_arn.clone()));
+        m.insert(
+            "executionArn".into(),
+            Value::String(request.execution_arn.clone()),
+        );
+        m.insert(
+            "stateMachineArn".into(),
+            Value::String(request.state_machine_arn.clone()),
+        );
         m.insert("name".into(), Value::String(request.execution_name.clone()));
         m.insert("status".into(), Value::String(self.status.as_str().into()));
-        m.insert("startDate".into(), Value::String(format_millis(self.start_millis)));
-        m.insert("stopDate".into(), Value::String(format_millis(self.stop_millis)));
+        m.insert(
+            "startDate".into(),
+            Value::String(format_millis(self.start_millis)),
+        );
+        m.insert(
+            "stopDate".into(),
+            Value::String(format_millis(self.stop_millis)),
+        );
         if let Some(o) = &self.output {
             m.insert("output".into(), o.clone());
         }
@@ -1247,9 +1746,16 @@ impl Outcome {
 
     /// The log record (`{"executionArn","events":[...]}`) with AWS's Express event shape.
     pub fn log_record(&self, request: &ExecutionRequest) -> Value {
-        let events = self.events.iter().map(|e| e.to_log_json(&request.execution_arn, 0)).collect();
+        let events = self
+            .events
+            .iter()
+            .map(|e| e.to_log_json(&request.execution_arn, 0))
+            .collect();
         let mut m = Map::with_capacity(2);
-        m.insert("executionArn".into(), Value::String(request.execution_arn.clone()));
+        m.insert(
+            "executionArn".into(),
+            Value::String(request.execution_arn.clone()),
+        );
         m.insert("events".into(), Value::Array(events));
         Value::Object(m)
     }

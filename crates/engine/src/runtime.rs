@@ -35,7 +35,10 @@ pub struct TaskError {
 impl TaskError {
     /// A failure with a cause.
     pub fn new(error: impl Into<String>, cause: impl Into<String>) -> TaskError {
-        TaskError { error: error.into(), cause: Some(cause.into()) }
+        TaskError {
+            error: error.into(),
+            cause: Some(cause.into()),
+        }
     }
 }
 
@@ -90,7 +93,14 @@ pub fn uuid_v4(entropy: &dyn Entropy) -> String {
 /// Formats 16 bytes as a hyphenated UUID.
 pub fn format_uuid(b: &[u8; 16]) -> String {
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 /// SplitMix64: a small, fast, seedable generator (used for seeded MathRandom and tests).
@@ -113,7 +123,9 @@ impl SplitMix64 {
 
 impl Entropy for SplitMix64 {
     fn next_u64(&self) -> u64 {
-        let s = self.0.fetch_add(0x9E37_79B9_7F4A_7C15, std::sync::atomic::Ordering::Relaxed);
+        let s = self
+            .0
+            .fetch_add(0x9E37_79B9_7F4A_7C15, std::sync::atomic::Ordering::Relaxed);
         SplitMix64::mix(s)
     }
 }
@@ -125,7 +137,13 @@ pub struct NoTasks;
 impl TaskDispatcher for NoTasks {
     fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<Value, TaskError>> {
         Box::pin(async move {
-            Err(TaskError::new("States.TaskFailed", format!("No handler is registered for resource '{}'", request.resource)))
+            Err(TaskError::new(
+                "States.TaskFailed",
+                format!(
+                    "No handler is registered for resource '{}'",
+                    request.resource
+                ),
+            ))
         })
     }
 }
@@ -152,7 +170,10 @@ mod tokio_impl {
         }
         /// Anchors tokio's monotonic clock to the given wall-clock time (tests).
         pub fn starting_at(epoch_millis: i64) -> TokioClock {
-            TokioClock { base_millis: epoch_millis, base_instant: tokio::time::Instant::now() }
+            TokioClock {
+                base_millis: epoch_millis,
+                base_instant: tokio::time::Instant::now(),
+            }
         }
     }
 

@@ -21,7 +21,8 @@ use std::time::Duration;
 pub const TEST_RESOURCE: &str = "arn:aws:states:::expressway:test";
 
 /// An async task handler.
-pub type Handler = Arc<dyn Fn(TaskRequest) -> BoxFuture<'static, Result<Value, TaskError>> + Send + Sync>;
+pub type Handler =
+    Arc<dyn Fn(TaskRequest) -> BoxFuture<'static, Result<Value, TaskError>> + Send + Sync>;
 
 /// Resource ARN to handler.
 #[derive(Clone)]
@@ -34,7 +35,11 @@ pub struct Registry {
 impl Registry {
     /// A registry that knows only [`TEST_RESOURCE`].
     pub fn new(clock: Arc<dyn Clock>) -> Registry {
-        Registry { handlers: HashMap::new(), prefixes: Vec::new(), clock }
+        Registry {
+            handlers: HashMap::new(),
+            prefixes: Vec::new(),
+            clock,
+        }
     }
 
     /// Registers a handler for an exact Resource ARN.
@@ -56,16 +61,29 @@ impl TaskDispatcher for Registry {
         if let Some(h) = self.handlers.get(&request.resource) {
             return h(request);
         }
-        if let Some((_, h)) = self.prefixes.iter().find(|(p, _)| request.resource.starts_with(p.as_str())) {
+        if let Some((_, h)) = self
+            .prefixes
+            .iter()
+            .find(|(p, _)| request.resource.starts_with(p.as_str()))
+        {
             return h(request);
         }
         Box::pin(async move {
-            Err(TaskError::new("States.TaskFailed", format!("No handler is registered for resource '{}'", request.resource)))
+            Err(TaskError::new(
+                "States.TaskFailed",
+                format!(
+                    "No handler is registered for resource '{}'",
+                    request.resource
+                ),
+            ))
         })
     }
 }
 
-fn test_resource(request: TaskRequest, clock: Arc<dyn Clock>) -> BoxFuture<'static, Result<Value, TaskError>> {
+fn test_resource(
+    request: TaskRequest,
+    clock: Arc<dyn Clock>,
+) -> BoxFuture<'static, Result<Value, TaskError>> {
     Box::pin(async move {
         let p = &request.input;
         if let Some(secs) = p.get("SleepSeconds").and_then(Value::as_f64) {
@@ -76,9 +94,14 @@ fn test_resource(request: TaskRequest, clock: Arc<dyn Clock>) -> BoxFuture<'stat
         if let Some(error) = p.get("Error").and_then(Value::as_str) {
             let fail_attempts = p.get("FailAttempts").and_then(Value::as_u64);
             if fail_attempts.is_none_or(|n| u64::from(request.attempt) < n) {
-                return Err(TaskError { error: error.to_string(), cause: p.get("Cause").and_then(Value::as_str).map(str::to_string) });
+                return Err(TaskError {
+                    error: error.to_string(),
+                    cause: p.get("Cause").and_then(Value::as_str).map(str::to_string),
+                });
             }
         }
-        Ok(p.get("Result").cloned().unwrap_or_else(|| request.input.clone()))
+        Ok(p.get("Result")
+            .cloned()
+            .unwrap_or_else(|| request.input.clone()))
     })
 }

@@ -3,7 +3,9 @@
 
 use expressway_engine::runtime::{SplitMix64, TokioClock};
 use expressway_engine::tasks::{Registry, TEST_RESOURCE};
-use expressway_engine::{execute, ExecutionRequest, Limits, LogConfig, LogLevel, Outcome, Runtime, Status};
+use expressway_engine::{
+    execute, ExecutionRequest, Limits, LogConfig, LogLevel, Outcome, Runtime, Status,
+};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -11,7 +13,9 @@ const T0: i64 = 1_767_225_600_000;
 
 fn request(input: Value, log: LogConfig) -> ExecutionRequest {
     ExecutionRequest {
-        execution_arn: "arn:aws:states:us-east-1:123456789012:express:m:e:00000000-0000-4000-8000-000000000000".into(),
+        execution_arn:
+            "arn:aws:states:us-east-1:123456789012:express:m:e:00000000-0000-4000-8000-000000000000"
+                .into(),
         execution_name: "e".into(),
         state_machine_arn: "arn:aws:states:us-east-1:123456789012:stateMachine:m".into(),
         state_machine_name: "m".into(),
@@ -26,7 +30,11 @@ fn request(input: Value, log: LogConfig) -> ExecutionRequest {
 async fn run_with(definition: Value, input: Value, log: LogConfig) -> Outcome {
     let machine = expressway_asl::load(&definition).expect("definition loads");
     let clock = Arc::new(TokioClock::starting_at(T0));
-    let runtime = Runtime { clock: clock.clone(), entropy: Arc::new(SplitMix64::new(1)), tasks: Arc::new(Registry::new(clock)) };
+    let runtime = Runtime {
+        clock: clock.clone(),
+        entropy: Arc::new(SplitMix64::new(1)),
+        tasks: Arc::new(Registry::new(clock)),
+    };
     execute(&machine, &request(input, log), &runtime).await
 }
 
@@ -66,7 +74,10 @@ async fn max_delay_caps_backoff_and_max_attempts_zero_never_retries() {
         "Type": "Task", "Resource": TEST_RESOURCE, "Parameters": {"Error": "Flaky"},
         "Retry": [{"ErrorEquals": ["Flaky"], "MaxAttempts": 0}], "End": true}}});
     let o = run(def, json!({})).await;
-    assert_eq!((o.status, o.error.as_deref(), elapsed(&o)), (Status::Failed, Some("Flaky"), 0));
+    assert_eq!(
+        (o.status, o.error.as_deref(), elapsed(&o)),
+        (Status::Failed, Some("Flaky"), 0)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -78,10 +89,18 @@ async fn full_jitter_draws_delays_below_the_capped_interval() {
             "End": true}}})
     };
     let none = run(def("NONE"), json!({})).await;
-    assert_eq!(elapsed(&none), 4_000 + 8_000 * 4, "without jitter: 4 s, then capped at 8 s");
+    assert_eq!(
+        elapsed(&none),
+        4_000 + 8_000 * 4,
+        "without jitter: 4 s, then capped at 8 s"
+    );
     let full = run(def("FULL"), json!({})).await;
     assert_eq!(full.status, Status::Succeeded);
-    assert!(elapsed(&full) < elapsed(&none), "FULL jitter draws each delay in [0, capped interval): {}", elapsed(&full));
+    assert!(
+        elapsed(&full) < elapsed(&none),
+        "FULL jitter draws each delay in [0, capped interval): {}",
+        elapsed(&full)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -93,7 +112,10 @@ async fn task_timeout_is_caught_as_states_timeout() {
         "Caught": {"Type": "Succeed"}}});
     let o = run(def, json!({"a": 1})).await;
     assert_eq!(o.status, Status::Succeeded, "{o:?}");
-    assert_eq!(o.output, Some(json!({"a": 1, "err": {"Error": "States.Timeout"}})));
+    assert_eq!(
+        o.output,
+        Some(json!({"a": 1, "err": {"Error": "States.Timeout"}}))
+    );
     assert_eq!(elapsed(&o), 3_000);
 }
 
@@ -103,9 +125,14 @@ async fn executions_time_out_at_timeout_seconds_and_at_five_minutes() {
     let o = run(def, json!({})).await;
     assert_eq!((o.status, elapsed(&o)), (Status::TimedOut, 5_000));
 
-    let def = json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3600, "End": true}}});
+    let def =
+        json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3600, "End": true}}});
     let o = run(def, json!({})).await;
-    assert_eq!((o.status, elapsed(&o)), (Status::TimedOut, 300_000), "Express executions last at most 5 minutes");
+    assert_eq!(
+        (o.status, elapsed(&o)),
+        (Status::TimedOut, 300_000),
+        "Express executions last at most 5 minutes"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -124,7 +151,10 @@ async fn a_failing_branch_fails_the_parallel_state() {
     let bad = json!({"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Boom", "Cause": "branch 2"}}});
     let def = json!({"StartAt": "P", "States": {"P": {"Type": "Parallel", "Branches": [ok, bad], "End": true}}});
     let o = run(def, json!({})).await;
-    assert_eq!((o.status, o.error.as_deref(), o.cause.as_deref()), (Status::Failed, Some("Boom"), Some("branch 2")));
+    assert_eq!(
+        (o.status, o.error.as_deref(), o.cause.as_deref()),
+        (Status::Failed, Some("Boom"), Some("branch 2"))
+    );
     assert_eq!(elapsed(&o), 0, "the other branch is abandoned");
 }
 
@@ -137,7 +167,10 @@ async fn map_max_concurrency_bounds_parallel_iterations() {
             "End": true}}})
     };
     let o = run(def(2), json!([10, 20, 30, 40])).await;
-    assert_eq!(o.output, Some(json!([{"v": 10, "i": 0}, {"v": 20, "i": 1}, {"v": 30, "i": 2}, {"v": 40, "i": 3}])));
+    assert_eq!(
+        o.output,
+        Some(json!([{"v": 10, "i": 0}, {"v": 20, "i": 1}, {"v": 30, "i": 2}, {"v": 40, "i": 3}]))
+    );
     assert_eq!(elapsed(&o), 2_000);
     let o = run(def(0), json!([1, 2, 3, 4])).await;
     assert_eq!(elapsed(&o), 1_000, "0 means unlimited");
@@ -154,9 +187,15 @@ async fn map_tolerates_failures_up_to_the_threshold() {
     };
     let o = run(def(2), json!([1, 2, 3])).await;
     assert_eq!(o.status, Status::Succeeded, "{o:?}");
-    assert_eq!(o.output, Some(json!([1, {"Error": "Big"}, {"Error": "Big"}])));
+    assert_eq!(
+        o.output,
+        Some(json!([1, {"Error": "Big"}, {"Error": "Big"}]))
+    );
     let o = run(def(1), json!([1, 2, 3])).await;
-    assert_eq!(o.error.as_deref(), Some("States.ExceedToleratedFailureThreshold"));
+    assert_eq!(
+        o.error.as_deref(),
+        Some("States.ExceedToleratedFailureThreshold")
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -191,27 +230,83 @@ async fn waits_sleep_on_the_injected_clock() {
         "U": {"Type": "Wait", "Timestamp": "2026-01-01T00:01:00Z", "End": true}}});
     let o = run(def, json!({"s": 10})).await;
     assert_eq!(o.status, Status::Succeeded);
-    assert_eq!(o.stop_millis, T0 + 60_000, "the Timestamp wait ends at 00:01:00 whatever came before");
+    assert_eq!(
+        o.stop_millis,
+        T0 + 60_000,
+        "the Timestamp wait ends at 00:01:00 whatever came before"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn log_levels_filter_events_and_execution_data() {
     let def = json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "F"}, "F": {"Type": "Fail", "Error": "E", "Cause": "C"}}});
-    let all = run_with(def.clone(), json!({"k": 1}), LogConfig { level: LogLevel::All, include_execution_data: true }).await;
+    let all = run_with(
+        def.clone(),
+        json!({"k": 1}),
+        LogConfig {
+            level: LogLevel::All,
+            include_execution_data: true,
+        },
+    )
+    .await;
     let types: Vec<&str> = all.events.iter().map(|e| e.event_type).collect();
-    assert_eq!(types, ["ExecutionStarted", "PassStateEntered", "PassStateExited", "FailStateEntered", "ExecutionFailed"]);
-    assert_eq!(all.events[1].details, json!({"input": "{\"k\":1}", "inputDetails": {"truncated": false}, "name": "A"}));
-    let ids: Vec<(u64, u64)> = all.events.iter().map(|e| (e.id, e.previous_event_id)).collect();
+    assert_eq!(
+        types,
+        [
+            "ExecutionStarted",
+            "PassStateEntered",
+            "PassStateExited",
+            "FailStateEntered",
+            "ExecutionFailed"
+        ]
+    );
+    assert_eq!(
+        all.events[1].details,
+        json!({"input": "{\"k\":1}", "inputDetails": {"truncated": false}, "name": "A"})
+    );
+    let ids: Vec<(u64, u64)> = all
+        .events
+        .iter()
+        .map(|e| (e.id, e.previous_event_id))
+        .collect();
     assert_eq!(ids, [(1, 0), (2, 0), (3, 2), (4, 3), (5, 4)]);
 
-    let err = run_with(def.clone(), json!({"k": 1}), LogConfig { level: LogLevel::Error, include_execution_data: false }).await;
+    let err = run_with(
+        def.clone(),
+        json!({"k": 1}),
+        LogConfig {
+            level: LogLevel::Error,
+            include_execution_data: false,
+        },
+    )
+    .await;
     let types: Vec<&str> = err.events.iter().map(|e| e.event_type).collect();
     assert_eq!(types, ["FailStateEntered", "ExecutionFailed"]);
-    assert_eq!(err.events[0].details, json!({"name": "F"}), "no input without includeExecutionData");
+    assert_eq!(
+        err.events[0].details,
+        json!({"name": "F"}),
+        "no input without includeExecutionData"
+    );
 
-    let fatal = run_with(def.clone(), json!({}), LogConfig { level: LogLevel::Fatal, include_execution_data: true }).await;
+    let fatal = run_with(
+        def.clone(),
+        json!({}),
+        LogConfig {
+            level: LogLevel::Fatal,
+            include_execution_data: true,
+        },
+    )
+    .await;
     assert_eq!(fatal.events.len(), 1);
-    let off = run_with(def, json!({}), LogConfig { level: LogLevel::Off, include_execution_data: true }).await;
+    let off = run_with(
+        def,
+        json!({}),
+        LogConfig {
+            level: LogLevel::Off,
+            include_execution_data: true,
+        },
+    )
+    .await;
     assert!(off.events.is_empty());
 }
 
