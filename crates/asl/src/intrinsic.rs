@@ -71,7 +71,9 @@ impl Func {
         match self {
             Func::Format => (1, usize::MAX),
             Func::Array => (0, usize::MAX),
-            Func::StringToJson | Func::JsonToString | Func::ArrayLength | Func::ArrayUnique => (1, 1),
+            Func::StringToJson | Func::JsonToString | Func::ArrayLength | Func::ArrayUnique => {
+                (1, 1)
+            }
             Func::Base64Encode | Func::Base64Decode => (1, 1),
             Func::ArrayPartition | Func::ArrayContains | Func::ArrayGetItem | Func::Hash => (2, 2),
             Func::MathAdd | Func::StringSplit => (2, 2),
@@ -101,7 +103,9 @@ pub struct IntrinsicError {
 }
 
 fn fail<T>(message: impl Into<String>) -> Result<T, IntrinsicError> {
-    Err(IntrinsicError { message: message.into() })
+    Err(IntrinsicError {
+        message: message.into(),
+    })
 }
 
 /// What an intrinsic needs from its surroundings: path lookups and randomness.
@@ -122,11 +126,21 @@ pub fn looks_like_intrinsic(text: &str) -> bool {
 impl Intrinsic {
     /// Parses an intrinsic function expression.
     pub fn parse(text: &str) -> Result<Intrinsic, IntrinsicSyntaxError> {
-        let mut p = P { s: text, pos: 0, depth: 0 };
-        let call = p.call().map_err(|reason| IntrinsicSyntaxError { text: text.to_string(), reason })?;
+        let mut p = P {
+            s: text,
+            pos: 0,
+            depth: 0,
+        };
+        let call = p.call().map_err(|reason| IntrinsicSyntaxError {
+            text: text.to_string(),
+            reason,
+        })?;
         p.ws();
         if p.pos != text.len() {
-            return Err(IntrinsicSyntaxError { text: text.to_string(), reason: "unexpected trailing characters".into() });
+            return Err(IntrinsicSyntaxError {
+                text: text.to_string(),
+                reason: "unexpected trailing characters".into(),
+            });
         }
         Ok(call)
     }
@@ -214,10 +228,17 @@ impl P<'_> {
         }
         let (min, max) = func.arity();
         if args.len() < min || args.len() > max {
-            return Err(format!("{name} takes {min}..{max} arguments, got {}", args.len()));
+            return Err(format!(
+                "{name} takes {min}..{max} arguments, got {}",
+                args.len()
+            ));
         }
         self.depth -= 1;
-        Ok(Intrinsic { func, args, text: self.s[start..self.pos].to_string() })
+        Ok(Intrinsic {
+            func,
+            args,
+            text: self.s[start..self.pos].to_string(),
+        })
     }
 
     fn arg(&mut self) -> Result<Arg, String> {
@@ -239,7 +260,8 @@ impl P<'_> {
         // number, true, false, null
         let end = r.find([',', ')']).unwrap_or(r.len());
         let lit = r[..end].trim();
-        let v: Value = serde_json::from_str(lit).map_err(|_| format!("invalid argument '{lit}'"))?;
+        let v: Value =
+            serde_json::from_str(lit).map_err(|_| format!("invalid argument '{lit}'"))?;
         if v.is_object() || v.is_array() || v.is_string() {
             return Err(format!("invalid argument '{lit}'"));
         }
@@ -270,11 +292,19 @@ impl P<'_> {
         self.pos += 1;
         let mut out = String::new();
         loop {
-            let c = self.rest().chars().next().ok_or("unterminated string literal")?;
+            let c = self
+                .rest()
+                .chars()
+                .next()
+                .ok_or("unterminated string literal")?;
             self.pos += c.len_utf8();
             match c {
                 '\\' => {
-                    let n = self.rest().chars().next().ok_or("unterminated string literal")?;
+                    let n = self
+                        .rest()
+                        .chars()
+                        .next()
+                        .ok_or("unterminated string literal")?;
                     if !matches!(n, '\'' | '{' | '}' | '\\') {
                         return Err(format!("invalid escape sequence '\\{n}'"));
                     }
@@ -314,14 +344,20 @@ fn as_int(v: &Value, func: &str) -> Result<i64, IntrinsicError> {
             Some(i) => Ok(i),
             None => Ok(java_round(n.as_f64().unwrap_or(0.0))),
         },
-        other => fail(format!("{func}: expected a number argument but got {}", type_name(other))),
+        other => fail(format!(
+            "{func}: expected a number argument but got {}",
+            type_name(other)
+        )),
     }
 }
 
 fn as_str<'a>(v: &'a Value, func: &str) -> Result<&'a str, IntrinsicError> {
     match v {
         Value::String(s) => Ok(s),
-        other => fail(format!("{func}: expected a string argument but got {}", type_name(other))),
+        other => fail(format!(
+            "{func}: expected a string argument but got {}",
+            type_name(other)
+        )),
     }
 }
 
@@ -361,7 +397,11 @@ fn unescape_braces(s: &str) -> String {
     s.replace("\\{", "{").replace("\\}", "}")
 }
 
-fn apply(func: Func, mut args: Vec<Value>, env: &dyn IntrinsicEnv) -> Result<Value, IntrinsicError> {
+fn apply(
+    func: Func,
+    mut args: Vec<Value>,
+    env: &dyn IntrinsicEnv,
+) -> Result<Value, IntrinsicError> {
     // Literal strings keep `\{`/`\}` escapes for Format; every other function sees them unescaped.
     if func != Func::Format {
         for a in args.iter_mut() {
@@ -408,9 +448,15 @@ fn apply(func: Func, mut args: Vec<Value>, env: &dyn IntrinsicEnv) -> Result<Val
             if s.trim().is_empty() {
                 return Ok(Value::Null);
             }
-            serde_json::from_str(s).or_else(|e| fail(format!("States.StringToJson: cannot parse '{s}' as JSON: {e}")))
+            serde_json::from_str(s).or_else(|e| {
+                fail(format!(
+                    "States.StringToJson: cannot parse '{s}' as JSON: {e}"
+                ))
+            })
         }
-        Func::JsonToString => Ok(Value::String(serde_json::to_string(&args[0]).unwrap_or_default())),
+        Func::JsonToString => Ok(Value::String(
+            serde_json::to_string(&args[0]).unwrap_or_default(),
+        )),
         Func::Array => Ok(Value::Array(args)),
         Func::ArrayPartition => {
             let size = as_int(&args[1], "States.ArrayPartition")?;
@@ -418,9 +464,15 @@ fn apply(func: Func, mut args: Vec<Value>, env: &dyn IntrinsicEnv) -> Result<Val
                 return fail("States.ArrayPartition: the first argument must be an array");
             };
             if size <= 0 {
-                return fail(format!("States.ArrayPartition: the chunk size must be a positive integer, got {size}"));
+                return fail(format!(
+                    "States.ArrayPartition: the chunk size must be a positive integer, got {size}"
+                ));
             }
-            Ok(Value::Array(arr.chunks(size as usize).map(|c| Value::Array(c.to_vec())).collect()))
+            Ok(Value::Array(
+                arr.chunks(size as usize)
+                    .map(|c| Value::Array(c.to_vec()))
+                    .collect(),
+            ))
         }
         Func::ArrayContains => {
             let Value::Array(arr) = &args[0] else {
@@ -435,11 +487,17 @@ fn apply(func: Func, mut args: Vec<Value>, env: &dyn IntrinsicEnv) -> Result<Val
             if step == 0 {
                 return fail("States.ArrayRange: the step must not be zero");
             }
-            let count = if (step > 0 && end >= start) || (step < 0 && end <= start) { (end - start) / step + 1 } else { 0 };
+            let count = if (step > 0 && end >= start) || (step < 0 && end <= start) {
+                (end - start) / step + 1
+            } else {
+                0
+            };
             if count > 1000 {
                 return fail("States.ArrayRange: the result may contain at most 1000 items");
             }
-            Ok(Value::Array((0..count).map(|i| Value::from(start + i * step)).collect()))
+            Ok(Value::Array(
+                (0..count).map(|i| Value::from(start + i * step)).collect(),
+            ))
         }
         Func::ArrayGetItem => {
             let Value::Array(arr) = &args[0] else {
@@ -447,13 +505,19 @@ fn apply(func: Func, mut args: Vec<Value>, env: &dyn IntrinsicEnv) -> Result<Val
             };
             let idx = as_int(&args[1], "States.ArrayGetItem")?;
             if idx < 0 || idx as usize >= arr.len() {
-                return fail(format!("States.ArrayGetItem: index {idx} out of bounds for length {}", arr.len()));
+                return fail(format!(
+                    "States.ArrayGetItem: index {idx} out of bounds for length {}",
+                    arr.len()
+                ));
             }
             Ok(arr[idx as usize].clone())
         }
         Func::ArrayLength => match &args[0] {
             Value::Array(a) => Ok(Value::from(a.len())),
-            other => fail(format!("States.ArrayLength: expected an array but got {}", type_name(other))),
+            other => fail(format!(
+                "States.ArrayLength: expected an array but got {}",
+                type_name(other)
+            )),
         },
         Func::ArrayUnique => {
             let Value::Array(arr) = &args[0] else {
@@ -473,7 +537,9 @@ fn apply(func: Func, mut args: Vec<Value>, env: &dyn IntrinsicEnv) -> Result<Val
             if s.chars().count() > 10_000 {
                 return fail("States.Base64Encode: the input may be at most 10000 characters");
             }
-            Ok(Value::String(base64::engine::general_purpose::STANDARD.encode(s.as_bytes())))
+            Ok(Value::String(
+                base64::engine::general_purpose::STANDARD.encode(s.as_bytes()),
+            ))
         }
         Func::Base64Decode => {
             use base64::Engine;
@@ -518,7 +584,9 @@ fn apply(func: Func, mut args: Vec<Value>, env: &dyn IntrinsicEnv) -> Result<Val
                 None => None,
             };
             if end < start {
-                return fail("States.MathRandom: the end of the range must not be less than its start");
+                return fail(
+                    "States.MathRandom: the end of the range must not be less than its start",
+                );
             }
             Ok(Value::from(env.random_int(start, end, seed)))
         }
@@ -548,9 +616,13 @@ pub fn json_eq(a: &Value, b: &Value) -> bool {
             (Some(i), Some(j)) => i == j,
             _ => x.as_f64() == y.as_f64(),
         },
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q))
+        }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
     }
@@ -586,7 +658,8 @@ mod tests {
     struct Env(Value);
     impl IntrinsicEnv for Env {
         fn resolve(&self, path: &JsonPath) -> Result<Value, IntrinsicError> {
-            path.query(&self.0).or_else(|_| fail(format!("no path {path}")))
+            path.query(&self.0)
+                .or_else(|_| fail(format!("no path {path}")))
         }
         fn random_int(&self, start: i64, _end: i64, _seed: Option<i64>) -> i64 {
             start
@@ -602,8 +675,17 @@ mod tests {
 
     #[test]
     fn format_renders_java_style() {
-        assert_eq!(eval("States.Format('a {} b {}', $.x, $.y)", json!({"x": {"k": 1, "l": []}, "y": null})), Ok(json!("a {k=1, l=[]} b null")));
-        assert_eq!(eval("States.Format('lit \\{\\} {}', 1)", json!({})), Ok(json!("lit {} 1")));
+        assert_eq!(
+            eval(
+                "States.Format('a {} b {}', $.x, $.y)",
+                json!({"x": {"k": 1, "l": []}, "y": null})
+            ),
+            Ok(json!("a {k=1, l=[]} b null"))
+        );
+        assert_eq!(
+            eval("States.Format('lit \\{\\} {}', 1)", json!({})),
+            Ok(json!("lit {} 1"))
+        );
         assert!(eval("States.Format('{} {}', 1)", json!({})).is_err());
     }
 
@@ -611,24 +693,54 @@ mod tests {
     fn math_add_rounds_like_java() {
         assert_eq!(eval("States.MathAdd(-2.5, 0)", json!({})), Ok(json!(-2)));
         assert_eq!(eval("States.MathAdd(2.5, 0)", json!({})), Ok(json!(3)));
-        assert_eq!(eval("States.MathAdd($.a, -1)", json!({"a": 10})), Ok(json!(9)));
+        assert_eq!(
+            eval("States.MathAdd($.a, -1)", json!({"a": 10})),
+            Ok(json!(9))
+        );
     }
 
     #[test]
     fn arrays_and_strings() {
-        assert_eq!(eval("States.ArrayRange(0, 10, 3)", json!({})), Ok(json!([0, 3, 6, 9])));
-        assert_eq!(eval("States.ArrayPartition(States.Array(1,2,3), 2)", json!({})), Ok(json!([[1, 2], [3]])));
-        assert_eq!(eval("States.StringSplit(',a,,b,', ',')", json!({})), Ok(json!(["a", "b"])));
-        assert_eq!(eval("States.ArrayUnique(States.Array(1, 1, 'a', 'a'))", json!({})), Ok(json!([1, "a"])));
-        assert_eq!(eval("States.StringToJson('{\"a\": 1}')", json!({})), Ok(json!({"a": 1})));
+        assert_eq!(
+            eval("States.ArrayRange(0, 10, 3)", json!({})),
+            Ok(json!([0, 3, 6, 9]))
+        );
+        assert_eq!(
+            eval("States.ArrayPartition(States.Array(1,2,3), 2)", json!({})),
+            Ok(json!([[1, 2], [3]]))
+        );
+        assert_eq!(
+            eval("States.StringSplit(',a,,b,', ',')", json!({})),
+            Ok(json!(["a", "b"]))
+        );
+        assert_eq!(
+            eval(
+                "States.ArrayUnique(States.Array(1, 1, 'a', 'a'))",
+                json!({})
+            ),
+            Ok(json!([1, "a"]))
+        );
+        assert_eq!(
+            eval("States.StringToJson('{\"a\": 1}')", json!({})),
+            Ok(json!({"a": 1}))
+        );
         assert!(eval("States.ArrayRange(0, 2000, 1)", json!({})).is_err());
     }
 
     #[test]
     fn hash_and_base64() {
-        assert_eq!(eval("States.Hash('input data', 'MD5')", json!({})), Ok(json!("812f45842bc6d66ee14572ce20db8e86")));
-        assert_eq!(eval("States.Base64Encode('Data to encode')", json!({})), Ok(json!("RGF0YSB0byBlbmNvZGU=")));
-        assert_eq!(eval("States.Base64Decode('RGF0YSB0byBlbmNvZGU=')", json!({})), Ok(json!("Data to encode")));
+        assert_eq!(
+            eval("States.Hash('input data', 'MD5')", json!({})),
+            Ok(json!("812f45842bc6d66ee14572ce20db8e86"))
+        );
+        assert_eq!(
+            eval("States.Base64Encode('Data to encode')", json!({})),
+            Ok(json!("RGF0YSB0byBlbmNvZGU="))
+        );
+        assert_eq!(
+            eval("States.Base64Decode('RGF0YSB0byBlbmNvZGU=')", json!({})),
+            Ok(json!("Data to encode"))
+        );
     }
 
     #[test]

@@ -87,14 +87,17 @@ impl fmt::Display for JsonPath {
 impl JsonPath {
     /// Parses a path that starts with `$`, `$$` or `$name`.
     pub fn parse(text: &str) -> Result<JsonPath, PathSyntaxError> {
-        let err = |reason: &str| PathSyntaxError { path: text.to_string(), reason: reason.to_string() };
+        let err = |reason: &str| PathSyntaxError {
+            path: text.to_string(),
+            reason: reason.to_string(),
+        };
         let trimmed = text.trim();
         let bytes = trimmed.as_bytes();
         if bytes.first() != Some(&b'$') {
             return Err(err("a path must start with '$'"));
         }
-        let (root, rest) = if trimmed.starts_with("$$") {
-            (Root::Context, &trimmed[2..])
+        let (root, rest) = if let Some(rest) = trimmed.strip_prefix("$$") {
+            (Root::Context, rest)
         } else {
             let after = &trimmed[1..];
             let name_len = after
@@ -103,7 +106,10 @@ impl JsonPath {
                 .map(|(i, _)| i)
                 .unwrap_or(after.len());
             if name_len > 0 {
-                (Root::Variable(after[..name_len].to_string()), &after[name_len..])
+                (
+                    Root::Variable(after[..name_len].to_string()),
+                    &after[name_len..],
+                )
             } else {
                 (Root::Input, after)
             }
@@ -113,8 +119,15 @@ impl JsonPath {
         if parser.pos != rest.len() {
             return Err(err("unexpected trailing characters"));
         }
-        let definite = segments.iter().all(|s| matches!(s, Segment::Name(_) | Segment::Index(_)));
-        Ok(JsonPath { text: trimmed.to_string(), root, segments, definite })
+        let definite = segments
+            .iter()
+            .all(|s| matches!(s, Segment::Name(_) | Segment::Index(_)));
+        Ok(JsonPath {
+            text: trimmed.to_string(),
+            root,
+            segments,
+            definite,
+        })
     }
 
     /// The original text.
@@ -207,7 +220,9 @@ impl JsonPath {
                             return Err(AssignError);
                         }
                     }
-                    let Value::Object(map) = current else { return Err(AssignError) };
+                    let Value::Object(map) = current else {
+                        return Err(AssignError);
+                    };
                     if i == last {
                         map.insert(name.clone(), value);
                         return Ok(());
@@ -218,8 +233,12 @@ impl JsonPath {
                     }
                 }
                 Segment::Index(idx) => {
-                    let Value::Array(arr) = current else { return Err(AssignError) };
-                    let Some(at) = resolve_index(*idx, arr.len()) else { return Err(AssignError) };
+                    let Value::Array(arr) = current else {
+                        return Err(AssignError);
+                    };
+                    let Some(at) = resolve_index(*idx, arr.len()) else {
+                        return Err(AssignError);
+                    };
                     if i == last {
                         arr[at] = value;
                         return Ok(());
@@ -346,11 +365,7 @@ fn select<'a>(segments: &[Segment], root: &'a Value, current: &'a Value, out: &m
                     }
                 }
             }
-            Value::Object(_) => {
-                if eval_filter(f, root, current) {
-                    select(rest, root, current, out);
-                }
-            }
+            Value::Object(_) if eval_filter(f, root, current) => select(rest, root, current, out),
             _ => {}
         },
         Segment::Deep(inner) => {
@@ -367,7 +382,9 @@ fn select<'a>(segments: &[Segment], root: &'a Value, current: &'a Value, out: &m
                     _ => {}
                 }
             }
-            let chained: Vec<Segment> = std::iter::once((**inner).clone()).chain(rest.iter().cloned()).collect();
+            let chained: Vec<Segment> = std::iter::once((**inner).clone())
+                .chain(rest.iter().cloned())
+                .collect();
             for v in visit {
                 select(&chained, root, v, out);
             }
@@ -379,13 +396,24 @@ fn select<'a>(segments: &[Segment], root: &'a Value, current: &'a Value, out: &m
     }
 }
 
-fn slice_indexes(len: usize, start: Option<i64>, end: Option<i64>, step: Option<i64>) -> Vec<usize> {
+fn slice_indexes(
+    len: usize,
+    start: Option<i64>,
+    end: Option<i64>,
+    step: Option<i64>,
+) -> Vec<usize> {
     let len_i = len as i64;
     let step = step.unwrap_or(1);
     if step <= 0 {
         return Vec::new();
     }
-    let norm = |v: i64| if v < 0 { (len_i + v).max(0) } else { v.min(len_i) };
+    let norm = |v: i64| {
+        if v < 0 {
+            (len_i + v).max(0)
+        } else {
+            v.min(len_i)
+        }
+    };
     let s = start.map(norm).unwrap_or(0);
     let e = end.map(norm).unwrap_or(len_i);
     let mut out = Vec::new();
@@ -397,17 +425,27 @@ fn slice_indexes(len: usize, start: Option<i64>, end: Option<i64>, step: Option<
     out
 }
 
-fn operand_values<'a>(op: &'a Operand, root: &'a Value, current: &'a Value) -> Option<std::borrow::Cow<'a, Value>> {
+fn operand_values<'a>(
+    op: &'a Operand,
+    root: &'a Value,
+    current: &'a Value,
+) -> Option<std::borrow::Cow<'a, Value>> {
     match op {
         Operand::Literal(v) => Some(std::borrow::Cow::Borrowed(v)),
         Operand::Current(segs) | Operand::Root(segs) => {
-            let base = if matches!(op, Operand::Current(_)) { current } else { root };
+            let base = if matches!(op, Operand::Current(_)) {
+                current
+            } else {
+                root
+            };
             if let Some(Segment::Length) = segs.last() {
                 let mut out = Vec::new();
                 select(&segs[..segs.len() - 1], root, base, &mut out);
                 return out.first().and_then(|v| match v {
                     Value::Array(a) => Some(std::borrow::Cow::Owned(Value::from(a.len()))),
-                    Value::String(s) => Some(std::borrow::Cow::Owned(Value::from(s.chars().count()))),
+                    Value::String(s) => {
+                        Some(std::borrow::Cow::Owned(Value::from(s.chars().count())))
+                    }
                     Value::Object(m) => Some(std::borrow::Cow::Owned(Value::from(m.len()))),
                     _ => None,
                 });
@@ -426,7 +464,10 @@ fn eval_filter(f: &Filter, root: &Value, current: &Value) -> bool {
         Filter::Not(a) => !eval_filter(a, root, current),
         Filter::Exists(op) => operand_values(op, root, current).is_some(),
         Filter::Compare(l, op, r) => {
-            let (Some(l), Some(r)) = (operand_values(l, root, current), operand_values(r, root, current)) else {
+            let (Some(l), Some(r)) = (
+                operand_values(l, root, current),
+                operand_values(r, root, current),
+            ) else {
                 return matches!(op, CmpOp::Ne);
             };
             compare_values(&l, *op, &r)
@@ -524,7 +565,23 @@ impl Parser<'_> {
     fn name(&mut self) -> Result<String, String> {
         let start = self.pos;
         while let Some(c) = self.rest().chars().next() {
-            if matches!(c, '.' | '[' | ']' | ' ' | '(' | ')' | '=' | '!' | '<' | '>' | '&' | '|' | ',' | '\'' | '"') {
+            if matches!(
+                c,
+                '.' | '['
+                    | ']'
+                    | ' '
+                    | '('
+                    | ')'
+                    | '='
+                    | '!'
+                    | '<'
+                    | '>'
+                    | '&'
+                    | '|'
+                    | ','
+                    | '\''
+                    | '"'
+            ) {
                 break;
             }
             self.pos += c.len_utf8();
@@ -542,10 +599,10 @@ impl Parser<'_> {
         loop {
             let c = self.rest().chars().next().ok_or("unterminated string")?;
             self.pos += c.len_utf8();
-            if c == '\\' {
-                let n = self.rest().chars().next().ok_or("unterminated string")?;
-                self.pos += n.len_utf8();
-                out.push(n);
+            if c == '\\' && self.rest().starts_with(quote as char) {
+                // Only the quote itself is escaped; any other backslash is literal (Jayway).
+                self.pos += 1;
+                out.push(quote as char);
             } else if c as u32 == quote as u32 {
                 return Ok(out);
             } else {
@@ -566,7 +623,9 @@ impl Parser<'_> {
         if self.pos == start {
             return Ok(None);
         }
-        let v = self.src[start..self.pos].parse::<i64>().map_err(|_| "invalid integer".to_string())?;
+        let v = self.src[start..self.pos]
+            .parse::<i64>()
+            .map_err(|_| "invalid integer".to_string())?;
         self.skip_ws();
         Ok(Some(v))
     }
@@ -751,7 +810,13 @@ mod tests {
         assert_eq!(q("$.items[?(@.v > 1)].v", v.clone()), Ok(json!([2, 3])));
         assert_eq!(q("$..v", v.clone()), Ok(json!([1, 2, 3])));
         assert_eq!(q("$.nothing[*]", json!({})), Ok(json!([])));
-        assert_eq!(q("$.users[?(@.status == 0)]", json!({"users": [{"status": 0}, {"status": 1}]})), Ok(json!([{"status": 0}])));
+        assert_eq!(
+            q(
+                "$.users[?(@.status == 0)]",
+                json!({"users": [{"status": 0}, {"status": 1}]})
+            ),
+            Ok(json!([{"status": 0}]))
+        );
     }
 
     #[test]
@@ -760,7 +825,12 @@ mod tests {
         assert_eq!(p.root(), &Root::Context);
         let p = JsonPath::parse("$myVar.a[0]").expect("valid");
         assert_eq!(p.root(), &Root::Variable("myVar".into()));
-        assert_eq!(JsonPath::parse("$.NoSuch.x[1]").expect("valid").bracket_notation(), "$['NoSuch']['x'][1]");
+        assert_eq!(
+            JsonPath::parse("$.NoSuch.x[1]")
+                .expect("valid")
+                .bracket_notation(),
+            "$['NoSuch']['x'][1]"
+        );
         assert!(JsonPath::parse("items").is_err());
         assert!(JsonPath::parse("$.a[").is_err());
     }
@@ -768,9 +838,15 @@ mod tests {
     #[test]
     fn assign_creates_intermediate_objects() {
         let mut v = json!({"a": 1});
-        JsonPath::parse("$.b.c").expect("valid").assign(&mut v, json!(2)).expect("assign");
+        JsonPath::parse("$.b.c")
+            .expect("valid")
+            .assign(&mut v, json!(2))
+            .expect("assign");
         assert_eq!(v, json!({"a": 1, "b": {"c": 2}}));
         let mut v = json!({"a": 1});
-        assert!(JsonPath::parse("$.a.c").expect("valid").assign(&mut v, json!(2)).is_err());
+        assert!(JsonPath::parse("$.a.c")
+            .expect("valid")
+            .assign(&mut v, json!(2))
+            .is_err());
     }
 }

@@ -1,0 +1,4 @@
+//! The library half of the `expressway` binary: what `run` does, reusable in-process (the
+//! conformance runner calls [`local::run_definition`] exactly as `expressway run` does).
+
+pub mod local;

@@ -1,0 +1,336 @@
+//! Execution history events and AWS's Express (CloudWatch) log format.
+//!
+//! Every event gets an id, as AWS numbers them, even when nothing is logged: causes quote
+//! "entered at the event id #n". Event *details* are built only when the log level keeps the event.
+
+use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// CloudWatch log level of a state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum LogLevel {
+    /// Nothing.
+    #[default]
+    Off,
+    /// Execution failures and time-outs.
+    Fatal,
+    /// FATAL plus state failures.
+    Error,
+    /// Everything.
+    All,
+}
+
+impl LogLevel {
+    /// Parses `ALL`, `ERROR`, `FATAL` or `OFF`.
+    pub fn parse(s: &str) -> Option<LogLevel> {
+        Some(match s {
+            "ALL" => LogLevel::All,
+            "ERROR" => LogLevel::Error,
+            "FATAL" => LogLevel::Fatal,
+            "OFF" => LogLevel::Off,
+            _ => return None,
+        })
+    }
+    /// The AWS name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::All => "ALL",
+            LogLevel::Error => "ERROR",
+            LogLevel::Fatal => "FATAL",
+            LogLevel::Off => "OFF",
+        }
+    }
+}
+
+/// `loggingConfiguration` of a state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogConfig {
+    /// Which events are kept.
+    pub level: LogLevel,
+    /// Keep inputs and outputs in event details.
+    pub include_execution_data: bool,
+}
+
+/// The minimum level at which AWS logs an event type.
+pub fn event_level(event_type: &str) -> LogLevel {
+    match event_type {
+        "ExecutionAborted" | "ExecutionFailed" | "ExecutionTimedOut" => LogLevel::Fatal,
+        "FailStateEntered"
+        | "LambdaFunctionFailed"
+        | "LambdaFunctionScheduleFailed"
+        | "LambdaFunctionStartFailed"
+        | "LambdaFunctionTimedOut"
+        | "MapStateAborted"
+        | "MapStateFailed"
+        | "MapIterationAborted"
+        | "MapIterationFailed"
+        | "MapRunAborted"
+        | "MapRunFailed"
+        | "ParallelStateAborted"
+        | "ParallelStateFailed"
+        | "TaskFailed"
+        | "TaskStartFailed"
+        | "TaskStateAborted"
+        | "TaskSubmitFailed"
+        | "TaskTimedOut"
+        | "WaitStateAborted" => LogLevel::Error,
+        _ => LogLevel::All,
+    }
+}
+
+/// One recorded event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// 1-based id.
+    pub id: u64,
+    /// The event this one follows.
+    pub previous_event_id: u64,
+    /// AWS event type, e.g. `PassStateEntered`.
+    pub event_type: &'static str,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_millis: i64,
+    /// The `*EventDetails` body.
+    pub details: Value,
+}
+
+impl Event {
+    /// The event as an AWS Express log record (every scalar a string, except inside `details`).
+    pub fn to_log_json(&self, execution_arn: &str, redrive_count: u32) -> Value {
+        let mut m = Map::with_capacity(7);
+        m.insert("id".into(), Value::String(self.id.to_string()));
+        m.insert("type".into(), Value::String(self.event_type.to_string()));
+        m.insert("details".into(), self.details.clone());
+        m.insert(
+            "previous_event_id".into(),
+            Value::String(self.previous_event_id.to_string()),
+        );
+        m.insert(
+            "event_timestamp".into(),
+            Value::String(self.timestamp_millis.to_string()),
+        );
+        m.insert(
+            "execution_arn".into(),
+            Value::String(execution_arn.to_string()),
+        );
+        m.insert(
+            "redrive_count".into(),
+            Value::String(redrive_count.to_string()),
+        );
+        Value::Object(m)
+    }
+}
+
+/// Payloads above this size are truncated in log details (AWS: 248 KiB escaped).
+const MAX_LOGGED_PAYLOAD: usize = 248 * 1024;
+
+/// Collects events for one execution.
+#[derive(Debug)]
+pub struct EventLog {
+    config: LogConfig,
+    next_id: AtomicU64,
+    events: Mutex<Vec<Event>>,
+}
+
+/// Details of an event, built only when it is kept.
+pub enum Details<'a> {
+    /// No details (`{}`).
+    Empty,
+    /// `input` + `inputDetails` (+ `name` / `roleArn`).
+    Input {
+        name_key: &'static str,
+        name: &'a str,
+        input: &'a Value,
+    },
+    /// `name` + `output` + `outputDetails`.
+    Output {
+        name: Option<&'a str>,
+        output: &'a Value,
+    },
+    /// `error` + `cause` (+ resource fields).
+    Failure {
+        error: Option<&'a str>,
+        cause: Option<&'a str>,
+        resource: Option<&'a str>,
+    },
+    /// Anything else, as given (data fields are not filtered).
+    Raw(Value),
+    /// Task scheduling details.
+    TaskScheduled {
+        resource: &'a str,
+        parameters: &'a Value,
+        timeout: Option<u64>,
+        heartbeat: Option<u64>,
+    },
+    /// Task start / success.
+    TaskResource {
+        resource: &'a str,
+        output: Option<&'a Value>,
+    },
+}
+
+impl EventLog {
+    /// A log keeping events per `config`.
+    pub fn new(config: LogConfig) -> EventLog {
+        EventLog {
+            config,
+            next_id: AtomicU64::new(1),
+            events: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// True when events of this type are kept at the configured level.
+    pub fn keeps(&self, event_type: &str) -> bool {
+        self.config.level != LogLevel::Off && event_level(event_type) <= self.config.level
+    }
+
+    /// Records an event and returns its id. The timestamp and details are computed only when the
+    /// event is kept; ids are assigned either way (AWS numbers every event).
+    pub fn emit(
+        &self,
+        event_type: &'static str,
+        previous_event_id: u64,
+        timestamp_millis: impl FnOnce() -> i64,
+        details: Details<'_>,
+    ) -> u64 {
+        if !self.keeps(event_type) {
+            return self.next_id.fetch_add(1, Ordering::Relaxed);
+        }
+        let details = self.render(details);
+        let timestamp_millis = timestamp_millis();
+        let mut events = match self.events.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // Taken under the lock so that ids stay in recording order.
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        events.push(Event {
+            id,
+            previous_event_id,
+            event_type,
+            timestamp_millis,
+            details,
+        });
+        id
+    }
+
+    /// The id the next event will get.
+    pub fn peek_next_id(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed)
+    }
+
+    /// The kept events, in id order.
+    pub fn into_events(self) -> Vec<Event> {
+        match self.events.into_inner() {
+            Ok(e) => e,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn payload(&self, m: &mut Map<String, Value>, key: &str, details_key: &str, v: &Value) {
+        if !self.config.include_execution_data {
+            return;
+        }
+        let mut text = serde_json::to_string(v).unwrap_or_default();
+        let truncated = text.len() > MAX_LOGGED_PAYLOAD;
+        if truncated {
+            let mut cut = MAX_LOGGED_PAYLOAD;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+        }
+        m.insert(key.into(), Value::String(text));
+        let mut d = Map::new();
+        d.insert("truncated".into(), Value::Bool(truncated));
+        m.insert(details_key.into(), Value::Object(d));
+    }
+
+    fn render(&self, details: Details<'_>) -> Value {
+        let mut m = Map::new();
+        match details {
+            Details::Empty => {}
+            Details::Raw(v) => return v,
+            Details::Input {
+                name_key,
+                name,
+                input,
+            } => {
+                self.payload(&mut m, "input", "inputDetails", input);
+                m.insert(name_key.into(), Value::String(name.to_string()));
+            }
+            Details::Output { name, output } => {
+                if let Some(n) = name {
+                    m.insert("name".into(), Value::String(n.to_string()));
+                }
+                self.payload(&mut m, "output", "outputDetails", output);
+            }
+            Details::Failure {
+                error,
+                cause,
+                resource,
+            } => {
+                if let Some(c) = cause {
+                    m.insert("cause".into(), Value::String(c.to_string()));
+                }
+                if let Some(e) = error {
+                    m.insert("error".into(), Value::String(e.to_string()));
+                }
+                if let Some(r) = resource {
+                    m.insert("resource".into(), Value::String(r.to_string()));
+                    m.insert(
+                        "resourceType".into(),
+                        Value::String(resource_type(r).to_string()),
+                    );
+                }
+            }
+            Details::TaskScheduled {
+                resource,
+                parameters,
+                timeout,
+                heartbeat,
+            } => {
+                m.insert("resource".into(), Value::String(resource.to_string()));
+                m.insert(
+                    "resourceType".into(),
+                    Value::String(resource_type(resource).to_string()),
+                );
+                m.insert("region".into(), Value::String(crate::DEFAULT_REGION.into()));
+                if self.config.include_execution_data {
+                    m.insert(
+                        "parameters".into(),
+                        Value::String(serde_json::to_string(parameters).unwrap_or_default()),
+                    );
+                }
+                if let Some(t) = timeout {
+                    m.insert("timeoutInSeconds".into(), Value::String(t.to_string()));
+                }
+                if let Some(h) = heartbeat {
+                    m.insert("heartbeatInSeconds".into(), Value::String(h.to_string()));
+                }
+            }
+            Details::TaskResource { resource, output } => {
+                m.insert("resource".into(), Value::String(resource.to_string()));
+                m.insert(
+                    "resourceType".into(),
+                    Value::String(resource_type(resource).to_string()),
+                );
+                if let Some(o) = output {
+                    self.payload(&mut m, "output", "outputDetails", o);
+                }
+            }
+        }
+        Value::Object(m)
+    }
+}
+
+/// AWS's `resourceType` for a resource ARN (`lambda`, `http`, ...).
+pub fn resource_type(resource: &str) -> &str {
+    // arn:aws:states:::lambda:invoke -> lambda ; arn:aws:lambda:...:function:x -> lambda
+    let parts: Vec<&str> = resource.split(':').collect();
+    match parts.as_slice() {
+        ["arn", _, "states", _, _, service, ..] => service,
+        ["arn", _, service, ..] => service,
+        _ => resource,
+    }
+}

@@ -1,0 +1,19 @@
+//! Runs one Step Functions execution in memory.
+//!
+//! [`execute`] interprets a loaded [`expressway_asl::StateMachine`]: state transitions, data flow,
+//! Retry/Catch, Wait, Parallel, Map, timeouts, payload limits and the Express log events. Time,
+//! randomness and task dispatch come in through [`Runtime`], so tests run in virtual time.
+
+pub mod events;
+mod exec;
+pub mod runtime;
+pub mod tasks;
+
+pub use events::{Event, LogConfig, LogLevel};
+pub use exec::{execute, idempotency_key, ExecutionRequest, Limits, Outcome, Status};
+pub use runtime::{Clock, Entropy, Runtime, TaskDispatcher, TaskError, TaskRequest};
+
+/// The region Expressway reports in ARNs and events unless configured otherwise.
+pub const DEFAULT_REGION: &str = "us-east-1";
+/// The account id Expressway reports in ARNs unless configured otherwise.
+pub const DEFAULT_ACCOUNT: &str = "123456789012";
