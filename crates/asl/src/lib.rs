@@ -16,3 +16,23 @@ pub mod validate;
 
 pub use load::{load, load_str, LoadError};
 pub use model::StateMachine;
+
+/// Validates a definition (AWS's diagnostics) and loads it. Every problem comes back as a
+/// [`validate::Validation`] that failed, so callers report one shape whatever went wrong.
+pub fn load_validated(
+    text: &str,
+    machine_type: validate::MachineType,
+) -> Result<StateMachine, validate::Validation> {
+    let report = validate::validate(text, machine_type);
+    if !report.is_ok() {
+        return Err(report);
+    }
+    load_str(text).map_err(|e| validate::Validation {
+        diagnostics: vec![validate::Diagnostic {
+            severity: validate::Severity::Error,
+            code: validate::codes::SCHEMA_VALIDATION_FAILED,
+            message: e.message,
+            location: Some(e.location),
+        }],
+    })
+}

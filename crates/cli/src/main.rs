@@ -2,6 +2,7 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use expressway_asl::validate::{MachineType, Validation};
 use expressway_cli::local::{machine_name_from_path, run_definition, Identity};
 use expressway_engine::runtime::{OsEntropy, TokioClock};
 use expressway_engine::tasks::Registry;
@@ -123,13 +124,28 @@ fn read_file(path: &PathBuf) -> Result<String, ExitCode> {
     })
 }
 
-fn print_diagnostics(err: &expressway_asl::LoadError) {
-    let report = serde_json::json!({
-        "result": "FAIL",
-        "diagnostics": [{"severity": "ERROR", "code": "SCHEMA_VALIDATION_FAILED", "message": err.message, "location": err.location}],
-        "truncated": false
-    });
-    eprintln!("{report}");
+fn print_diagnostics(report: &Validation) {
+    eprintln!("{}", serde_json::to_string(report).unwrap_or_default());
+}
+
+fn machine_type(s: &str) -> Result<MachineType, ExitCode> {
+    match s {
+        "EXPRESS" => Ok(MachineType::Express),
+        "STANDARD" => Ok(MachineType::Standard),
+        other => {
+            eprintln!("expressway: unknown state machine type '{other}' (EXPRESS or STANDARD)");
+            Err(ExitCode::from(EX_USAGE))
+        }
+    }
+}
+
+/// Reads, validates and loads a definition; exits 66 / 65 with diagnostics on stderr.
+fn load_definition(path: &PathBuf) -> Result<expressway_asl::StateMachine, ExitCode> {
+    let text = read_file(path)?;
+    expressway_asl::load_validated(&text, MachineType::Express).map_err(|report| {
+        print_diagnostics(&report);
+        ExitCode::from(EX_DATAERR)
+    })
 }
 
 fn cmd_validate(args: ValidateArgs) -> ExitCode {
@@ -137,24 +153,21 @@ fn cmd_validate(args: ValidateArgs) -> ExitCode {
         Ok(t) => t,
         Err(code) => return code,
     };
-    let _ = args.machine_type;
-    match expressway_asl::load_str(&text) {
-        Ok(_) => {
-            println!(
-                "{}",
-                serde_json::json!({"result": "OK", "diagnostics": [], "truncated": false})
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            let report = serde_json::json!({
-                "result": "FAIL",
-                "diagnostics": [{"severity": "ERROR", "code": "SCHEMA_VALIDATION_FAILED", "message": e.message, "location": e.location}],
-                "truncated": false
-            });
-            println!("{report}");
-            ExitCode::from(1)
-        }
+    let ty = match machine_type(&args.machine_type) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let report = match expressway_asl::load_validated(&text, ty) {
+        Ok(_) => Validation {
+            diagnostics: Vec::new(),
+        },
+        Err(report) => report,
+    };
+    println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    if report.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
@@ -171,16 +184,9 @@ fn read_input(input: &Option<String>, input_file: &Option<PathBuf>) -> Result<Va
 }
 
 fn cmd_bench(args: BenchArgs) -> ExitCode {
-    let text = match read_file(&args.definition) {
-        Ok(t) => t,
-        Err(code) => return code,
-    };
-    let machine = match expressway_asl::load_str(&text) {
+    let machine = match load_definition(&args.definition) {
         Ok(m) => Arc::new(m),
-        Err(e) => {
-            print_diagnostics(&e);
-            return ExitCode::from(EX_DATAERR);
-        }
+        Err(code) => return code,
     };
     let input = match read_input(&args.input, &args.input_file) {
         Ok(v) => v,
@@ -264,31 +270,13 @@ fn cmd_bench(args: BenchArgs) -> ExitCode {
 }
 
 fn cmd_run(args: RunArgs) -> ExitCode {
-    let text = match read_file(&args.definition) {
-        Ok(t) => t,
+    let machine = match load_definition(&args.definition) {
+        Ok(m) => m,
         Err(code) => return code,
     };
-    let machine = match expressway_asl::load_str(&text) {
-        Ok(m) => m,
-        Err(e) => {
-            print_diagnostics(&e);
-            return ExitCode::from(EX_DATAERR);
-        }
-    };
-    let input_text = match (&args.input, &args.input_file) {
-        (Some(t), _) => t.clone(),
-        (None, Some(f)) => match read_file(f) {
-            Ok(t) => t,
-            Err(code) => return code,
-        },
-        (None, None) => "{}".to_string(),
-    };
-    let input: Value = match serde_json::from_str(&input_text) {
+    let input = match read_input(&args.input, &args.input_file) {
         Ok(v) => v,
-        Err(e) => {
-            eprintln!("expressway: the input is not valid JSON: {e}");
-            return ExitCode::from(EX_DATAERR);
-        }
+        Err(code) => return code,
     };
     match run_and_print(&args, &machine, input) {
         Ok(()) => ExitCode::SUCCESS,
