@@ -1,5 +1,6 @@
 //! Intrinsic functions (`States.Format(...)` and friends), parsed once and evaluated per state.
 
+use crate::jsonata::type_name;
 use crate::jsonpath::{JsonPath, PathSyntaxError};
 use serde_json::{Map, Number, Value};
 
@@ -319,17 +320,6 @@ impl P<'_> {
                 c => out.push(c),
             }
         }
-    }
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
     }
 }
 

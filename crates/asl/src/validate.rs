@@ -33,6 +33,7 @@
 mod jackson;
 
 use crate::intrinsic::Intrinsic;
+use crate::jsonata::type_name;
 use crate::jsonpath::JsonPath;
 use serde::ser::{SerializeStruct, Serializer};
 use serde::Serialize;
@@ -551,17 +552,6 @@ fn member(pointer: &str, name: &str) -> String {
 
 fn element(pointer: &str, index: usize) -> String {
     format!("{pointer}[{index}]")
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
 }
 
 fn is_jsonata_expression(v: &Value) -> bool {

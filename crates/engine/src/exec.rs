@@ -512,6 +512,15 @@ fn owned_if_new(v: Cow<'_, Value>) -> Option<Value> {
     }
 }
 
+/// `Parameters` (JSONPath) or `Arguments` (JSONata) applied to the effective input, or the
+/// effective input itself.
+fn work_input(work: &Work, jsonata: bool, eff: &Value, env: &Env<'_>) -> Result<Value, EvalError> {
+    match &work.parameters {
+        Some(p) => p.eval_in(env, if jsonata { "Arguments" } else { "" }),
+        None => Ok(eff.clone()),
+    }
+}
+
 /// What a state needs after its work to build its output (no borrow of the input).
 struct OutCtx<'a> {
     exec: &'a Exec<'a>,
@@ -1028,12 +1037,7 @@ impl<'a> Exec<'a> {
             let env = &env_owned;
             let eff = effective_input(state, &input, env).map_err(fail)?;
             let eff_env = env.with_input(&eff);
-            let params = match &task.work.parameters {
-                Some(p) => p
-                    .eval_in(&eff_env, if jsonata { "Arguments" } else { "" })
-                    .map_err(fail)?,
-                None => eff.clone().into_owned(),
-            };
+            let params = work_input(&task.work, jsonata, &eff, &eff_env).map_err(fail)?;
             let timeout = self
                 .dynamic_seconds(
                     &task.timeout_seconds,
@@ -1270,12 +1274,7 @@ impl<'a> Exec<'a> {
             let env = &env_owned;
             let eff = effective_input(state, &input, env).map_err(fail)?;
             let eff_env = env.with_input(&eff);
-            let branch_input = match &par.work.parameters {
-                Some(p) => p
-                    .eval_in(&eff_env, if jsonata { "Arguments" } else { "" })
-                    .map_err(fail)?,
-                None => eff.clone().into_owned(),
-            };
+            let branch_input = work_input(&par.work, jsonata, &eff, &eff_env).map_err(fail)?;
             let mut counters = vec![0u32; par.work.retry.len()];
             let outcome = loop {
                 let started =
