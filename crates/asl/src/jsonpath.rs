@@ -172,13 +172,46 @@ impl JsonPath {
         }
     }
 
+    /// The first member name, for `$.name...`-shaped paths.
+    pub fn first_name(&self) -> Option<&str> {
+        match self.segments.first() {
+            Some(Segment::Name(n)) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// Evaluates the path without its first segment against `v` (the value that segment selects).
+    /// Lets callers supply one member of a large root (e.g. `$$.Execution`) without building the root.
+    pub fn query_tail(&self, v: &Value) -> Result<Value, NoResults> {
+        let tail = self.segments.get(1..).unwrap_or(&[]);
+        if self.definite {
+            Self::walk(tail, v).cloned().ok_or(NoResults)
+        } else {
+            let mut out = Vec::new();
+            select(tail, v, v, &mut out);
+            Ok(Value::Array(out.into_iter().cloned().collect()))
+        }
+    }
+
+    /// Like [`JsonPath::query_tail`], by reference, for definite paths.
+    pub fn query_tail_ref<'a>(&self, v: &'a Value) -> Option<&'a Value> {
+        if !self.definite {
+            return None;
+        }
+        Self::walk(self.segments.get(1..).unwrap_or(&[]), v)
+    }
+
     /// Definite-path lookup by reference (no copy). `None` for an indefinite path or no match.
     pub fn query_ref<'a>(&self, root: &'a Value) -> Option<&'a Value> {
         if !self.definite {
             return None;
         }
+        Self::walk(&self.segments, root)
+    }
+
+    fn walk<'a>(segments: &[Segment], root: &'a Value) -> Option<&'a Value> {
         let mut current = root;
-        for seg in &self.segments {
+        for seg in segments {
             current = match (seg, current) {
                 (Segment::Name(n), Value::Object(m)) => m.get(n)?,
                 (Segment::Index(i), Value::Array(a)) => a.get(resolve_index(*i, a.len())?)?,

@@ -5,6 +5,7 @@ use crate::intrinsic::{looks_like_intrinsic, Intrinsic, IntrinsicEnv, IntrinsicE
 use crate::jsonata::JsonataExpr;
 use crate::jsonpath::{JsonPath, Root};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// Which error family a failed evaluation reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +57,11 @@ pub trait EvalEnv {
     fn input(&self) -> &Value;
     /// `$$`: the context object.
     fn context(&self) -> &Value;
+    /// One member of the context object (`Execution`, `State`, `StateMachine`, `Map`, ...).
+    /// Implementations may build it without building the whole object.
+    fn context_part(&self, name: &str) -> Option<Cow<'_, Value>> {
+        self.context().get(name).map(Cow::Borrowed)
+    }
     /// `$name`: a variable visible from this state.
     fn variable(&self, name: &str) -> Option<&Value>;
     /// An integer in `[start, end]`, deterministic for a given seed.
@@ -70,31 +76,49 @@ pub trait EvalEnv {
 
 /// Resolves a path against the environment, returning a reference where possible.
 pub fn resolve_path(path: &JsonPath, env: &dyn EvalEnv) -> Result<Value, PathFailure> {
-    let root: &Value = match path.root() {
-        Root::Input => env.input(),
-        Root::Context => env.context(),
-        Root::Variable(name) => env.variable(name).ok_or(PathFailure::UnknownVariable)?,
-    };
-    path.query(root).map_err(|_| PathFailure::NoResults)
+    resolve_path_ref(path, env).map(Cow::into_owned)
 }
 
 /// Like [`resolve_path`], but borrows the value when the path is definite (no copy).
+///
+/// `$$.Member...` paths read only that member of the context object ([`EvalEnv::context_part`]),
+/// so Map iterations do not rebuild a context holding a copy of the execution input.
 pub fn resolve_path_ref<'e>(
     path: &JsonPath,
     env: &'e dyn EvalEnv,
-) -> Result<std::borrow::Cow<'e, Value>, PathFailure> {
+) -> Result<Cow<'e, Value>, PathFailure> {
     let root: &Value = match path.root() {
         Root::Input => env.input(),
-        Root::Context => env.context(),
+        Root::Context => match path.first_name().map(|n| env.context_part(n)) {
+            Some(Some(Cow::Borrowed(part))) => {
+                return if path.is_definite() {
+                    path.query_tail_ref(part)
+                        .map(Cow::Borrowed)
+                        .ok_or(PathFailure::NoResults)
+                } else {
+                    path.query_tail(part)
+                        .map(Cow::Owned)
+                        .map_err(|_| PathFailure::NoResults)
+                };
+            }
+            Some(Some(Cow::Owned(part))) => {
+                return path
+                    .query_tail(&part)
+                    .map(Cow::Owned)
+                    .map_err(|_| PathFailure::NoResults);
+            }
+            Some(None) => return Err(PathFailure::NoResults),
+            None => env.context(),
+        },
         Root::Variable(name) => env.variable(name).ok_or(PathFailure::UnknownVariable)?,
     };
     if path.is_definite() {
         path.query_ref(root)
-            .map(std::borrow::Cow::Borrowed)
+            .map(Cow::Borrowed)
             .ok_or(PathFailure::NoResults)
     } else {
         path.query(root)
-            .map(std::borrow::Cow::Owned)
+            .map(Cow::Owned)
             .map_err(|_| PathFailure::NoResults)
     }
 }

@@ -10,6 +10,10 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The same allocator as the `expressway` binary, so figures match `expressway bench`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A clock that never sleeps (the benchmark machines do not wait).
 struct FixedClock;
 impl Clock for FixedClock {

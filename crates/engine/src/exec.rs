@@ -320,6 +320,27 @@ impl<'a> Env<'a> {
     }
 }
 
+impl Env<'_> {
+    fn state_context(&self) -> Value {
+        let mut state = Map::with_capacity(2);
+        state.insert("Name".into(), Value::String(self.state_name.to_string()));
+        state.insert(
+            "EnteredTime".into(),
+            Value::String(format_millis(self.entered_millis)),
+        );
+        Value::Object(state)
+    }
+}
+
+fn map_context(item: &MapItem<'_>) -> Value {
+    let mut it = Map::with_capacity(2);
+    it.insert("Index".into(), Value::from(item.index));
+    it.insert("Value".into(), item.value.clone());
+    let mut m = Map::with_capacity(1);
+    m.insert("Item".into(), Value::Object(it));
+    Value::Object(m)
+}
+
 impl EvalEnv for Env<'_> {
     fn input(&self) -> &Value {
         self.input
@@ -330,23 +351,27 @@ impl EvalEnv for Env<'_> {
             let mut ctx = Map::with_capacity(4);
             ctx.insert("Execution".into(), execution.clone());
             ctx.insert("StateMachine".into(), machine.clone());
-            let mut state = Map::with_capacity(2);
-            state.insert("Name".into(), Value::String(self.state_name.to_string()));
-            state.insert(
-                "EnteredTime".into(),
-                Value::String(format_millis(self.entered_millis)),
-            );
-            ctx.insert("State".into(), Value::Object(state));
+            ctx.insert("State".into(), self.state_context());
             if let Some(item) = &self.map_item {
-                let mut it = Map::with_capacity(2);
-                it.insert("Index".into(), Value::from(item.index));
-                it.insert("Value".into(), item.value.clone());
-                let mut m = Map::with_capacity(1);
-                m.insert("Item".into(), Value::Object(it));
-                ctx.insert("Map".into(), Value::Object(m));
+                ctx.insert("Map".into(), map_context(item));
             }
             Value::Object(ctx)
         })
+    }
+    fn context_part(&self, name: &str) -> Option<Cow<'_, Value>> {
+        if let Some(ctx) = self.ctx.get() {
+            return ctx.get(name).map(Cow::Borrowed);
+        }
+        match name {
+            "Execution" => Some(Cow::Borrowed(&self.exec.context_parts().0)),
+            "StateMachine" => Some(Cow::Borrowed(&self.exec.context_parts().1)),
+            "State" => Some(Cow::Owned(self.state_context())),
+            "Map" => self
+                .map_item
+                .as_ref()
+                .map(|item| Cow::Owned(map_context(item))),
+            _ => None,
+        }
     }
     fn variable(&self, name: &str) -> Option<&Value> {
         if name == "states" {
@@ -445,23 +470,19 @@ fn fits(v: &Value, limit: usize) -> bool {
 
 fn select_path(p: &JsonPath, value: &Value, env: &Env<'_>) -> Result<Value, EvalError> {
     use expressway_asl::jsonpath::Root;
-    let root = match p.root() {
-        Root::Input => value,
-        Root::Context => env.context(),
-        Root::Variable(name) => match env.variable(name) {
-            Some(v) => v,
-            None => {
-                return Err(EvalError::runtime(format!(
-                    "Invalid path '{p}' : The variable '${name}' is not defined."
-                )))
-            }
-        },
+    use expressway_asl::template::{resolve_path, PathFailure};
+    let result = match p.root() {
+        Root::Input => p.query(value).map_err(|_| PathFailure::NoResults),
+        _ => resolve_path(p, env),
     };
-    p.query(root).map_err(|_| {
-        EvalError::runtime(format!(
+    result.map_err(|f| match (f, p.root()) {
+        (PathFailure::UnknownVariable, Root::Variable(name)) => EvalError::runtime(format!(
+            "Invalid path '{p}' : The variable '${name}' is not defined."
+        )),
+        _ => EvalError::runtime(format!(
             "Invalid path '{p}' : No results for path: {}",
             p.bracket_notation()
-        ))
+        )),
     })
 }
 
