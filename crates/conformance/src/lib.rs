@@ -401,3 +401,107 @@ async fn check_log_file(case: &Case, file: &Path) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// One case's event-type sequence compared with its recorded history (`history.json`).
+#[derive(Debug, Clone)]
+pub struct HistoryCheck {
+    /// `category/case`.
+    pub path: String,
+    /// The sequences are equal.
+    pub ok: bool,
+    /// First difference.
+    pub reason: String,
+}
+
+/// Runs every case that has `history.json` at log level ALL and compares the sequence of event types
+/// (AWS's history and Express log events share types and numbering). Cases whose recorded history was
+/// re-sorted by the test (noted in `meta.json`) are skipped.
+pub fn check_histories(cases: &[Case]) -> Vec<HistoryCheck> {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return vec![HistoryCheck {
+                path: "-".into(),
+                ok: false,
+                reason: e.to_string(),
+            }]
+        }
+    };
+    let mut out = Vec::new();
+    for case in cases {
+        let Ok(text) = std::fs::read_to_string(case.dir.join("history.json")) else {
+            continue;
+        };
+        // Some Parallel recordings were re-sorted by the test (ids replaced by `[0]`): not AWS's order.
+        let resorted = read(&case.dir, "history_events.json")
+            .ok()
+            .and_then(|t| serde_json::from_str::<Vec<Value>>(&t).ok())
+            .is_some_and(|events| {
+                events
+                    .iter()
+                    .any(|e| e.get("id").is_some_and(Value::is_array))
+            });
+        if resorted {
+            continue;
+        }
+        let Ok(expected) = serde_json::from_str::<Vec<String>>(&text) else {
+            continue;
+        };
+        let actual = rt.block_on(async {
+            let def = read(&case.dir, "definition.json")?;
+            let input: Value =
+                serde_json::from_str(&read(&case.dir, "input.json")?).map_err(|e| e.to_string())?;
+            let machine = expressway_asl::load_str(&def).map_err(|e| e.to_string())?;
+            let clock = Arc::new(TokioClock::starting_at(1_767_225_600_000));
+            let runtime = Runtime {
+                clock: clock.clone(),
+                entropy: Arc::new(SplitMix64::new(42)),
+                tasks: Arc::new(Registry::new(clock)),
+            };
+            let req = expressway_cli::local::request(
+                &identity(),
+                input,
+                LogConfig {
+                    level: LogLevel::All,
+                    include_execution_data: false,
+                },
+            );
+            let outcome = expressway_engine::execute(&machine, &req, &runtime).await;
+            Ok::<Vec<String>, String>(
+                outcome
+                    .events
+                    .iter()
+                    .map(|e| e.event_type.to_string())
+                    .collect(),
+            )
+        });
+        let (ok, reason) = match actual {
+            Ok(a) if a == expected => (true, String::new()),
+            Ok(a) => {
+                let i = a.iter().zip(&expected).take_while(|(x, y)| x == y).count();
+                (
+                    false,
+                    format!(
+                        "differs at event {}: {:?} (expected {:?}); {} vs {} events",
+                        i + 1,
+                        a.get(i),
+                        expected.get(i),
+                        a.len(),
+                        expected.len()
+                    ),
+                )
+            }
+            Err(e) => (false, e),
+        };
+        out.push(HistoryCheck {
+            path: case.path.clone(),
+            ok,
+            reason,
+        });
+    }
+    out
+}

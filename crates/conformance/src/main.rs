@@ -88,5 +88,17 @@ fn main() -> ExitCode {
         logs.len(),
         logs.iter().filter(|l| l.ok).count()
     );
+    let histories = expressway_conformance::check_histories(&cases);
+    if failures {
+        for h in histories.iter().filter(|h| !h.ok) {
+            println!("history mismatch\t{}\t{}", h.path, h.reason);
+        }
+    }
+    println!(
+        "{:<40} {:>6} {:>9}",
+        "history event types (cases)",
+        histories.len(),
+        histories.iter().filter(|h| h.ok).count()
+    );
     ExitCode::SUCCESS
 }

@@ -1436,29 +1436,13 @@ impl<'a> Exec<'a> {
                 }
                 }
             };
-            let tolerated_count = self
-                .tolerance(
-                    &map.tolerated_failure_count,
-                    "ToleratedFailureCountPath",
-                    true,
-                    &eff_env,
-                )
-                .map_err(fail)?;
-            let tolerated_pct = self
-                .tolerance(
-                    &map.tolerated_failure_percentage,
-                    "ToleratedFailurePercentagePath",
-                    false,
-                    &eff_env,
-                )
-                .map_err(fail)?;
-            let tolerant = tolerated_count.is_some() || tolerated_pct.is_some();
             let limit = if max_concurrency == 0 {
                 items.len().max(1)
             } else {
                 max_concurrency
             };
             let mut counters = vec![0u32; map.work.retry.len()];
+            let mut tolerance: Option<(Option<f64>, Option<f64>)> = None;
             let outcome = loop {
                 let started = self.log.emit(
                     "MapStateStarted",
@@ -1467,6 +1451,30 @@ impl<'a> Exec<'a> {
                     Details::Raw(length_details(items.len())),
                 );
                 *prev = started;
+                // AWS evaluates the tolerated-failure fields after MapStateStarted.
+                let (tolerated_count, tolerated_pct) = match tolerance {
+                    Some(t) => t,
+                    None => {
+                        let count = self
+                            .tolerance(
+                                &map.tolerated_failure_count,
+                                "ToleratedFailureCountPath",
+                                true,
+                                &eff_env,
+                            )
+                            .map_err(fail)?;
+                        let pct = self
+                            .tolerance(
+                                &map.tolerated_failure_percentage,
+                                "ToleratedFailurePercentagePath",
+                                false,
+                                &eff_env,
+                            )
+                            .map_err(fail)?;
+                        *tolerance.insert((count, pct))
+                    }
+                };
+                let tolerant = tolerated_count.is_some() || tolerated_pct.is_some();
                 let iterations = items
                     .iter()
                     .enumerate()
