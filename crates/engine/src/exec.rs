@@ -106,6 +106,9 @@ struct Failure {
     cause: Option<String>,
     /// `States.Runtime` / `States.DataLimitExceeded` fail the execution; no Retry or Catch applies.
     fatal: bool,
+    /// A JSONata evaluation failed in this state's own fields (field name); reported once as an
+    /// `EvaluationFailed` event, as AWS does.
+    evaluation: Option<(String, String)>,
 }
 
 impl Failure {
@@ -114,6 +117,7 @@ impl Failure {
             error: error.into(),
             cause,
             fatal: false,
+            evaluation: None,
         }
     }
     fn error_output(&self) -> Value {
@@ -133,7 +137,18 @@ fn state_failure(state: &str, entered_id: u64, e: EvalError) -> Failure {
         error: e.error_name().to_string(),
         cause: Some(format!("An error occurred while executing the state '{state}' (entered at the event id #{entered_id}). {}", e.detail)),
         fatal: e.kind == EvalErrorKind::Runtime,
+        evaluation: (e.kind == EvalErrorKind::QueryEvaluation).then(|| (state.to_string(), field_of(&e.detail))),
     }
+}
+
+/// The field an AWS cause names ("... specified for the field 'Output/result' ...").
+fn field_of(detail: &str) -> String {
+    detail
+        .split("for the field '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Runs one execution to its end.
@@ -172,6 +187,7 @@ pub async fn execute(
                 error: "States.DataLimitExceeded".into(),
                 cause: Some("The state/task 'input' returned a result with a size exceeding the maximum number of bytes service limit.".into()),
                 fatal: true,
+                evaluation: None,
             });
         }
         let root = Scope {
@@ -698,6 +714,42 @@ impl<'a> Exec<'a> {
         scope: &Scope<'_>,
         prev: &mut u64,
     ) -> Result<Step, Failure> {
+        let result = self.run_state_body(state, input, scope, prev).await;
+        result.map_err(|mut f| {
+            if let Some((state_name, location)) = f.evaluation.take() {
+                let mut details = Map::new();
+                if let Some(c) = &f.cause {
+                    details.insert("cause".into(), Value::String(c.clone()));
+                }
+                details.insert("error".into(), Value::String(f.error.clone()));
+                details.insert("location".into(), Value::String(location));
+                details.insert("state".into(), Value::String(state_name));
+                *prev = self.log.emit(
+                    "EvaluationFailed",
+                    0,
+                    || self.now(),
+                    Details::Raw(Value::Object(details)),
+                );
+                let failed = match &state.kind {
+                    Kind::Map(_) => Some("MapStateFailed"),
+                    Kind::Parallel(_) => Some("ParallelStateFailed"),
+                    _ => None,
+                };
+                if let Some(t) = failed {
+                    *prev = self.log.emit(t, *prev, || self.now(), Details::Empty);
+                }
+            }
+            f
+        })
+    }
+
+    async fn run_state_body(
+        &self,
+        state: &State,
+        input: Value,
+        scope: &Scope<'_>,
+        prev: &mut u64,
+    ) -> Result<Step, Failure> {
         self.transitions.fetch_add(1, Ordering::Relaxed);
         let entered_millis = self.now();
         let entered_type = entered_event(&state.kind);
@@ -915,6 +967,7 @@ impl<'a> Exec<'a> {
                 error: "States.DataLimitExceeded".into(),
                 cause: Some(format!("The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.", state.name)),
                 fatal: true,
+                evaluation: None,
             });
         }
         if let Some(exited) = exited_event(&state.kind) {
