@@ -1,0 +1,222 @@
+//! Connections: Basic, API key and OAuth client-credentials authentication of outbound calls.
+
+use crate::client::{form_encode, insert_sensitive, HttpClient, Outbound};
+use crate::config::{ConnectionConfig, Secret, SecretError};
+use base64::Engine as _;
+use bytes::Bytes;
+use expressway_engine::Clock;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use hyper::Method;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Tokens are refreshed this long before they expire.
+const EXPIRY_MARGIN_MILLIS: i64 = 30_000;
+/// Lifetime assumed when the token endpoint gives no `expires_in`.
+const DEFAULT_TOKEN_LIFETIME_SECS: i64 = 3600;
+
+/// A configured connection with its token cache.
+pub(crate) struct Connection {
+    name: String,
+    kind: ConnectionConfig,
+    token: tokio::sync::Mutex<Option<CachedToken>>,
+}
+
+struct CachedToken {
+    header: String,
+    expires_at_millis: i64,
+}
+
+/// Why a connection could not authorize a request. Messages never contain secret values.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AuthError {
+    #[error("connection '{connection}': {source}")]
+    Secret {
+        connection: String,
+        source: SecretError,
+    },
+    #[error("connection '{connection}': the OAuth token request failed: {detail}")]
+    Token { connection: String, detail: String },
+    #[error("connection '{connection}': a credential contains characters not allowed in a header")]
+    BadHeader { connection: String },
+}
+
+impl Connection {
+    pub(crate) fn new(name: String, kind: ConnectionConfig) -> Connection {
+        Connection {
+            name,
+            kind,
+            token: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    fn reveal(&self, s: &Secret) -> Result<String, AuthError> {
+        s.reveal().map_err(|source| AuthError::Secret {
+            connection: self.name.clone(),
+            source,
+        })
+    }
+
+    /// Adds the connection's credentials to `headers` (replacing same-named headers).
+    pub(crate) async fn authorize(
+        &self,
+        headers: &mut HeaderMap,
+        client: &HttpClient,
+        clock: &Arc<dyn Clock>,
+        timeout: Duration,
+    ) -> Result<(), AuthError> {
+        let bad = || AuthError::BadHeader {
+            connection: self.name.clone(),
+        };
+        match &self.kind {
+            ConnectionConfig::Basic { username, password } => {
+                let raw = format!("{}:{}", self.reveal(username)?, self.reveal(password)?);
+                let value = format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(raw)
+                );
+                insert_sensitive(headers, AUTHORIZATION, &value)
+                    .then_some(())
+                    .ok_or_else(bad)
+            }
+            ConnectionConfig::ApiKey { name, value } => {
+                let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+                insert_sensitive(headers, header, &self.reveal(value)?)
+                    .then_some(())
+                    .ok_or_else(bad)
+            }
+            ConnectionConfig::Oauth { .. } => {
+                let value = self.bearer(client, clock, timeout).await?;
+                insert_sensitive(headers, AUTHORIZATION, &value)
+                    .then_some(())
+                    .ok_or_else(bad)
+            }
+        }
+    }
+
+    /// Forgets a cached OAuth token (after the API answered 401), so the next call fetches anew.
+    pub(crate) async fn invalidate(&self) {
+        if matches!(self.kind, ConnectionConfig::Oauth { .. }) {
+            *self.token.lock().await = None;
+        }
+    }
+
+    /// `Bearer <token>`, from the cache or the token endpoint. Concurrent callers wait for one fetch.
+    async fn bearer(
+        &self,
+        client: &HttpClient,
+        clock: &Arc<dyn Clock>,
+        timeout: Duration,
+    ) -> Result<String, AuthError> {
+        let ConnectionConfig::Oauth {
+            token_url,
+            client_id,
+            client_secret,
+            scope,
+        } = &self.kind
+        else {
+            unreachable!("bearer() is only called for OAuth connections");
+        };
+        let mut cached = self.token.lock().await;
+        if let Some(t) = cached.as_ref() {
+            if clock.now_millis() < t.expires_at_millis {
+                return Ok(t.header.clone());
+            }
+        }
+        let fail = |detail: String| AuthError::Token {
+            connection: self.name.clone(),
+            detail,
+        };
+        let credentials = format!(
+            "{}:{}",
+            self.reveal(client_id)?,
+            self.reveal(client_secret)?
+        );
+        let mut headers = HeaderMap::new();
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(credentials)
+        );
+        if !insert_sensitive(&mut headers, AUTHORIZATION, &basic) {
+            return Err(AuthError::BadHeader {
+                connection: self.name.clone(),
+            });
+        }
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let mut form = vec![("grant_type".to_string(), "client_credentials".to_string())];
+        if let Some(s) = scope {
+            form.push(("scope".to_string(), s.clone()));
+        }
+        let uri = crate::client::parse_uri(token_url).map_err(|e| fail(e.to_string()))?;
+        let started = clock.now_millis();
+        let response = client
+            .send(Outbound {
+                method: Method::POST,
+                uri,
+                headers,
+                body: Bytes::from(form_encode(&form)),
+                timeout,
+            })
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if !response.status.is_success() {
+            // The body of a failed token response may echo credentials; report only the status.
+            return Err(fail(format!(
+                "the token endpoint answered {}",
+                response.status
+            )));
+        }
+        let body: Value = serde_json::from_slice(&response.body)
+            .map_err(|_| fail("the token endpoint did not answer JSON".into()))?;
+        let token = body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| fail("the token response has no access_token".into()))?;
+        let lifetime = match body.get("expires_in") {
+            Some(Value::Number(n)) => n.as_i64(),
+            Some(Value::String(s)) => s.parse().ok(),
+            _ => None,
+        }
+        .unwrap_or(DEFAULT_TOKEN_LIFETIME_SECS);
+        let header = format!("Bearer {token}");
+        *cached = Some(CachedToken {
+            header: header.clone(),
+            expires_at_millis: started + lifetime.saturating_mul(1000) - EXPIRY_MARGIN_MILLIS,
+        });
+        Ok(header)
+    }
+}
+
+/// The connection name in `arn:aws:events:<region>:<account>:connection/<name>/<id>`, or the
+/// argument itself when it is a plain name.
+pub(crate) fn connection_name(arn_or_name: &str) -> &str {
+    match arn_or_name.split_once(":connection/") {
+        Some((prefix, rest)) if prefix.starts_with("arn:") => {
+            rest.split('/').next().unwrap_or(rest)
+        }
+        _ => arn_or_name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_names() {
+        assert_eq!(
+            connection_name("arn:aws:events:us-east-1:123456789012:connection/orders/0b1c-2d"),
+            "orders"
+        );
+        assert_eq!(
+            connection_name("arn:aws:events:us-east-1:123456789012:connection/orders"),
+            "orders"
+        );
+        assert_eq!(connection_name("orders"), "orders");
+    }
+}
