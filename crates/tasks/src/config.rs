@@ -199,7 +199,12 @@ impl Secret {
                 std::env::var(from_env).map_err(|_| SecretError::MissingEnv(from_env.clone()))
             }
             Secret::File { from_file } => std::fs::read_to_string(from_file)
-                .map(|s| s.strip_suffix('\n').unwrap_or(&s).trim_end_matches('\r').to_string())
+                .map(|s| {
+                    s.strip_suffix('\n')
+                        .unwrap_or(&s)
+                        .trim_end_matches('\r')
+                        .to_string()
+                })
                 .map_err(|e| SecretError::File {
                     path: from_file.display().to_string(),
                     reason: e.kind().to_string(),

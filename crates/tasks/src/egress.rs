@@ -81,9 +81,7 @@ impl Allowlist {
     }
 
     fn has_cidrs(&self) -> bool {
-        self.entries()
-            .iter()
-            .any(|e| matches!(e, Entry::Cidr(..)))
+        self.entries().iter().any(|e| matches!(e, Entry::Cidr(..)))
     }
 
     /// Whether `ip` is in a CIDR entry.
@@ -145,7 +143,11 @@ fn parse_entry(raw: &str) -> Result<Entry, InvalidEntry> {
         }
         return Ok(Entry::Cidr(net, bits));
     }
-    if let Ok(ip) = s.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+    if let Ok(ip) = s
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
         return Ok(Entry::Cidr(ip, if ip.is_ipv4() { 32 } else { 128 }));
     }
     if let Some(suffix) = s.strip_prefix("*.") {
@@ -217,9 +219,8 @@ impl tower_service::Service<Name> for AllowlistResolver {
         let allowlist = self.allowlist.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if allowlist.allows_name(&host) {
                 return Ok(addrs.into_iter());
             }

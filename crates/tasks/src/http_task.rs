@@ -127,7 +127,9 @@ fn parse_array_format(transform: Option<&Value>) -> Result<ArrayFormat, TaskErro
 /// The HTTP Task handler.
 pub(crate) async fn invoke(shared: Arc<Shared>, req: TaskRequest) -> Result<Value, TaskError> {
     let Some(p) = req.input.as_object() else {
-        return Err(runtime_error("The HTTP Task parameters must be a JSON object"));
+        return Err(runtime_error(
+            "The HTTP Task parameters must be a JSON object",
+        ));
     };
     let endpoint = p
         .get("ApiEndpoint")
@@ -156,7 +158,11 @@ pub(crate) async fn invoke(shared: Arc<Shared>, req: TaskRequest) -> Result<Valu
         None => false,
         Some(Value::String(s)) if s == "NONE" => false,
         Some(Value::String(s)) if s == "URL_ENCODED" => true,
-        Some(_) => return Err(runtime_error("RequestBodyEncoding must be NONE or URL_ENCODED")),
+        Some(_) => {
+            return Err(runtime_error(
+                "RequestBodyEncoding must be NONE or URL_ENCODED",
+            ))
+        }
     };
 
     let mut url = endpoint.to_string();
@@ -190,7 +196,8 @@ pub(crate) async fn invoke(shared: Arc<Shared>, req: TaskRequest) -> Result<Valu
     let body = match p.get("RequestBody") {
         None => Bytes::new(),
         Some(b) if url_encoded => {
-            let text = url_encode(b, format).map_err(|e| runtime_error(format!("RequestBody: {e}")))?;
+            let text =
+                url_encode(b, format).map_err(|e| runtime_error(format!("RequestBody: {e}")))?;
             headers.insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("application/x-www-form-urlencoded"),
@@ -199,7 +206,10 @@ pub(crate) async fn invoke(shared: Arc<Shared>, req: TaskRequest) -> Result<Valu
         }
         Some(Value::String(s)) => {
             if !headers.contains_key(CONTENT_TYPE) {
-                headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+                headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
             }
             Bytes::from(s.clone())
         }
@@ -214,7 +224,11 @@ pub(crate) async fn invoke(shared: Arc<Shared>, req: TaskRequest) -> Result<Valu
     let connection = match p.get("Authentication").and_then(|a| a.get("ConnectionArn")) {
         None | Some(Value::Null) => None,
         Some(Value::String(arn)) => Some(shared.connection(arn)?),
-        Some(_) => return Err(runtime_error("Authentication.ConnectionArn must be a string")),
+        Some(_) => {
+            return Err(runtime_error(
+                "Authentication.ConnectionArn must be a string",
+            ))
+        }
     };
 
     let timeout = shared.timeout_for(&req);
@@ -266,7 +280,12 @@ pub(crate) fn is_json(headers: &HeaderMap) -> bool {
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|ct| {
-            let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let ct = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             ct == "application/json" || ct.ends_with("+json")
         })
         .unwrap_or(false)
@@ -280,7 +299,10 @@ fn result_object(response: &crate::client::Inbound) -> Value {
         Value::String(text.into_owned())
     };
     let mut out = Map::with_capacity(4);
-    out.insert("Headers".into(), Value::Object(headers_json(&response.headers)));
+    out.insert(
+        "Headers".into(),
+        Value::Object(headers_json(&response.headers)),
+    );
     out.insert("ResponseBody".into(), body);
     out.insert("StatusCode".into(), Value::from(response.status.as_u16()));
     out.insert(
@@ -299,10 +321,16 @@ mod tests {
     fn array_formats() {
         let v = json!({"a": ["x", "y"], "n": 1, "o": {"k": true}});
         let enc = |f| url_encode(&v, f).expect("object");
-        assert_eq!(enc(ArrayFormat::Indices), "a%5B0%5D=x&a%5B1%5D=y&n=1&o%5Bk%5D=true");
+        assert_eq!(
+            enc(ArrayFormat::Indices),
+            "a%5B0%5D=x&a%5B1%5D=y&n=1&o%5Bk%5D=true"
+        );
         assert_eq!(enc(ArrayFormat::Repeat), "a=x&a=y&n=1&o%5Bk%5D=true");
         assert_eq!(enc(ArrayFormat::Commas), "a=x%2Cy&n=1&o%5Bk%5D=true");
-        assert_eq!(enc(ArrayFormat::Brackets), "a%5B%5D=x&a%5B%5D=y&n=1&o%5Bk%5D=true");
+        assert_eq!(
+            enc(ArrayFormat::Brackets),
+            "a%5B%5D=x&a%5B%5D=y&n=1&o%5Bk%5D=true"
+        );
         assert!(url_encode(&json!([1]), ArrayFormat::Indices).is_err());
     }
 }

@@ -120,7 +120,11 @@ pub(crate) async fn invoke_optimised(
         .ok_or_else(|| runtime_error("lambda:invoke needs a string FunctionName"))?;
     let function = FunctionRef::parse(name)
         .ok_or_else(|| runtime_error(format!("'{name}' is not a function name or ARN")))?;
-    let payload = req.input.get("Payload").cloned().unwrap_or_else(|| json!({}));
+    let payload = req
+        .input
+        .get("Payload")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     let response = call(&shared, &req, &function, &payload).await?;
     let headers = headers_json(&response.headers);
     let single: Map<String, Value> = headers
@@ -169,9 +173,8 @@ fn payload_value(response: &Inbound) -> Value {
     if response.body.iter().all(u8::is_ascii_whitespace) {
         return Value::Null;
     }
-    serde_json::from_slice(&response.body).unwrap_or_else(|_| {
-        Value::String(String::from_utf8_lossy(&response.body).into_owned())
-    })
+    serde_json::from_slice(&response.body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&response.body).into_owned()))
 }
 
 async fn call(
@@ -282,7 +285,10 @@ mod tests {
     #[test]
     fn parses_function_references() {
         assert_eq!(FunctionRef::parse("Validate"), f("Validate", None));
-        assert_eq!(FunctionRef::parse("Validate:prod"), f("Validate", Some("prod")));
+        assert_eq!(
+            FunctionRef::parse("Validate:prod"),
+            f("Validate", Some("prod"))
+        );
         assert_eq!(
             FunctionRef::parse("arn:aws:lambda:us-east-1:123456789012:function:Validate"),
             f("Validate", None)
@@ -295,7 +301,10 @@ mod tests {
             FunctionRef::parse("123456789012:function:Validate:$LATEST"),
             f("Validate", Some("$LATEST"))
         );
-        assert_eq!(FunctionRef::parse("arn:aws:lambda:us-east-1:1:layer:x"), None);
+        assert_eq!(
+            FunctionRef::parse("arn:aws:lambda:us-east-1:1:layer:x"),
+            None
+        );
         assert_eq!(FunctionRef::parse("a:b:c"), None);
         assert_eq!(FunctionRef::parse(""), None);
         assert_eq!(

@@ -122,7 +122,12 @@ impl TaskConfig {
             connections: self
                 .connections
                 .iter()
-                .map(|(name, c)| (name.clone(), Arc::new(Connection::new(name.clone(), c.clone()))))
+                .map(|(name, c)| {
+                    (
+                        name.clone(),
+                        Arc::new(Connection::new(name.clone(), c.clone())),
+                    )
+                })
                 .collect(),
             functions: self
                 .functions
@@ -132,7 +137,8 @@ impl TaskConfig {
             clock,
             default_timeout: self.defaults.timeout(),
         });
-        let fixed = |label: &'static str| -> metrics::LabelFn { Arc::new(move |_| label.to_string()) };
+        let fixed =
+            |label: &'static str| -> metrics::LabelFn { Arc::new(move |_| label.to_string()) };
 
         let s = shared.clone();
         registry.register(

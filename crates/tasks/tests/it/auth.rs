@@ -1,0 +1,184 @@
+use crate::support::*;
+use expressway_engine::TaskDispatcher;
+use expressway_tasks::HTTP_INVOKE;
+use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+#[tokio::test]
+async fn basic_auth_from_an_environment_variable() {
+    std::env::set_var("EXPRESSWAY_TEST_BASIC_PW", "pa:ss");
+    let server = TestServer::start(|_| Reply::json(200, json!({}))).await;
+    let reg = registry(
+        r#"{"connections": {"orders": {"basic": {"username": "svc", "password": {"fromEnv": "EXPRESSWAY_TEST_BASIC_PW"}}}}}"#,
+    );
+    reg.invoke(request(
+        HTTP_INVOKE,
+        json!({"ApiEndpoint": server.url("/"), "Method": "GET",
+               "Authentication": {"ConnectionArn": "arn:aws:events:us-east-1:123456789012:connection/orders/1a2b"}}),
+    ))
+    .await
+    .expect("success");
+    // base64("svc:pa:ss")
+    assert_eq!(
+        server.requests()[0].header("authorization").as_deref(),
+        Some("Basic c3ZjOnBhOnNz")
+    );
+}
+
+#[tokio::test]
+async fn api_key_from_a_file_overrides_a_same_named_header() {
+    let path = std::env::temp_dir().join(format!("expressway-apikey-{}", std::process::id()));
+    std::fs::write(&path, "k-123\n").expect("write");
+    let server = TestServer::start(|_| Reply::json(200, json!({}))).await;
+    let reg = registry(&format!(
+        r#"{{"connections": {{"stock": {{"api_key": {{"name": "x-api-key", "value": {{"fromFile": {}}}}}}}}}}}"#,
+        serde_json::to_string(&path).expect("path")
+    ));
+    reg.invoke(request(
+        HTTP_INVOKE,
+        json!({"ApiEndpoint": server.url("/"), "Method": "GET", "Headers": {"x-api-key": "from-definition"},
+               "Authentication": {"ConnectionArn": "stock"}}),
+    ))
+    .await
+    .expect("success");
+    let _ = std::fs::remove_file(&path);
+    let r = &server.requests()[0];
+    assert_eq!(r.header("x-api-key").as_deref(), Some("k-123"));
+    assert_eq!(r.headers.get_all("x-api-key").iter().count(), 1);
+}
+
+#[tokio::test]
+async fn missing_secret_fails_without_revealing_anything() {
+    let server = TestServer::start(|_| Reply::json(200, json!({}))).await;
+    let reg = registry(
+        r#"{"connections": {"c": {"basic": {"username": "svc-user", "password": {"fromEnv": "EXPRESSWAY_TEST_SURELY_UNSET_PW"}}}}}"#,
+    );
+    let e = reg
+        .invoke(request(
+            HTTP_INVOKE,
+            json!({"ApiEndpoint": server.url("/"), "Method": "GET", "Authentication": {"ConnectionArn": "c"}}),
+        ))
+        .await
+        .expect_err("no secret");
+    assert_eq!(e.error, "Expressway.Http.AuthorizationFailed");
+    let cause = e.cause.unwrap_or_default();
+    assert!(cause.contains("EXPRESSWAY_TEST_SURELY_UNSET_PW"), "{cause}");
+    assert!(!cause.contains("svc-user"), "{cause}");
+    assert!(server.requests().is_empty());
+}
+
+#[tokio::test]
+async fn oauth_token_is_fetched_once_and_reused() {
+    std::env::set_var("EXPRESSWAY_TEST_OAUTH_SECRET", "s3cret");
+    let issued = Arc::new(AtomicUsize::new(0));
+    let counter = issued.clone();
+    let server = TestServer::start(move |r| {
+        if r.path_and_query == "/token" {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            Reply::json(
+                200,
+                json!({"access_token": format!("tok-{n}"), "token_type": "Bearer", "expires_in": 3600}),
+            )
+        } else if r.header("authorization").as_deref() == Some("Bearer tok-0") {
+            Reply::json(200, json!({"hello": "world"}))
+        } else {
+            Reply::json(401, json!({"message": "bad token"}))
+        }
+    })
+    .await;
+    let reg = registry(&format!(
+        r#"{{"connections": {{"billing": {{"oauth": {{"token_url": "{}", "client_id": "cid",
+             "client_secret": {{"fromEnv": "EXPRESSWAY_TEST_OAUTH_SECRET"}}, "scope": "payments read"}}}}}}}}"#,
+        server.url("/token")
+    ));
+    for _ in 0..3 {
+        let out = reg
+            .invoke(request(
+                HTTP_INVOKE,
+                json!({"ApiEndpoint": server.url("/api"), "Method": "GET",
+                       "Authentication": {"ConnectionArn": "arn:aws:events:us-east-1:1:connection/billing/x"}}),
+            ))
+            .await
+            .expect("success");
+        assert_eq!(out["ResponseBody"]["hello"], "world");
+    }
+    assert_eq!(
+        issued.load(Ordering::SeqCst),
+        1,
+        "one token for three calls"
+    );
+    let reqs = server.requests();
+    let token_req = &reqs[0];
+    assert_eq!(token_req.method, "POST");
+    // base64("cid:s3cret")
+    assert_eq!(
+        token_req.header("authorization").as_deref(),
+        Some("Basic Y2lkOnMzY3JldA==")
+    );
+    assert_eq!(
+        std::str::from_utf8(&token_req.body).expect("utf8"),
+        "grant_type=client_credentials&scope=payments%20read"
+    );
+    assert!(reqs[1..]
+        .iter()
+        .all(|r| r.header("idempotency-key").is_some()));
+}
+
+#[tokio::test]
+async fn oauth_token_is_refetched_after_a_401() {
+    let issued = Arc::new(AtomicUsize::new(0));
+    let counter = issued.clone();
+    let server = TestServer::start(move |r| {
+        if r.path_and_query == "/token" {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            Reply::json(
+                200,
+                json!({"access_token": format!("tok-{n}"), "expires_in": "3600"}),
+            )
+        } else if r.header("authorization").as_deref() == Some("Bearer tok-1") {
+            Reply::json(200, json!({}))
+        } else {
+            Reply::json(401, json!({}))
+        }
+    })
+    .await;
+    let reg = registry(&format!(
+        r#"{{"connections": {{"c": {{"oauth": {{"token_url": "{}", "client_id": "a", "client_secret": "b"}}}}}}}}"#,
+        server.url("/token")
+    ));
+    let input = json!({"ApiEndpoint": server.url("/api"), "Method": "GET", "Authentication": {"ConnectionArn": "c"}});
+    let e = reg
+        .invoke(request(HTTP_INVOKE, input.clone()))
+        .await
+        .expect_err("401 with the first token");
+    assert_eq!(e.error, "States.Http.StatusCode.401");
+    reg.invoke(request(HTTP_INVOKE, input))
+        .await
+        .expect("second token works");
+    assert_eq!(issued.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn failing_token_endpoint_is_an_authorization_error() {
+    let server = TestServer::start(|_| {
+        Reply::json(
+            400,
+            json!({"error": "invalid_client", "echo": "cid:topsecret"}),
+        )
+    })
+    .await;
+    let reg = registry(&format!(
+        r#"{{"connections": {{"c": {{"oauth": {{"token_url": "{}", "client_id": "cid", "client_secret": "topsecret"}}}}}}}}"#,
+        server.url("/token")
+    ));
+    let e = reg
+        .invoke(request(
+            HTTP_INVOKE,
+            json!({"ApiEndpoint": server.url("/api"), "Method": "GET", "Authentication": {"ConnectionArn": "c"}}),
+        ))
+        .await
+        .expect_err("token fails");
+    assert_eq!(e.error, "Expressway.Http.AuthorizationFailed");
+    assert!(!e.cause.unwrap_or_default().contains("topsecret"));
+}
