@@ -5,6 +5,7 @@ mod engine;
 mod http;
 mod kafka;
 mod lambda;
+mod metrics;
 mod native;
 mod order_processing;
 mod support;
