@@ -58,41 +58,46 @@ impl Connection {
         })
     }
 
-    /// Adds the connection's credentials to `headers` (replacing same-named headers).
+    /// Adds the connection's credentials to `headers` (replacing same-named headers). The returned
+    /// [`Redactor`] removes those credentials from anything the remote side echoes back.
     pub(crate) async fn authorize(
         &self,
         headers: &mut HeaderMap,
         client: &HttpClient,
         clock: &Arc<dyn Clock>,
         timeout: Duration,
-    ) -> Result<(), AuthError> {
+    ) -> Result<Redactor, AuthError> {
         let bad = || AuthError::BadHeader {
             connection: self.name.clone(),
         };
-        match &self.kind {
+        let mut secrets = Vec::new();
+        let (name, value) = match &self.kind {
             ConnectionConfig::Basic { username, password } => {
-                let raw = format!("{}:{}", self.reveal(username)?, self.reveal(password)?);
-                let value = format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(raw)
-                );
-                insert_sensitive(headers, AUTHORIZATION, &value)
-                    .then_some(())
-                    .ok_or_else(bad)
+                let password = self.reveal(password)?;
+                let raw = format!("{}:{password}", self.reveal(username)?);
+                let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
+                secrets.push(password);
+                secrets.push(encoded.clone());
+                (AUTHORIZATION, format!("Basic {encoded}"))
             }
             ConnectionConfig::ApiKey { name, value } => {
                 let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
-                insert_sensitive(headers, header, &self.reveal(value)?)
-                    .then_some(())
-                    .ok_or_else(bad)
+                let value = self.reveal(value)?;
+                secrets.push(value.clone());
+                (header, value)
             }
             ConnectionConfig::Oauth { .. } => {
                 let value = self.bearer(client, clock, timeout).await?;
-                insert_sensitive(headers, AUTHORIZATION, &value)
-                    .then_some(())
-                    .ok_or_else(bad)
+                if let Some(token) = value.strip_prefix("Bearer ") {
+                    secrets.push(token.to_string());
+                }
+                (AUTHORIZATION, value)
             }
+        };
+        if !insert_sensitive(headers, name, &value) {
+            return Err(bad());
         }
+        Ok(Redactor::new(secrets))
     }
 
     /// Forgets a cached OAuth token (after the API answered 401), so the next call fetches anew.
@@ -192,6 +197,54 @@ impl Connection {
     }
 }
 
+/// Replaces credential values in text that came back from a remote service (an API that echoes
+/// request headers would otherwise put them into the execution's output or error cause).
+#[derive(Debug, Default)]
+pub(crate) struct Redactor {
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    fn new(mut secrets: Vec<String>) -> Redactor {
+        // Very short values would redact unrelated text; they are not worth hiding anyway.
+        secrets.retain(|s| s.len() >= 4);
+        // Longer first, so a secret containing another is replaced whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Redactor { secrets }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.secrets.is_empty()
+    }
+
+    /// `text` with every credential replaced by `<redacted>`.
+    pub(crate) fn text(&self, text: String) -> String {
+        if !self.secrets.iter().any(|s| text.contains(s.as_str())) {
+            return text;
+        }
+        self.secrets
+            .iter()
+            .fold(text, |t, s| t.replace(s.as_str(), "<redacted>"))
+    }
+
+    /// `value` with every credential in its strings replaced.
+    pub(crate) fn value(&self, value: Value) -> Value {
+        if self.secrets.is_empty() {
+            return value;
+        }
+        match value {
+            Value::String(s) => Value::String(self.text(s)),
+            Value::Array(a) => Value::Array(a.into_iter().map(|v| self.value(v)).collect()),
+            Value::Object(m) => Value::Object(
+                m.into_iter()
+                    .map(|(k, v)| (self.text(k), self.value(v)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+}
+
 /// The connection name in `arn:aws:events:<region>:<account>:connection/<name>/<id>`, or the
 /// argument itself when it is a plain name.
 pub(crate) fn connection_name(arn_or_name: &str) -> &str {
@@ -206,6 +259,15 @@ pub(crate) fn connection_name(arn_or_name: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redactor_hides_credentials() {
+        let r = Redactor::new(vec!["s3cret-token".into(), "abc".into()]);
+        assert_eq!(
+            r.value(serde_json::json!({"auth": ["Bearer s3cret-token"], "abc": "abc"})),
+            serde_json::json!({"auth": ["Bearer <redacted>"], "abc": "abc"})
+        );
+    }
 
     #[test]
     fn connection_names() {

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, StatusCode, Uri};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -48,34 +49,51 @@ pub(crate) enum SendError {
     TooLarge { dest: String, limit: usize },
 }
 
-/// A pooled HTTP/1.1 client whose every connection passes the egress allowlist.
+type Connector = HttpsConnector<HttpConnector<AllowlistResolver>>;
+
+/// A pooled HTTP/1.1 client (plain `http://` and `https://` with rustls) whose every connection
+/// passes the egress allowlist.
 #[derive(Clone)]
 pub(crate) struct HttpClient {
-    inner: Client<HttpConnector<AllowlistResolver>, Full<Bytes>>,
+    inner: Client<Connector, Full<Bytes>>,
     allowlist: Arc<Allowlist>,
     max_response_bytes: usize,
 }
 
 impl HttpClient {
+    /// `roots` are the trusted certificate authorities for `https://` (see [`trust_roots`]).
     pub(crate) fn new(
         allowlist: Allowlist,
         connect_timeout: Duration,
         max_response_bytes: usize,
-    ) -> HttpClient {
+        roots: rustls::RootCertStore,
+    ) -> Result<HttpClient, rustls::Error> {
         let allowlist = Arc::new(allowlist);
         let mut connector = HttpConnector::new_with_resolver(AllowlistResolver {
             allowlist: allowlist.clone(),
         });
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let https = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let inner = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
-        HttpClient {
+            .build(https);
+        Ok(HttpClient {
             inner,
             allowlist,
             max_response_bytes,
-        }
+        })
     }
 
     /// Sends `req` and reads the whole response within `req.timeout`.
@@ -143,27 +161,49 @@ impl HttpClient {
     }
 }
 
-/// `host:port` of an absolute `http://` URL.
+/// `host:port` of an absolute `http://` or `https://` URL.
 fn destination(uri: &Uri) -> Result<String, SendError> {
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(SendError::InvalidUrl(
-                "https:// endpoints are not supported yet by this build (plain http:// only)"
-                    .into(),
-            ))
-        }
+    let default_port = match uri.scheme_str() {
+        Some("http") => 80,
+        Some("https") => 443,
         _ => {
             return Err(SendError::InvalidUrl(
-                "the URL must be absolute and start with http://".into(),
+                "the URL must be absolute and start with https:// or http://".into(),
             ))
         }
-    }
+    };
     let host = uri
         .host()
         .filter(|h| !h.is_empty())
         .ok_or_else(|| SendError::InvalidUrl("the URL has no host".into()))?;
-    Ok(format!("{host}:{}", uri.port_u16().unwrap_or(80)))
+    Ok(format!("{host}:{}", uri.port_u16().unwrap_or(default_port)))
+}
+
+/// The Mozilla root certificates (webpki-roots) plus the certificates in `extra_pem_files`.
+pub(crate) fn trust_roots(
+    extra_pem_files: &[std::path::PathBuf],
+) -> Result<rustls::RootCertStore, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for path in extra_pem_files {
+        let shown = path.display();
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("cannot read certificates from {shown}: {e}"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("invalid PEM in {shown}: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!("{shown} holds no certificate"));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("unusable certificate in {shown}: {e}"))?;
+        }
+    }
+    Ok(roots)
 }
 
 fn find_source<'a, T: std::error::Error + 'static>(

@@ -7,13 +7,14 @@
 //!   "connections": {
 //!     "orders-api": {"basic": {"username": "svc", "password": {"fromEnv": "ORDERS_PASSWORD"}}},
 //!     "stock-api": {"api_key": {"name": "x-api-key", "value": {"fromFile": "/run/secrets/stock"}}},
-//!     "billing": {"oauth": {"token_url": "http://auth.internal.example/token",
+//!     "billing": {"oauth": {"token_url": "https://auth.internal.example/token",
 //!                           "client_id": "expressway", "client_secret": {"fromEnv": "BILLING_SECRET"},
 //!                           "scope": "payments"}}
 //!   },
+//!   "tls": {"extra_root_certificates": ["/etc/expressway/internal-ca.pem"]},
 //!   "functions": {
 //!     "ValidateOrder": "http://127.0.0.1:9000/validate",
-//!     "ChargePayment:prod": {"url": "http://payments.internal.example/charge", "connection": "billing"}
+//!     "ChargePayment:prod": {"url": "https://payments.internal.example/charge", "connection": "billing"}
 //!   }
 //! }
 //! ```
@@ -40,6 +41,18 @@ pub struct TaskConfig {
     /// Timeouts and limits.
     #[serde(default)]
     pub defaults: Defaults,
+    /// TLS settings for `https://` calls.
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+/// TLS settings. The Mozilla root certificates are always trusted.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM files of additional certificate authorities to trust (private CAs).
+    #[serde(default)]
+    pub extra_root_certificates: Vec<PathBuf>,
 }
 
 /// Timeouts and limits.
@@ -93,7 +106,7 @@ pub enum ConnectionConfig {
     },
     /// OAuth 2.0 client credentials; the token is cached until shortly before it expires.
     Oauth {
-        /// The token endpoint (`http://...`; subject to the egress allowlist).
+        /// The token endpoint (`https://...`; subject to the egress allowlist).
         token_url: String,
         /// Client id (sent with the secret as HTTP Basic credentials).
         client_id: Secret,
@@ -224,6 +237,9 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A TLS setting cannot be used.
+    #[error("invalid task configuration: tls: {0}")]
+    Tls(String),
     /// The JSON does not match the schema.
     #[error("invalid task configuration: {0}")]
     Parse(#[from] serde_json::Error),
@@ -265,14 +281,14 @@ impl TaskConfig {
     pub fn check(&self) -> Result<(), ConfigError> {
         self.allowlist()?;
         let url_ok = |u: &str| {
-            u.parse::<hyper::Uri>()
-                .ok()
-                .is_some_and(|uri| uri.scheme_str() == Some("http") && uri.host().is_some())
+            u.parse::<hyper::Uri>().ok().is_some_and(|uri| {
+                matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
+            })
         };
         for (name, f) in &self.functions {
             if !url_ok(f.url()) {
                 return Err(ConfigError::Invalid(format!(
-                    "function '{name}': the url must be an absolute http:// URL"
+                    "function '{name}': the url must be an absolute https:// or http:// URL"
                 )));
             }
             if let Some(c) = f.connection() {
@@ -287,7 +303,7 @@ impl TaskConfig {
             match c {
                 ConnectionConfig::Oauth { token_url, .. } if !url_ok(token_url) => {
                     return Err(ConfigError::Invalid(format!(
-                        "connection '{name}': token_url must be an absolute http:// URL"
+                        "connection '{name}': token_url must be an absolute https:// or http:// URL"
                     )));
                 }
                 ConnectionConfig::ApiKey { name: header, .. }
@@ -344,6 +360,7 @@ mod tests {
             r#"{"connections": {"a": {"basic": {"username": "u", "password": "p", "x": 1}}}}"#,
             r#"{"functions": {"f": {"url": "http://h/", "connection": "nope"}}}"#,
             r#"{"functions": {"f": "ftp://h/"}}"#,
+            r#"{"tls": {"extra_roots": []}}"#,
             r#"{"egress_allowlist": ["10.0.0.0/40"]}"#,
         ] {
             assert!(TaskConfig::from_json_str(bad).is_err(), "{bad}");

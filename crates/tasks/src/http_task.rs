@@ -1,6 +1,6 @@
 //! `arn:aws:states:::http:invoke`: AWS's HTTP Task.
 //!
-//! Parameters: `ApiEndpoint` (required, absolute `http://` URL), `Method` (required: GET, POST, PUT,
+//! Parameters: `ApiEndpoint` (required, absolute `https://` or `http://` URL), `Method` (required: GET, POST, PUT,
 //! DELETE, PATCH, OPTIONS, HEAD), `Headers`, `QueryParameters`, `RequestBody`,
 //! `Transform {RequestBodyEncoding: NONE|URL_ENCODED, RequestEncodingOptions {ArrayFormat:
 //! INDICES|REPEAT|COMMAS|BRACKETS}}` and `Authentication {ConnectionArn}` (optional here; AWS
@@ -13,6 +13,7 @@
 //! connection that cannot authorize (missing secret, failing token endpoint) fails with
 //! `Expressway.Http.AuthorizationFailed`.
 
+use crate::auth::Redactor;
 use crate::client::{form_encode, headers_json, parse_uri, truncate, Outbound, SendError};
 use crate::Shared;
 use bytes::Bytes;
@@ -29,6 +30,15 @@ pub const HTTP_INVOKE: &str = "arn:aws:states:::http:invoke";
 pub const SOCKET_ERROR: &str = "States.Http.Socket";
 /// Error when a connection cannot produce credentials.
 pub const AUTHORIZATION_FAILED: &str = "Expressway.Http.AuthorizationFailed";
+/// Headers that frame the message; the client sets them.
+const MANAGED_HEADERS: [&str; 6] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+];
 /// AWS limits `Cause` to 32,768 characters.
 pub(crate) const MAX_CAUSE_BYTES: usize = 32_768;
 
@@ -185,6 +195,11 @@ pub(crate) async fn invoke(shared: Arc<Shared>, req: TaskRequest) -> Result<Valu
             for (k, v) in m {
                 let name = HeaderName::from_bytes(k.as_bytes())
                     .map_err(|_| runtime_error(format!("'{k}' is not a valid header name")))?;
+                if MANAGED_HEADERS.contains(&name.as_str()) {
+                    return Err(runtime_error(format!(
+                        "The header '{k}' is set by Expressway and cannot be given in Headers"
+                    )));
+                }
                 let value = HeaderValue::from_str(&scalar_text(v))
                     .map_err(|_| runtime_error(format!("The value of header '{k}' is invalid")))?;
                 headers.append(name, value);
@@ -232,11 +247,13 @@ pub(crate) async fn invoke(shared: Arc<Shared>, req: TaskRequest) -> Result<Valu
     };
 
     let timeout = shared.timeout_for(&req);
-    if let Some(conn) = &connection {
-        conn.authorize(&mut headers, &shared.client, &shared.clock, timeout)
+    let redact = match &connection {
+        Some(conn) => conn
+            .authorize(&mut headers, &shared.client, &shared.clock, timeout)
             .await
-            .map_err(|e| TaskError::new(AUTHORIZATION_FAILED, e.to_string()))?;
-    }
+            .map_err(|e| TaskError::new(AUTHORIZATION_FAILED, e.to_string()))?,
+        None => Redactor::default(),
+    };
     shared.set_idempotency_key(&mut headers, &req);
 
     let response = shared
@@ -256,7 +273,7 @@ pub(crate) async fn invoke(shared: Arc<Shared>, req: TaskRequest) -> Result<Valu
             conn.invalidate().await;
         }
     }
-    let result = result_object(&response);
+    let result = redact.value(result_object(&response));
     if response.status.is_success() {
         Ok(result)
     } else {

@@ -24,6 +24,7 @@
 //! | no answer: refused, timeout, allowlist | `Lambda.SdkClientException` | what happened |
 //! | function not in the configuration | `Lambda.ResourceNotFoundException` | the name |
 
+use crate::auth::Redactor;
 use crate::client::{headers_json, parse_uri, truncate, Inbound, Outbound};
 use crate::http_task::{runtime_error, MAX_CAUSE_BYTES};
 use crate::Shared;
@@ -209,11 +210,13 @@ async fn call(
         Some(c) => Some(shared.connection(c)?),
         None => None,
     };
-    if let Some(conn) = &connection {
-        conn.authorize(&mut headers, &shared.client, &shared.clock, timeout)
+    let redact = match &connection {
+        Some(conn) => conn
+            .authorize(&mut headers, &shared.client, &shared.clock, timeout)
             .await
-            .map_err(|e| TaskError::new("Lambda.SdkClientException", e.to_string()))?;
-    }
+            .map_err(|e| TaskError::new("Lambda.SdkClientException", e.to_string()))?,
+        None => Redactor::default(),
+    };
     shared.set_idempotency_key(&mut headers, req);
     let response = shared
         .client
@@ -226,6 +229,11 @@ async fn call(
         })
         .await
         .map_err(|e| TaskError::new("Lambda.SdkClientException", e.to_string()))?;
+    let mut response = response;
+    if !redact.is_empty() {
+        let text = redact.text(String::from_utf8_lossy(&response.body).into_owned());
+        response.body = Bytes::from(text);
+    }
     let function_error = response.headers.contains_key("x-amz-function-error");
     if response.status.is_success() && !function_error {
         return Ok(response);

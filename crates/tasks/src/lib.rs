@@ -29,7 +29,9 @@ pub mod metrics;
 pub mod native;
 
 pub use client::IDEMPOTENCY_KEY;
-pub use config::{ConfigError, ConnectionConfig, Defaults, FunctionTarget, Secret, TaskConfig};
+pub use config::{
+    ConfigError, ConnectionConfig, Defaults, FunctionTarget, Secret, TaskConfig, TlsConfig,
+};
 pub use expressway_engine::tasks::{Handler, Registry};
 pub use http_task::HTTP_INVOKE;
 pub use kafka::{
@@ -113,12 +115,17 @@ impl TaskConfig {
         publisher: Option<Arc<dyn KafkaPublisher>>,
     ) -> Result<(), ConfigError> {
         self.check()?;
+        let roots =
+            client::trust_roots(&self.tls.extra_root_certificates).map_err(ConfigError::Tls)?;
+        let client = HttpClient::new(
+            self.allowlist()?,
+            self.defaults.connect_timeout(),
+            self.defaults.max_response_bytes,
+            roots,
+        )
+        .map_err(|e| ConfigError::Tls(e.to_string()))?;
         let shared = Arc::new(Shared {
-            client: HttpClient::new(
-                self.allowlist()?,
-                self.defaults.connect_timeout(),
-                self.defaults.max_response_bytes,
-            ),
+            client,
             connections: self
                 .connections
                 .iter()

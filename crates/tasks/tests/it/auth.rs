@@ -182,3 +182,36 @@ async fn failing_token_endpoint_is_an_authorization_error() {
     assert_eq!(e.error, "Expressway.Http.AuthorizationFailed");
     assert!(!e.cause.unwrap_or_default().contains("topsecret"));
 }
+
+#[tokio::test]
+async fn echoed_credentials_are_redacted_from_results_and_causes() {
+    std::env::set_var("EXPRESSWAY_TEST_ECHO_KEY", "key-0123456789");
+    let server = TestServer::start(|r| {
+        let key = r.header("x-api-key").unwrap_or_default();
+        let status = if r.path_and_query == "/fail" {
+            400
+        } else {
+            200
+        };
+        Reply::json(status, json!({"youSent": key})).header("x-echo", &key)
+    })
+    .await;
+    let reg = registry(
+        r#"{"connections": {"k": {"api_key": {"name": "x-api-key", "value": {"fromEnv": "EXPRESSWAY_TEST_ECHO_KEY"}}}}}"#,
+    );
+    let call = |path: &str| {
+        request(
+            HTTP_INVOKE,
+            json!({"ApiEndpoint": server.url(path), "Method": "GET", "Authentication": {"ConnectionArn": "k"}}),
+        )
+    };
+    let out = reg.invoke(call("/ok")).await.expect("success");
+    assert_eq!(out["ResponseBody"]["youSent"], "<redacted>");
+    assert_eq!(out["Headers"]["x-echo"], json!(["<redacted>"]));
+    let e = reg.invoke(call("/fail")).await.expect_err("400");
+    assert!(!e.cause.unwrap_or_default().contains("key-0123456789"));
+    assert_eq!(
+        server.requests()[0].header("x-api-key").as_deref(),
+        Some("key-0123456789")
+    );
+}

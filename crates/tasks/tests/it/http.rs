@@ -268,6 +268,7 @@ async fn invalid_parameters_are_runtime_errors() {
         json!({"Method": "GET"}),
         json!({"ApiEndpoint": "http://127.0.0.1:1/", "Method": "TRACE"}),
         json!({"ApiEndpoint": "not a url", "Method": "GET"}),
+        json!({"ApiEndpoint": "http://127.0.0.1:1/", "Method": "GET", "Headers": {"Content-Length": "5"}}),
         json!({"ApiEndpoint": "http://127.0.0.1:1/", "Method": "GET", "Authentication": {"ConnectionArn": "nope"}}),
         json!({"ApiEndpoint": "http://127.0.0.1:1/", "Method": "POST", "RequestBody": [1],
                "Transform": {"RequestBodyEncoding": "URL_ENCODED"}}),

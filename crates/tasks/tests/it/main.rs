@@ -9,3 +9,4 @@ mod metrics;
 mod native;
 mod order_processing;
 mod support;
+mod tls;
