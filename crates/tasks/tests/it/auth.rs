@@ -215,3 +215,73 @@ async fn echoed_credentials_are_redacted_from_results_and_causes() {
         Some("key-0123456789")
     );
 }
+
+/// A wall clock the test moves by hand (only token expiry reads it).
+struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl expressway_engine::Clock for ManualClock {
+    fn now_millis(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+    fn sleep(&self, d: std::time::Duration) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(d))
+    }
+}
+
+#[tokio::test]
+async fn oauth_token_is_refreshed_shortly_before_it_expires() {
+    let issued = Arc::new(AtomicUsize::new(0));
+    let counter = issued.clone();
+    let server = TestServer::start(move |r| {
+        if r.path_and_query == "/token" {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            Reply::json(
+                200,
+                json!({"access_token": format!("tok-{n}"), "expires_in": 60}),
+            )
+        } else {
+            Reply::json(200, json!({"auth": r.header("authorization")}))
+        }
+    })
+    .await;
+    let config = expressway_tasks::TaskConfig::from_json_str(&format!(
+        r#"{{"connections": {{"c": {{"oauth": {{"token_url": "{}", "client_id": "a", "client_secret": "b"}}}}}}}}"#,
+        server.url("/token")
+    ))
+    .expect("config");
+    let clock = Arc::new(ManualClock(std::sync::atomic::AtomicI64::new(1_000_000)));
+    let reg = config
+        .build_registry(clock.clone(), None)
+        .expect("registry");
+    let input = json!({"ApiEndpoint": server.url("/api"), "Method": "GET", "Authentication": {"ConnectionArn": "c"}});
+    let auth = |v: serde_json::Value| v["ResponseBody"]["auth"].as_str().map(str::to_string);
+    let first = reg
+        .invoke(request(HTTP_INVOKE, input.clone()))
+        .await
+        .expect("ok");
+    assert_eq!(auth(first).as_deref(), Some("Bearer <redacted>"));
+    // 29 s later the token (60 s lifetime, refreshed 30 s early) is still used...
+    clock.0.fetch_add(29_000, Ordering::SeqCst);
+    reg.invoke(request(HTTP_INVOKE, input.clone()))
+        .await
+        .expect("ok");
+    assert_eq!(issued.load(Ordering::SeqCst), 1);
+    // ...2 s after that it is refreshed.
+    clock.0.fetch_add(2_000, Ordering::SeqCst);
+    reg.invoke(request(HTTP_INVOKE, input)).await.expect("ok");
+    assert_eq!(issued.load(Ordering::SeqCst), 2);
+    let sent: Vec<Option<String>> = server
+        .requests()
+        .iter()
+        .filter(|r| r.path_and_query == "/api")
+        .map(|r| r.header("authorization"))
+        .collect();
+    assert_eq!(
+        sent,
+        vec![
+            Some("Bearer tok-0".to_string()),
+            Some("Bearer tok-0".to_string()),
+            Some("Bearer tok-1".to_string())
+        ]
+    );
+}
