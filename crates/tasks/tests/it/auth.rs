@@ -5,12 +5,20 @@ use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+// Secrets come from CARGO_PKG_NAME, which cargo sets for test processes: tests never call
+// `std::env::set_var`, which races with the resolver's `getenv` in other threads.
+const PKG: &str = env!("CARGO_PKG_NAME");
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
 #[tokio::test]
 async fn basic_auth_from_an_environment_variable() {
-    std::env::set_var("EXPRESSWAY_TEST_BASIC_PW", "pa:ss");
     let server = TestServer::start(|_| Reply::json(200, json!({}))).await;
     let reg = registry(
-        r#"{"connections": {"orders": {"basic": {"username": "svc", "password": {"fromEnv": "EXPRESSWAY_TEST_BASIC_PW"}}}}}"#,
+        r#"{"connections": {"orders": {"basic": {"username": "svc", "password": {"fromEnv": "CARGO_PKG_NAME"}}}}}"#,
     );
     reg.invoke(request(
         HTTP_INVOKE,
@@ -19,10 +27,9 @@ async fn basic_auth_from_an_environment_variable() {
     ))
     .await
     .expect("success");
-    // base64("svc:pa:ss")
     assert_eq!(
-        server.requests()[0].header("authorization").as_deref(),
-        Some("Basic c3ZjOnBhOnNz")
+        server.requests()[0].header("authorization"),
+        Some(format!("Basic {}", b64(&format!("svc:{PKG}"))))
     );
 }
 
@@ -70,7 +77,6 @@ async fn missing_secret_fails_without_revealing_anything() {
 
 #[tokio::test]
 async fn oauth_token_is_fetched_once_and_reused() {
-    std::env::set_var("EXPRESSWAY_TEST_OAUTH_SECRET", "s3cret");
     let issued = Arc::new(AtomicUsize::new(0));
     let counter = issued.clone();
     let server = TestServer::start(move |r| {
@@ -89,7 +95,7 @@ async fn oauth_token_is_fetched_once_and_reused() {
     .await;
     let reg = registry(&format!(
         r#"{{"connections": {{"billing": {{"oauth": {{"token_url": "{}", "client_id": "cid",
-             "client_secret": {{"fromEnv": "EXPRESSWAY_TEST_OAUTH_SECRET"}}, "scope": "payments read"}}}}}}}}"#,
+             "client_secret": {{"fromEnv": "CARGO_PKG_NAME"}}, "scope": "payments read"}}}}}}}}"#,
         server.url("/token")
     ));
     for _ in 0..3 {
@@ -111,10 +117,9 @@ async fn oauth_token_is_fetched_once_and_reused() {
     let reqs = server.requests();
     let token_req = &reqs[0];
     assert_eq!(token_req.method, "POST");
-    // base64("cid:s3cret")
     assert_eq!(
-        token_req.header("authorization").as_deref(),
-        Some("Basic Y2lkOnMzY3JldA==")
+        token_req.header("authorization"),
+        Some(format!("Basic {}", b64(&format!("cid:{PKG}"))))
     );
     assert_eq!(
         std::str::from_utf8(&token_req.body).expect("utf8"),
@@ -185,7 +190,6 @@ async fn failing_token_endpoint_is_an_authorization_error() {
 
 #[tokio::test]
 async fn echoed_credentials_are_redacted_from_results_and_causes() {
-    std::env::set_var("EXPRESSWAY_TEST_ECHO_KEY", "key-0123456789");
     let server = TestServer::start(|r| {
         let key = r.header("x-api-key").unwrap_or_default();
         let status = if r.path_and_query == "/fail" {
@@ -197,7 +201,7 @@ async fn echoed_credentials_are_redacted_from_results_and_causes() {
     })
     .await;
     let reg = registry(
-        r#"{"connections": {"k": {"api_key": {"name": "x-api-key", "value": {"fromEnv": "EXPRESSWAY_TEST_ECHO_KEY"}}}}}"#,
+        r#"{"connections": {"k": {"api_key": {"name": "x-api-key", "value": {"fromEnv": "CARGO_PKG_NAME"}}}}}"#,
     );
     let call = |path: &str| {
         request(
@@ -209,10 +213,10 @@ async fn echoed_credentials_are_redacted_from_results_and_causes() {
     assert_eq!(out["ResponseBody"]["youSent"], "<redacted>");
     assert_eq!(out["Headers"]["x-echo"], json!(["<redacted>"]));
     let e = reg.invoke(call("/fail")).await.expect_err("400");
-    assert!(!e.cause.unwrap_or_default().contains("key-0123456789"));
+    assert!(!e.cause.unwrap_or_default().contains(PKG));
     assert_eq!(
         server.requests()[0].header("x-api-key").as_deref(),
-        Some("key-0123456789")
+        Some(PKG)
     );
 }
 
