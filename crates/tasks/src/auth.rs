@@ -1,7 +1,7 @@
 //! Connections: Basic, API key and OAuth client-credentials authentication of outbound calls.
 
 use crate::client::{form_encode, insert_sensitive, HttpClient, Outbound};
-use crate::config::{ConnectionConfig, Secret, SecretError};
+use crate::config::{AuthConfig, ConnectionConfig, Secret, SecretError};
 use base64::Engine as _;
 use bytes::Bytes;
 use expressway_engine::Clock;
@@ -19,8 +19,20 @@ const DEFAULT_TOKEN_LIFETIME_SECS: i64 = 3600;
 /// A configured connection with its token cache.
 pub(crate) struct Connection {
     name: String,
-    kind: ConnectionConfig,
+    kind: Option<AuthConfig>,
+    config: ConnectionConfig,
     token: tokio::sync::Mutex<Option<CachedToken>>,
+}
+
+/// What a connection adds to a request besides headers.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    /// Removes the connection's secrets from what comes back.
+    pub(crate) redact: Redactor,
+    /// Query parameters to append.
+    pub(crate) query: Vec<(String, String)>,
+    /// Body parameters to merge.
+    pub(crate) body: Vec<(String, String)>,
 }
 
 struct CachedToken {
@@ -43,10 +55,11 @@ pub(crate) enum AuthError {
 }
 
 impl Connection {
-    pub(crate) fn new(name: String, kind: ConnectionConfig) -> Connection {
+    pub(crate) fn new(name: String, config: ConnectionConfig) -> Connection {
         Connection {
             name,
-            kind,
+            kind: config.auth(),
+            config,
             token: tokio::sync::Mutex::new(None),
         }
     }
@@ -58,21 +71,55 @@ impl Connection {
         })
     }
 
-    /// Adds the connection's credentials to `headers` (replacing same-named headers). The returned
-    /// [`Redactor`] removes those credentials from anything the remote side echoes back.
+    /// Adds the connection's headers and credentials to `headers` (replacing same-named headers)
+    /// and returns its query and body parameters, with a [`Redactor`] that removes the secrets from
+    /// anything the remote side echoes back.
     pub(crate) async fn authorize(
         &self,
         headers: &mut HeaderMap,
         client: &HttpClient,
         clock: &Arc<dyn Clock>,
         timeout: Duration,
-    ) -> Result<Redactor, AuthError> {
+    ) -> Result<Applied, AuthError> {
         let bad = || AuthError::BadHeader {
             connection: self.name.clone(),
         };
         let mut secrets = Vec::new();
-        let (name, value) = match &self.kind {
-            ConnectionConfig::Basic { username, password } => {
+        let mut reveal_param = |s: &Secret| -> Result<String, AuthError> {
+            let v = self.reveal(s)?;
+            if !s.is_literal() {
+                secrets.push(v.clone());
+            }
+            Ok(v)
+        };
+        for (k, v) in &self.config.headers {
+            let header = HeaderName::from_bytes(k.as_bytes()).map_err(|_| bad())?;
+            let value = reveal_param(v)?;
+            if !insert_sensitive(headers, header, &value) {
+                return Err(bad());
+            }
+        }
+        let query = self
+            .config
+            .query_parameters
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), reveal_param(v)?)))
+            .collect::<Result<Vec<_>, AuthError>>()?;
+        let body = self
+            .config
+            .body_parameters
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), reveal_param(v)?)))
+            .collect::<Result<Vec<_>, AuthError>>()?;
+        let Some(kind) = &self.kind else {
+            return Ok(Applied {
+                redact: Redactor::new(secrets),
+                query,
+                body,
+            });
+        };
+        let (name, value) = match kind {
+            AuthConfig::Basic { username, password } => {
                 let password = self.reveal(password)?;
                 let raw = format!("{}:{password}", self.reveal(username)?);
                 let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
@@ -80,13 +127,13 @@ impl Connection {
                 secrets.push(encoded.clone());
                 (AUTHORIZATION, format!("Basic {encoded}"))
             }
-            ConnectionConfig::ApiKey { name, value } => {
+            AuthConfig::ApiKey { name, value } => {
                 let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
                 let value = self.reveal(value)?;
                 secrets.push(value.clone());
                 (header, value)
             }
-            ConnectionConfig::Oauth { .. } => {
+            AuthConfig::Oauth { .. } => {
                 let value = self.bearer(client, clock, timeout).await?;
                 if let Some(token) = value.strip_prefix("Bearer ") {
                     secrets.push(token.to_string());
@@ -97,12 +144,16 @@ impl Connection {
         if !insert_sensitive(headers, name, &value) {
             return Err(bad());
         }
-        Ok(Redactor::new(secrets))
+        Ok(Applied {
+            redact: Redactor::new(secrets),
+            query,
+            body,
+        })
     }
 
     /// Forgets a cached OAuth token (after the API answered 401), so the next call fetches anew.
     pub(crate) async fn invalidate(&self) {
-        if matches!(self.kind, ConnectionConfig::Oauth { .. }) {
+        if matches!(self.kind, Some(AuthConfig::Oauth { .. })) {
             *self.token.lock().await = None;
         }
     }
@@ -114,12 +165,12 @@ impl Connection {
         clock: &Arc<dyn Clock>,
         timeout: Duration,
     ) -> Result<String, AuthError> {
-        let ConnectionConfig::Oauth {
+        let Some(AuthConfig::Oauth {
             token_url,
             client_id,
             client_secret,
             scope,
-        } = &self.kind
+        }) = &self.kind
         else {
             unreachable!("bearer() is only called for OAuth connections");
         };

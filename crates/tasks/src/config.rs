@@ -6,7 +6,8 @@
 //!   "defaults": {"timeout_seconds": 60},
 //!   "connections": {
 //!     "orders-api": {"basic": {"username": "svc", "password": {"fromEnv": "ORDERS_PASSWORD"}}},
-//!     "stock-api": {"api_key": {"name": "x-api-key", "value": {"fromFile": "/run/secrets/stock"}}},
+//!     "stock-api": {"api_key": {"name": "x-api-key", "value": {"fromFile": "/run/secrets/stock"}},
+//!                   "headers": {"x-tenant": "acme"}, "query_parameters": {"region": "eu"}},
 //!     "billing": {"oauth": {"token_url": "https://auth.internal.example/token",
 //!                           "client_id": "expressway", "client_secret": {"fromEnv": "BILLING_SECRET"},
 //!                           "scope": "payments"}}
@@ -86,10 +87,70 @@ impl Defaults {
     }
 }
 
-/// How to authenticate to an API.
+/// A connection (the equivalent of an EventBridge connection): at most one authentication kind,
+/// plus invocation parameters merged into every request that uses the connection.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    /// HTTP Basic authentication.
+    #[serde(default)]
+    pub basic: Option<BasicAuth>,
+    /// A fixed header such as `x-api-key`.
+    #[serde(default)]
+    pub api_key: Option<ApiKeyAuth>,
+    /// OAuth 2.0 client credentials.
+    #[serde(default)]
+    pub oauth: Option<OAuthClientCredentials>,
+    /// Headers added to every request; they replace same-named headers of the definition.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// Query parameters appended to every request.
+    #[serde(default)]
+    pub query_parameters: BTreeMap<String, Secret>,
+    /// Keys merged into JSON-object and URL-encoded request bodies (they win over the
+    /// definition's keys).
+    #[serde(default)]
+    pub body_parameters: BTreeMap<String, Secret>,
+}
+
+/// HTTP Basic credentials.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
-pub enum ConnectionConfig {
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// User name.
+    pub username: Secret,
+    /// Password.
+    pub password: Secret,
+}
+
+/// An API key header.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyAuth {
+    /// Header name.
+    pub name: String,
+    /// Header value.
+    pub value: Secret,
+}
+
+/// OAuth 2.0 client credentials; the token is cached until shortly before it expires.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthClientCredentials {
+    /// The token endpoint (`https://...`; subject to the egress allowlist).
+    pub token_url: String,
+    /// Client id (sent with the secret as HTTP Basic credentials).
+    pub client_id: Secret,
+    /// Client secret.
+    pub client_secret: Secret,
+    /// Requested scope, if any.
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+/// The authentication of a connection, as used internally.
+#[derive(Debug, Clone)]
+pub(crate) enum AuthConfig {
     /// `Authorization: Basic base64(username:password)`.
     Basic {
         /// User name.
@@ -113,9 +174,32 @@ pub enum ConnectionConfig {
         /// Client secret.
         client_secret: Secret,
         /// Requested scope, if any.
-        #[serde(default)]
         scope: Option<String>,
     },
+}
+
+impl ConnectionConfig {
+    /// The authentication kind, if any (at most one is allowed; [`TaskConfig::check`] enforces it).
+    pub(crate) fn auth(&self) -> Option<AuthConfig> {
+        if let Some(b) = &self.basic {
+            return Some(AuthConfig::Basic {
+                username: b.username.clone(),
+                password: b.password.clone(),
+            });
+        }
+        if let Some(k) = &self.api_key {
+            return Some(AuthConfig::ApiKey {
+                name: k.name.clone(),
+                value: k.value.clone(),
+            });
+        }
+        self.oauth.as_ref().map(|o| AuthConfig::Oauth {
+            token_url: o.token_url.clone(),
+            client_id: o.client_id.clone(),
+            client_secret: o.client_secret.clone(),
+            scope: o.scope.clone(),
+        })
+    }
 }
 
 /// The HTTP endpoint behind a function.
@@ -204,6 +288,11 @@ pub enum SecretError {
 }
 
 impl Secret {
+    /// Whether the value is written in the configuration itself.
+    pub fn is_literal(&self) -> bool {
+        matches!(self, Secret::Literal(_))
+    }
+
     /// Reads the secret's value.
     pub fn reveal(&self) -> Result<String, SecretError> {
         match self {
@@ -300,20 +389,26 @@ impl TaskConfig {
             }
         }
         for (name, c) in &self.connections {
-            match c {
-                ConnectionConfig::Oauth { token_url, .. } if !url_ok(token_url) => {
+            let kinds = [c.basic.is_some(), c.api_key.is_some(), c.oauth.is_some()];
+            if kinds.iter().filter(|k| **k).count() > 1 {
+                return Err(ConfigError::Invalid(format!(
+                    "connection '{name}': choose one of basic, api_key and oauth"
+                )));
+            }
+            if let Some(o) = &c.oauth {
+                if !url_ok(&o.token_url) {
                     return Err(ConfigError::Invalid(format!(
                         "connection '{name}': token_url must be an absolute https:// or http:// URL"
                     )));
                 }
-                ConnectionConfig::ApiKey { name: header, .. }
-                    if hyper::header::HeaderName::from_bytes(header.as_bytes()).is_err() =>
-                {
+            }
+            let header_names = c.api_key.iter().map(|k| &k.name).chain(c.headers.keys());
+            for header in header_names {
+                if hyper::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
                     return Err(ConfigError::Invalid(format!(
                         "connection '{name}': '{header}' is not a valid header name"
                     )));
                 }
-                _ => {}
             }
         }
         if !(self.defaults.timeout_seconds > 0.0 && self.defaults.connect_timeout_seconds > 0.0) {
@@ -336,7 +431,9 @@ mod tests {
           "defaults": {"timeout_seconds": 30},
           "connections": {
             "a": {"basic": {"username": "svc", "password": {"fromEnv": "PW"}}},
-            "b": {"api_key": {"name": "x-api-key", "value": {"fromFile": "/run/k"}}},
+            "b": {"api_key": {"name": "x-api-key", "value": {"fromFile": "/run/k"}},
+                  "headers": {"x-tenant": "acme"}, "query_parameters": {"region": "eu"},
+                  "body_parameters": {"account": {"fromEnv": "ACCOUNT"}}},
             "c": {"oauth": {"token_url": "http://auth.internal.example/token", "client_id": "id",
                             "client_secret": {"fromEnv": "S"}, "scope": "payments"}}
           },
@@ -361,6 +458,8 @@ mod tests {
             r#"{"functions": {"f": {"url": "http://h/", "connection": "nope"}}}"#,
             r#"{"functions": {"f": "ftp://h/"}}"#,
             r#"{"tls": {"extra_roots": []}}"#,
+            r#"{"connections": {"a": {"basic": {"username": "u", "password": "p"}, "api_key": {"name": "k", "value": "v"}}}}"#,
+            r#"{"connections": {"a": {"headers": {"bad header": "v"}}}}"#,
             r#"{"egress_allowlist": ["10.0.0.0/40"]}"#,
         ] {
             assert!(TaskConfig::from_json_str(bad).is_err(), "{bad}");

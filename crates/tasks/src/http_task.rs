@@ -13,7 +13,7 @@
 //! connection that cannot authorize (missing secret, failing token endpoint) fails with
 //! `Expressway.Http.AuthorizationFailed`.
 
-use crate::auth::Redactor;
+use crate::auth::Applied;
 use crate::client::{form_encode, headers_json, parse_uri, truncate, Outbound, SendError};
 use crate::Shared;
 use bytes::Bytes;
@@ -59,8 +59,12 @@ pub(crate) fn runtime_error(cause: impl Into<String>) -> TaskError {
     TaskError::new("States.Runtime", cause)
 }
 
-/// Flattens a JSON object into form pairs (`a[b]=c` for nested objects).
+/// Flattens a JSON object into form data (`a[b]=c` for nested objects), percent-encoded.
 pub fn url_encode(value: &Value, format: ArrayFormat) -> Result<String, String> {
+    Ok(form_encode(&url_pairs(value, format)?))
+}
+
+fn url_pairs(value: &Value, format: ArrayFormat) -> Result<Vec<(String, String)>, String> {
     let Value::Object(map) = value else {
         return Err("URL_ENCODED needs a JSON object".into());
     };
@@ -68,7 +72,7 @@ pub fn url_encode(value: &Value, format: ArrayFormat) -> Result<String, String> 
     for (k, v) in map {
         flatten(k.clone(), v, format, &mut pairs);
     }
-    Ok(form_encode(&pairs))
+    Ok(pairs)
 }
 
 fn scalar_text(v: &Value) -> String {
@@ -186,7 +190,9 @@ pub(crate) async fn invoke(shared: Arc<Shared>, req: TaskRequest) -> Result<Valu
         Some(Value::Object(_)) => {}
         Some(_) => return Err(runtime_error("QueryParameters must be a JSON object")),
     }
-    let uri = parse_uri(&url).map_err(|e| runtime_error(format!("ApiEndpoint: {e}")))?;
+    // Validated before any credentials are fetched; parsed again below if the connection adds
+    // query parameters.
+    let mut uri = parse_uri(&url).map_err(|e| runtime_error(format!("ApiEndpoint: {e}")))?;
 
     let mut headers = HeaderMap::new();
     match p.get("Headers") {
@@ -208,34 +214,6 @@ pub(crate) async fn invoke(shared: Arc<Shared>, req: TaskRequest) -> Result<Valu
         Some(_) => return Err(runtime_error("Headers must be a JSON object")),
     }
 
-    let body = match p.get("RequestBody") {
-        None => Bytes::new(),
-        Some(b) if url_encoded => {
-            let text =
-                url_encode(b, format).map_err(|e| runtime_error(format!("RequestBody: {e}")))?;
-            headers.insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/x-www-form-urlencoded"),
-            );
-            Bytes::from(text)
-        }
-        Some(Value::String(s)) => {
-            if !headers.contains_key(CONTENT_TYPE) {
-                headers.insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; charset=utf-8"),
-                );
-            }
-            Bytes::from(s.clone())
-        }
-        Some(other) => {
-            if !headers.contains_key(CONTENT_TYPE) {
-                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            }
-            Bytes::from(other.to_string())
-        }
-    };
-
     let connection = match p.get("Authentication").and_then(|a| a.get("ConnectionArn")) {
         None | Some(Value::Null) => None,
         Some(Value::String(arn)) => Some(shared.connection(arn)?),
@@ -247,12 +225,59 @@ pub(crate) async fn invoke(shared: Arc<Shared>, req: TaskRequest) -> Result<Valu
     };
 
     let timeout = shared.timeout_for(&req);
-    let redact = match &connection {
+    let applied = match &connection {
         Some(conn) => conn
             .authorize(&mut headers, &shared.client, &shared.clock, timeout)
             .await
             .map_err(|e| TaskError::new(AUTHORIZATION_FAILED, e.to_string()))?,
-        None => Redactor::default(),
+        None => Applied::default(),
+    };
+    if !applied.query.is_empty() {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(&form_encode(&applied.query));
+        uri = parse_uri(&url).map_err(|e| runtime_error(format!("ApiEndpoint: {e}")))?;
+    }
+    let redact = applied.redact;
+
+    // Connection body parameters win over the definition's keys.
+    let request_body = match (p.get("RequestBody"), applied.body.is_empty()) {
+        (None, true) => None,
+        (None, false) => Some(Value::Object(Map::new())),
+        (Some(b), _) => Some(b.clone()),
+    };
+    let body = match request_body {
+        None => Bytes::new(),
+        Some(b) if url_encoded => {
+            let mut pairs =
+                url_pairs(&b, format).map_err(|e| runtime_error(format!("RequestBody: {e}")))?;
+            pairs.retain(|(k, _)| !applied.body.iter().any(|(ck, _)| ck == k));
+            pairs.extend(applied.body);
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
+            );
+            Bytes::from(form_encode(&pairs))
+        }
+        Some(Value::String(s)) => {
+            if !headers.contains_key(CONTENT_TYPE) {
+                headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+            }
+            Bytes::from(s)
+        }
+        Some(mut other) => {
+            if let Value::Object(m) = &mut other {
+                for (k, v) in applied.body {
+                    m.insert(k, Value::String(v));
+                }
+            }
+            if !headers.contains_key(CONTENT_TYPE) {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+            Bytes::from(other.to_string())
+        }
     };
     shared.set_idempotency_key(&mut headers, &req);
 

@@ -24,8 +24,8 @@
 //! | no answer: refused, timeout, allowlist | `Lambda.SdkClientException` | what happened |
 //! | function not in the configuration | `Lambda.ResourceNotFoundException` | the name |
 
-use crate::auth::Redactor;
-use crate::client::{headers_json, parse_uri, truncate, Inbound, Outbound};
+use crate::auth::Applied;
+use crate::client::{form_encode, headers_json, parse_uri, truncate, Inbound, Outbound};
 use crate::http_task::{runtime_error, MAX_CAUSE_BYTES};
 use crate::Shared;
 use bytes::Bytes;
@@ -193,8 +193,7 @@ async fn call(
             ),
         )
     })?;
-    let uri = parse_uri(target.url())
-        .map_err(|e| TaskError::new("Lambda.SdkClientException", e.to_string()))?;
+    let mut url = target.url().to_string();
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
@@ -210,12 +209,29 @@ async fn call(
         Some(c) => Some(shared.connection(c)?),
         None => None,
     };
-    let redact = match &connection {
+    let applied = match &connection {
         Some(conn) => conn
             .authorize(&mut headers, &shared.client, &shared.clock, timeout)
             .await
             .map_err(|e| TaskError::new("Lambda.SdkClientException", e.to_string()))?,
-        None => Redactor::default(),
+        None => Applied::default(),
+    };
+    if !applied.query.is_empty() {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(&form_encode(&applied.query));
+    }
+    let uri =
+        parse_uri(&url).map_err(|e| TaskError::new("Lambda.SdkClientException", e.to_string()))?;
+    let redact = applied.redact;
+    let body = match payload {
+        Value::Object(m) if !applied.body.is_empty() => {
+            let mut m = m.clone();
+            for (k, v) in applied.body {
+                m.insert(k, Value::String(v));
+            }
+            Value::Object(m).to_string()
+        }
+        other => other.to_string(),
     };
     shared.set_idempotency_key(&mut headers, req);
     let response = shared
@@ -224,7 +240,7 @@ async fn call(
             method: Method::POST,
             uri,
             headers,
-            body: Bytes::from(payload.to_string()),
+            body: Bytes::from(body),
             timeout,
         })
         .await

@@ -289,3 +289,55 @@ async fn oauth_token_is_refreshed_shortly_before_it_expires() {
         ]
     );
 }
+
+#[tokio::test]
+async fn connection_invocation_parameters_are_merged() {
+    let server = TestServer::start(|_| Reply::json(200, json!({}))).await;
+    let reg = registry(&format!(
+        r#"{{"connections": {{"p": {{
+              "headers": {{"x-tenant": "acme", "x-custom": "from-connection"}},
+              "query_parameters": {{"region": "eu west"}},
+              "body_parameters": {{"account": {{"fromEnv": "CARGO_PKG_NAME"}}, "id": "conn"}}
+           }}}},
+           "functions": {{"F": {{"url": "{}", "connection": "p"}}}}}}"#,
+        server.url("/fn?v=1")
+    ));
+    let base = json!({"ApiEndpoint": server.url("/api"), "Method": "POST",
+                      "Headers": {"X-Custom": "from-definition"},
+                      "QueryParameters": {"q": "1"},
+                      "Authentication": {"ConnectionArn": "p"}});
+    let mut json_body = base.clone();
+    json_body["RequestBody"] = json!({"id": "def", "n": 1});
+    reg.invoke(request(HTTP_INVOKE, json_body))
+        .await
+        .expect("json body");
+    let mut form = base.clone();
+    form["RequestBody"] = json!({"id": "def", "n": 1});
+    form["Transform"] = json!({"RequestBodyEncoding": "URL_ENCODED"});
+    reg.invoke(request(HTTP_INVOKE, form))
+        .await
+        .expect("form body");
+    reg.invoke(request(
+        "arn:aws:lambda:us-east-1:123456789012:function:F",
+        json!({"order": 7}),
+    ))
+    .await
+    .expect("function");
+
+    let reqs = server.requests();
+    let r = &reqs[0];
+    assert_eq!(r.path_and_query, "/api?q=1&region=eu%20west");
+    assert_eq!(r.header("x-tenant").as_deref(), Some("acme"));
+    assert_eq!(r.header("x-custom").as_deref(), Some("from-connection"));
+    assert_eq!(r.json(), json!({"id": "conn", "n": 1, "account": PKG}));
+    assert_eq!(
+        std::str::from_utf8(&reqs[1].body).expect("utf8"),
+        format!("n=1&account={PKG}&id=conn")
+    );
+    assert_eq!(reqs[2].path_and_query, "/fn?v=1&region=eu%20west");
+    assert_eq!(reqs[2].header("x-tenant").as_deref(), Some("acme"));
+    assert_eq!(
+        reqs[2].json(),
+        json!({"order": 7, "account": PKG, "id": "conn"})
+    );
+}
