@@ -249,6 +249,15 @@ async fn call(
     if !redact.is_empty() {
         let text = redact.text(String::from_utf8_lossy(&response.body).into_owned());
         response.body = Bytes::from(text);
+        for value in response.headers.values_mut() {
+            let text = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            let redacted = redact.text(text.clone());
+            if redacted != text {
+                if let Ok(v) = HeaderValue::from_str(&redacted) {
+                    *value = v;
+                }
+            }
+        }
     }
     let function_error = response.headers.contains_key("x-amz-function-error");
     if response.status.is_success() && !function_error {
