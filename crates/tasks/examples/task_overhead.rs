@@ -105,39 +105,36 @@ async fn main() {
         synchronous: false,
     };
 
-    let time_machine = |m: &expressway_asl::StateMachine| {
-        let m = m.clone();
-        let request = request.clone();
-        let runtime = runtime.clone();
-        async move {
-            let mut samples = Vec::with_capacity(iterations);
-            for i in 0..iterations + 200 {
-                let t = Instant::now();
-                let out = execute(&m, &request, &runtime).await;
-                let d = t.elapsed();
-                assert_eq!(out.status, Status::Succeeded, "{:?}", out.error);
-                if i >= 200 {
-                    samples.push(d); // The first 200 warm up the pool and caches.
-                }
-            }
-            samples
-        }
-    };
-    let pass_median = summary("Pass state", time_machine(&pass).await);
-    let http_median = summary("HTTP Task (local server)", time_machine(&http).await);
-
+    // The three measurements are interleaved, so scheduling noise on a busy machine hits them alike.
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let uri: hyper::Uri = url.parse().expect("uri");
-    let mut samples = Vec::with_capacity(iterations);
+    let (mut pass_t, mut http_t, mut raw_t) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..iterations + 200 {
+        let t = Instant::now();
+        let out = execute(&pass, &request, &runtime).await;
+        let d_pass = t.elapsed();
+        assert_eq!(out.status, Status::Succeeded);
+
+        let t = Instant::now();
+        let out = execute(&http, &request, &runtime).await;
+        let d_http = t.elapsed();
+        assert_eq!(out.status, Status::Succeeded, "{:?}", out.error);
+
         let t = Instant::now();
         let resp = client.get(uri.clone()).await.expect("response");
         let _ = resp.into_body().collect().await.expect("body");
+        let d_raw = t.elapsed();
+
+        // The first 200 rounds warm up connection pools and caches.
         if i >= 200 {
-            samples.push(t.elapsed());
+            pass_t.push(d_pass);
+            http_t.push(d_http);
+            raw_t.push(d_raw);
         }
     }
-    let raw_median = summary("bare hyper GET (no engine)", samples);
+    let pass_median = summary("Pass state", pass_t);
+    let http_median = summary("HTTP Task (local server)", http_t);
+    let raw_median = summary("bare hyper GET (no engine)", raw_t);
     println!(
         "HTTP Task - Pass: {:.1} µs; HTTP Task - bare GET: {:.1} µs",
         (http_median.as_secs_f64() - pass_median.as_secs_f64()) * 1e6,
