@@ -7,6 +7,7 @@ use expressway_cli::local::{machine_name_from_path, run_definition, Identity};
 use expressway_engine::runtime::{OsEntropy, TokioClock};
 use expressway_engine::tasks::Registry;
 use expressway_engine::{Entropy, LogConfig, LogLevel, Runtime};
+use expressway_tasks::TaskConfig;
 use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;
@@ -86,6 +87,9 @@ struct RunArgs {
     /// Where to write the log record (`-` is stderr, so stdout stays one line).
     #[arg(long)]
     logs: Option<String>,
+    /// Task configuration (JSON): connections, functions, egress allowlist (expressway-tasks).
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -278,7 +282,11 @@ fn cmd_run(args: RunArgs) -> ExitCode {
         Ok(v) => v,
         Err(code) => return code,
     };
-    match run_and_print(&args, &machine, input) {
+    let tasks = match load_task_config(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match run_and_print(&args, &machine, input, tasks) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("expressway: {e:#}");
@@ -287,22 +295,37 @@ fn cmd_run(args: RunArgs) -> ExitCode {
     }
 }
 
+/// Reads `--config`; exits 66 when unreadable, 65 when invalid.
+fn load_task_config(path: &Option<PathBuf>) -> Result<Option<TaskConfig>, ExitCode> {
+    let Some(path) = path else { return Ok(None) };
+    let text = read_file(path)?;
+    TaskConfig::from_json_str(&text).map(Some).map_err(|e| {
+        eprintln!("expressway: {}: {e}", path.display());
+        ExitCode::from(EX_DATAERR)
+    })
+}
+
 fn run_and_print(
     args: &RunArgs,
     machine: &expressway_asl::StateMachine,
     input: Value,
+    tasks: Option<TaskConfig>,
 ) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()
         .context("starting the async runtime")?;
     let result = rt.block_on(async {
         let clock = Arc::new(TokioClock::new());
         let entropy = Arc::new(OsEntropy);
+        let registry = match &tasks {
+            Some(config) => config.build_registry(clock.clone(), None)?,
+            None => Registry::new(clock.clone()),
+        };
         let runtime = Runtime {
             clock: clock.clone(),
             entropy: entropy.clone(),
-            tasks: Arc::new(Registry::new(clock)),
+            tasks: Arc::new(registry),
         };
         let mut uuid = [0u8; 16];
         uuid[..8].copy_from_slice(&entropy.next_u64().to_be_bytes());
@@ -320,9 +343,9 @@ fn run_and_print(
             level: args.log_level,
             include_execution_data: args.include_execution_data,
         };
-        run_definition(machine, &identity, input, log, &runtime).await
+        anyhow::Ok(run_definition(machine, &identity, input, log, &runtime).await)
     });
-    let (req, outcome) = result;
+    let (req, outcome) = result.context("building the task registry")?;
     if let Some(dest) = &args.logs {
         let record = outcome.log_record(&req).to_string();
         if dest == "-" {

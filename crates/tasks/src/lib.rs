@@ -1,0 +1,186 @@
+//! Task resources for Expressway: what a Task state's `Resource` does.
+//!
+//! | Resource | module |
+//! |---|---|
+//! | `arn:aws:states:::http:invoke` (AWS's HTTP Task) | [`http_task`] |
+//! | `arn:aws:states:::lambda:invoke` and `arn:aws:lambda:<region>:<account>:function:<name>` (functions over HTTP) | [`lambda`] |
+//! | `arn:aws:states:::kafka:publish` (ours) | [`kafka`] |
+//! | anything an embedder registers | [`native`] |
+//!
+//! [`TaskConfig`] (JSON, `deny_unknown_fields`) names the connections, the function endpoints, the
+//! egress allowlist and the default timeout; [`TaskConfig::build_registry`] returns the engine's
+//! [`Registry`] with every resource registered.
+//!
+//! Every outbound HTTP request carries `Idempotency-Key: <TaskRequest::idempotency_key>` (stable for
+//! one execution ARN, state name and attempt) and passes the [`egress`] allowlist. Its timeout is
+//! the Task's `TimeoutSeconds` when set, else `defaults.timeout_seconds` (60 s, AWS's).
+//!
+//! Each attempt is measured in `expressway_task_duration_seconds` and failures are counted in
+//! `expressway_task_failures_total` (label `resource`), see [`metrics`].
+
+pub mod auth;
+mod client;
+pub mod config;
+pub mod egress;
+pub mod http_task;
+pub mod kafka;
+pub mod lambda;
+pub mod metrics;
+pub mod native;
+
+pub use client::IDEMPOTENCY_KEY;
+pub use config::{
+    ConfigError, ConnectionConfig, Defaults, FunctionTarget, Secret, TaskConfig, TlsConfig,
+};
+pub use expressway_engine::tasks::{Handler, Registry};
+pub use http_task::HTTP_INVOKE;
+pub use kafka::{
+    InMemoryPublisher, KafkaPublisher, KafkaRecord, PublishAck, PublishError, KAFKA_PUBLISH,
+};
+pub use lambda::{FUNCTION_ARN_PREFIX, LAMBDA_INVOKE};
+pub use native::{handler, RegistryExt};
+
+use auth::Connection;
+use client::HttpClient;
+use expressway_engine::{Clock, TaskError, TaskRequest};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::HeaderMap;
+use lambda::FunctionRef;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// State shared by the HTTP-based handlers.
+pub(crate) struct Shared {
+    client: HttpClient,
+    connections: HashMap<String, Arc<Connection>>,
+    functions: HashMap<String, FunctionTarget>,
+    clock: Arc<dyn Clock>,
+    default_timeout: Duration,
+}
+
+impl Shared {
+    fn timeout_for(&self, req: &TaskRequest) -> Duration {
+        req.timeout.unwrap_or(self.default_timeout)
+    }
+
+    fn connection(&self, arn_or_name: &str) -> Result<Arc<Connection>, TaskError> {
+        let name = auth::connection_name(arn_or_name);
+        self.connections.get(name).cloned().ok_or_else(|| {
+            http_task::runtime_error(format!(
+                "The connection '{name}' is not defined in the task configuration"
+            ))
+        })
+    }
+
+    fn function(&self, f: &FunctionRef) -> Option<&FunctionTarget> {
+        if let Some(q) = &f.qualifier {
+            if let Some(t) = self.functions.get(&format!("{}:{q}", f.name)) {
+                return Some(t);
+            }
+        }
+        self.functions.get(&f.name)
+    }
+
+    fn function_known(&self, f: &FunctionRef) -> bool {
+        self.function(f).is_some()
+    }
+
+    fn set_idempotency_key(&self, headers: &mut HeaderMap, req: &TaskRequest) {
+        if let Ok(v) = HeaderValue::from_str(&req.idempotency_key) {
+            headers.insert(HeaderName::from_static(IDEMPOTENCY_KEY), v);
+        }
+    }
+}
+
+impl TaskConfig {
+    /// A registry with every resource of this crate registered (plus the engine's test resource).
+    /// Without a publisher, `kafka:publish` stays unregistered (tasks using it fail with
+    /// `States.TaskFailed`, "No handler is registered").
+    pub fn build_registry(
+        &self,
+        clock: Arc<dyn Clock>,
+        publisher: Option<Arc<dyn KafkaPublisher>>,
+    ) -> Result<Registry, ConfigError> {
+        let mut registry = Registry::new(clock.clone());
+        self.register_into(&mut registry, clock, publisher)?;
+        Ok(registry)
+    }
+
+    /// Registers this crate's resources into an existing registry.
+    pub fn register_into(
+        &self,
+        registry: &mut Registry,
+        clock: Arc<dyn Clock>,
+        publisher: Option<Arc<dyn KafkaPublisher>>,
+    ) -> Result<(), ConfigError> {
+        self.check()?;
+        let roots =
+            client::trust_roots(&self.tls.extra_root_certificates).map_err(ConfigError::Tls)?;
+        let client = HttpClient::new(
+            self.allowlist()?,
+            self.defaults.connect_timeout(),
+            self.defaults.max_response_bytes,
+            roots,
+        )
+        .map_err(|e| ConfigError::Tls(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            client,
+            connections: self
+                .connections
+                .iter()
+                .map(|(name, c)| {
+                    (
+                        name.clone(),
+                        Arc::new(Connection::new(name.clone(), c.clone())),
+                    )
+                })
+                .collect(),
+            functions: self
+                .functions
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            clock,
+            default_timeout: self.defaults.timeout(),
+        });
+        let fixed =
+            |label: &'static str| -> metrics::LabelFn { Arc::new(move |_| label.to_string()) };
+
+        let s = shared.clone();
+        registry.register(
+            HTTP_INVOKE,
+            metrics::instrument(
+                fixed(HTTP_INVOKE),
+                Arc::new(move |req| Box::pin(http_task::invoke(s.clone(), req))),
+            ),
+        );
+        let s = shared.clone();
+        registry.register(
+            LAMBDA_INVOKE,
+            metrics::instrument(
+                fixed(LAMBDA_INVOKE),
+                Arc::new(move |req| Box::pin(lambda::invoke_optimised(s.clone(), req))),
+            ),
+        );
+        let s = shared.clone();
+        let for_label = shared.clone();
+        registry.register_prefix(
+            FUNCTION_ARN_PREFIX,
+            metrics::instrument(
+                Arc::new(move |req: &TaskRequest| lambda::metric_label(&for_label, &req.resource)),
+                Arc::new(move |req| Box::pin(lambda::invoke_arn(s.clone(), req))),
+            ),
+        );
+        if let Some(publisher) = publisher {
+            registry.register(
+                KAFKA_PUBLISH,
+                metrics::instrument(
+                    fixed(KAFKA_PUBLISH),
+                    Arc::new(move |req| Box::pin(kafka::invoke(publisher.clone(), req))),
+                ),
+            );
+        }
+        Ok(())
+    }
+}

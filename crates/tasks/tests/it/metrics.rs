@@ -1,0 +1,117 @@
+//! The task metrics, observed through a small recorder installed for this test binary.
+
+use crate::support::*;
+use expressway_engine::{TaskDispatcher, TaskError, TaskRequest};
+use expressway_tasks::metrics::{TASK_DURATION, TASK_FAILURES};
+use expressway_tasks::{RegistryExt, HTTP_INVOKE};
+use metrics::{
+    Counter, CounterFn, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, SharedString, Unit,
+};
+use serde_json::json;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// (metric name, resource label, value) for every observation.
+static OBSERVED: Mutex<Vec<(String, String, f64)>> = Mutex::new(Vec::new());
+
+struct Cell(String, String);
+
+impl CounterFn for Cell {
+    fn increment(&self, value: u64) {
+        OBSERVED
+            .lock()
+            .expect("lock")
+            .push((self.0.clone(), self.1.clone(), value as f64));
+    }
+    fn absolute(&self, value: u64) {
+        self.increment(value);
+    }
+}
+
+impl HistogramFn for Cell {
+    fn record(&self, value: f64) {
+        OBSERVED
+            .lock()
+            .expect("lock")
+            .push((self.0.clone(), self.1.clone(), value));
+    }
+}
+
+struct Recorder;
+
+fn cell(key: &Key) -> Arc<Cell> {
+    let label = key
+        .labels()
+        .find(|l| l.key() == "resource")
+        .map(|l| l.value().to_string())
+        .unwrap_or_default();
+    Arc::new(Cell(key.name().to_string(), label))
+}
+
+impl metrics::Recorder for Recorder {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        Counter::from_arc(cell(key))
+    }
+    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::noop()
+    }
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        Histogram::from_arc(cell(key))
+    }
+}
+
+fn install() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        metrics::set_global_recorder(Recorder).expect("no other recorder");
+    });
+}
+
+fn observed(name: &str, resource: &str) -> Vec<f64> {
+    OBSERVED
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|(n, r, _)| n == name && r == resource)
+        .map(|(_, _, v)| *v)
+        .collect()
+}
+
+#[tokio::test]
+async fn durations_and_failures_are_recorded_per_resource() {
+    install();
+    let mut reg = registry("{}");
+    let arn = "arn:aws:states:::expressway:metrics-test";
+    reg.register_fn(arn, |req: TaskRequest| async move {
+        if req.input["fail"] == json!(true) {
+            Err(TaskError::new("Boom", "failed on purpose"))
+        } else {
+            Ok(json!({}))
+        }
+    });
+    reg.invoke(request(arn, json!({}))).await.expect("ok");
+    reg.invoke(request(arn, json!({"fail": true})))
+        .await
+        .expect_err("fails");
+    assert_eq!(observed(TASK_DURATION, arn).len(), 2);
+    assert_eq!(observed(TASK_FAILURES, arn), vec![1.0]);
+
+    // Built-in resources use their ARN as the label; unknown plain function ARNs share one label.
+    let port = closed_port().await;
+    let _ = reg
+        .invoke(request(
+            HTTP_INVOKE,
+            json!({"ApiEndpoint": format!("http://127.0.0.1:{port}/"), "Method": "GET"}),
+        ))
+        .await;
+    assert!(!observed(TASK_FAILURES, HTTP_INVOKE).is_empty());
+    let _ = reg
+        .invoke(request(
+            "arn:aws:lambda:us-east-1:1:function:Unknown123",
+            json!({}),
+        ))
+        .await;
+    assert!(!observed(TASK_FAILURES, "arn:aws:lambda:*").is_empty());
+}
