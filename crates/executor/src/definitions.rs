@@ -20,16 +20,17 @@ pub(crate) fn spawn_follower(
     registry: Arc<Registry>,
     shutdown: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, crate::pod::ExecutorError> {
-    // No group: a plain assignment read from the beginning, never committed.
-    let mut cfg = client_config(
+    // A plain assignment read from the beginning, never committed and never joining a group
+    // (librdkafka still wants a group.id for `assign`).
+    let cfg = client_config(
         config,
         &[("enable.partition.eof", "false")],
         &[
+            ("group.id", "expressway-definitions-follower"),
             ("enable.auto.commit", "false"),
             ("auto.offset.reset", "earliest"),
         ],
     );
-    cfg.remove("group.id");
     let consumer: BaseConsumer = cfg.create()?;
     Ok(std::thread::Builder::new()
         .name("expressway-definitions".into())

@@ -1,0 +1,389 @@
+//! End-to-end tests of the executor pod on librdkafka's in-process mock cluster.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+#[test]
+fn n_start_events_produce_n_results_and_logs_and_commit_n() {
+    let env = Env::new(3);
+    let mut cfg = env.config();
+    cfg.group = "g-basic".into();
+    let exec = env.start(cfg, env.registry(&[("choose", CHOOSE)]));
+    let n = 30;
+    for i in 0..n {
+        env.start_event(
+            &format!("k{i}"),
+            &json!({"stateMachine": "choose", "name": format!("e{i}"), "input": {"i": i, "fail": i % 5 == 0}}),
+        );
+    }
+    let mut results = env.reader("expressway.results");
+    let results = results.at_least(n).to_vec();
+    assert_eq!(results.len(), n);
+    let mut arns = HashSet::new();
+    for r in &results {
+        let v = r.json();
+        let name = v["name"].as_str().unwrap();
+        assert_eq!(r.key.as_deref(), Some(name), "result key = execution name");
+        let i: usize = name[1..].parse().unwrap();
+        if i % 5 == 0 {
+            assert_eq!(v["status"], "FAILED", "{v}");
+            assert_eq!(v["error"], "Boom");
+            assert!(v.get("output").is_none());
+        } else {
+            assert_eq!(v["status"], "SUCCEEDED", "{v}");
+            assert_eq!(v["output"], json!({"i": i, "fail": false}));
+        }
+        let arn = v["executionArn"].as_str().unwrap();
+        assert!(arn.starts_with(&format!(
+            "arn:aws:states:us-east-1:123456789012:express:choose:{name}:"
+        )));
+        assert_eq!(
+            v["stateMachineArn"],
+            "arn:aws:states:us-east-1:123456789012:stateMachine:choose"
+        );
+        arns.insert(arn.to_string());
+    }
+    assert_eq!(arns.len(), n);
+
+    let mut logs = env.reader("expressway.logs");
+    let logs = logs.at_least(n).to_vec();
+    assert_eq!(logs.len(), n);
+    for l in &logs {
+        let v = l.json();
+        let arn = v["executionArn"].as_str().unwrap();
+        assert_eq!(l.key.as_deref(), Some(arn), "log key = execution ARN");
+        assert!(arns.contains(arn));
+        let events = v["events"].as_array().unwrap();
+        assert_eq!(events[0]["type"], "ExecutionStarted");
+        let last = events.last().unwrap()["type"].as_str().unwrap().to_string();
+        assert!(
+            last == "ExecutionSucceeded" || last == "ExecutionFailed",
+            "{last}"
+        );
+    }
+
+    // Every start offset is committed: the sum of committed offsets is N.
+    let mut start = env.reader("expressway.start");
+    let per_partition = start.at_least(n).iter().fold(vec![0i64; 3], |mut acc, r| {
+        acc[r.partition as usize] += 1;
+        acc
+    });
+    env.wait_committed("g-basic", &per_partition);
+    exec.shutdown_blocking();
+}
+
+#[test]
+fn a_slow_head_holds_the_committed_offset() {
+    let env = Env::new(1);
+    let mut cfg = env.config();
+    cfg.group = "g-order".into();
+    let exec = env.start(cfg, env.registry(&[("sleepy", SLEEPY), ("echo", ECHO)]));
+    env.start_event(
+        "k",
+        &json!({"stateMachine": "sleepy", "name": "slow", "input": {"sleep": 3}}),
+    );
+    for i in 1..6 {
+        env.start_event(
+            "k",
+            &json!({"stateMachine": "echo", "name": format!("fast{i}"), "input": {"i": i}}),
+        );
+    }
+    let mut results = env.reader("expressway.results");
+    results.until("the five fast executions", |r| {
+        r.iter()
+            .filter(|r| r.key.as_deref().is_some_and(|k| k.starts_with("fast")))
+            .count()
+            == 5
+    });
+    // While "slow" (offset 0) runs, the committed offset must not pass 0, even though 1..=5
+    // finished (and auto-commit runs every 200 ms). Rigorous ordering: read the committed
+    // offset, then the results topic's high watermark, then every result below it; if "slow" is
+    // not among them, its result was not acknowledged when the offset was read.
+    let mut checks_while_running = 0;
+    loop {
+        let committed = env.committed("g-order", 1)[0];
+        let high = env.high_watermark("expressway.results", 0);
+        results.until("results up to the high watermark", |r| {
+            r.len() as i64 >= high
+        });
+        let slow_done = results
+            .records
+            .iter()
+            .any(|r| r.key.as_deref() == Some("slow"));
+        if slow_done {
+            break;
+        }
+        assert!(
+            committed <= 0,
+            "committed {committed} while offset 0 is still running"
+        );
+        checks_while_running += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        checks_while_running > 0,
+        "the slow execution finished before any check"
+    );
+    let slow = results
+        .records
+        .iter()
+        .find(|r| r.key.as_deref() == Some("slow"))
+        .unwrap()
+        .json();
+    assert_eq!(slow["status"], "SUCCEEDED");
+    assert_eq!(slow["output"], json!({"sleep": 3}));
+    env.wait_committed("g-order", &[6]);
+    exec.shutdown_blocking();
+}
+
+#[test]
+fn malformed_records_go_to_the_dlq_and_the_partition_continues() {
+    let env = Env::new(1);
+    let mut cfg = env.config();
+    cfg.group = "g-dlq".into();
+    let exec = env.start(cfg, env.registry(&[("echo", ECHO)]));
+    let big = json!({"stateMachine": "echo", "input": "x".repeat(262_144)}).to_string();
+    let cases: Vec<(&str, Vec<u8>, Vec<(&str, &[u8])>)> = vec![
+        ("InvalidJson", b"{not json".to_vec(), vec![]),
+        ("InvalidUtf8", b"\xff\xfe\x00".to_vec(), vec![]),
+        (
+            "InvalidStartEvent",
+            br#"{"stateMachine": 5}"#.to_vec(),
+            vec![],
+        ),
+        (
+            "UnknownStateMachine",
+            br#"{"stateMachine": "nope"}"#.to_vec(),
+            vec![],
+        ),
+        ("InputTooLarge", big.into_bytes(), vec![]),
+        (
+            "InvalidProtobuf",
+            b"\xff\xff\xff\xff".to_vec(),
+            vec![("content-type", b"application/x-protobuf")],
+        ),
+    ];
+    for (i, (_, value, headers)) in cases.iter().enumerate() {
+        let mut h = headers.clone();
+        h.push(("x-origin", b"test"));
+        env.produce(
+            "expressway.start",
+            Some(&format!("key{i}")),
+            Some(value),
+            &h,
+        );
+    }
+    env.start_event(
+        "ok",
+        &json!({"stateMachine": "echo", "name": "after-bad", "input": {"ok": true}}),
+    );
+
+    let mut dlq = env.reader("expressway.dlq");
+    let dead = dlq.at_least(cases.len()).to_vec();
+    assert_eq!(dead.len(), cases.len());
+    let by_source: HashMap<String, &Rec> = dead
+        .iter()
+        .map(|r| (r.header("expressway-source").unwrap(), r))
+        .collect();
+    for (i, (code, value, _)) in cases.iter().enumerate() {
+        let r = by_source
+            .get(&format!("expressway.start/0/{i}"))
+            .unwrap_or_else(|| panic!("no dead letter for offset {i}"));
+        assert_eq!(r.header("expressway-error").as_deref(), Some(*code));
+        assert!(!r.header("expressway-cause").unwrap().is_empty());
+        assert_eq!(r.key.as_deref(), Some(format!("key{i}").as_str()));
+        assert_eq!(
+            r.value.as_deref(),
+            Some(value.as_slice()),
+            "original value kept"
+        );
+        assert_eq!(
+            r.header("x-origin").as_deref(),
+            Some("test"),
+            "original headers kept"
+        );
+    }
+    let mut results = env.reader("expressway.results");
+    let ok = results.at_least(1)[0].json();
+    assert_eq!(ok["name"], "after-bad");
+    assert_eq!(ok["status"], "SUCCEEDED");
+    env.wait_committed("g-dlq", &[cases.len() as i64 + 1]);
+    exec.shutdown_blocking();
+}
+
+#[test]
+fn a_stopped_executor_hands_its_partitions_over_without_loss() {
+    let env = Env::new(4);
+    let group = "g-handoff";
+    let registry = env.registry(&[("echo", ECHO)]);
+    let mut cfg = env.config();
+    cfg.group = group.into();
+    let a = env.start(cfg.clone(), registry.clone());
+    wait_until("A assigned", || a.health().is_assigned());
+    let b = env.start(cfg, registry);
+    wait_until("B assigned", || b.health().is_assigned());
+
+    let first = 40;
+    for i in 0..first {
+        env.start_event(
+            &format!("k{i}"),
+            &json!({"stateMachine": "echo", "name": format!("e{i}"), "input": {"i": i}}),
+        );
+    }
+    let mut results = env.reader("expressway.results");
+    results.at_least(10);
+    a.shutdown_blocking();
+    let total = 80;
+    for i in first..total {
+        env.start_event(
+            &format!("k{i}"),
+            &json!({"stateMachine": "echo", "name": format!("e{i}"), "input": {"i": i}}),
+        );
+    }
+    let names = |r: &[Rec]| -> HashSet<String> { r.iter().filter_map(|r| r.key.clone()).collect() };
+    results.until("every execution name", |r| names(r).len() == total);
+    let got = names(&results.records);
+    for i in 0..total {
+        assert!(got.contains(&format!("e{i}")), "e{i} lost");
+    }
+    let duplicates = results.records.len() - total;
+    eprintln!("handoff: {total} executions, {duplicates} duplicates");
+
+    let mut start = env.reader("expressway.start");
+    let per_partition = start
+        .at_least(total)
+        .iter()
+        .fold(vec![0i64; 4], |mut acc, r| {
+            acc[r.partition as usize] += 1;
+            acc
+        });
+    env.wait_committed(group, &per_partition);
+    b.shutdown_blocking();
+}
+
+#[test]
+fn a_definition_published_to_the_topic_becomes_runnable() {
+    let env = Env::new(1);
+    let mut cfg = env.config();
+    cfg.group = "g-defs".into();
+    let registry = env.registry(&[]);
+    let exec = env.start(cfg, registry.clone());
+    wait_until("registry loaded", || registry.is_loaded());
+    let record = json!({
+        "definition": r#"{"StartAt":"P","States":{"P":{"Type":"Pass","Result":"late!","End":true}}}"#,
+        "loggingConfiguration": {"level": "ERROR", "includeExecutionData": false}
+    });
+    env.produce(
+        "expressway.definitions",
+        Some("late"),
+        Some(record.to_string().as_bytes()),
+        &[],
+    );
+    wait_until("definition registered", || registry.get("late").is_some());
+    env.start_event("k", &json!({"stateMachine": "late", "name": "late-1"}));
+    let mut results = env.reader("expressway.results");
+    let v = results.at_least(1)[0].json();
+    assert_eq!(v["status"], "SUCCEEDED");
+    assert_eq!(v["output"], "late!");
+
+    env.produce("expressway.definitions", Some("late"), None, &[]);
+    wait_until("definition removed", || registry.get("late").is_none());
+    exec.shutdown_blocking();
+}
+
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn metrics_and_readiness_are_served_on_one_port() {
+    let env = Env::new(2);
+    let prometheus = expressway_executor::telemetry::install_recorder();
+    assert!(prometheus.is_some(), "recorder installed");
+    let mut cfg = env.config();
+    cfg.group = "g-metrics".into();
+    let registry = env.registry(&[("choose", CHOOSE), ("flaky", FLAKY)]);
+    let exec = env.start(cfg, registry.clone());
+    let health = exec.health();
+    let addr = env
+        .rt
+        .block_on(expressway_executor::telemetry::serve_http(
+            "127.0.0.1:0".parse().unwrap(),
+            prometheus,
+            health,
+            registry,
+            std::future::pending(),
+        ))
+        .unwrap();
+    assert_eq!(http_get(addr, "/healthz").0, 200);
+    wait_until("/readyz 200", || http_get(addr, "/readyz").0 == 200);
+
+    env.start_event(
+        "a",
+        &json!({"stateMachine": "choose", "input": {"fail": false}}),
+    );
+    env.start_event(
+        "b",
+        &json!({"stateMachine": "choose", "input": {"fail": true}}),
+    );
+    env.start_event("c", &json!({"stateMachine": "flaky"}));
+    env.produce("expressway.start", Some("d"), Some(b"nope"), &[]);
+    let mut results = env.reader("expressway.results");
+    results.at_least(3);
+
+    let expected = [
+        "expressway_executions_started_total",
+        "expressway_executions_succeeded_total",
+        "expressway_executions_failed_total",
+        "expressway_executions_timed_out_total",
+        "expressway_executions_aborted_total",
+        "expressway_execution_duration_seconds_bucket",
+        "expressway_state_transitions_total",
+        "expressway_task_duration_seconds_bucket",
+        "expressway_task_failures_total",
+        "expressway_executions_in_flight",
+        "expressway_consumer_lag",
+        "expressway_dead_letters_total",
+        "expressway_log_records_total",
+        "expressway_log_batch_bytes_bucket",
+        "expressway_offset_commits_total",
+        "expressway_rebalances_total",
+    ];
+    let mut last = String::new();
+    wait_until("every metric name", || {
+        let (status, body) = http_get(addr, "/metrics");
+        last = body;
+        status == 200 && expected.iter().all(|m| last.contains(m))
+    });
+    assert!(
+        last.contains(r#"expressway_dead_letters_total{reason="InvalidJson"}"#),
+        "{last}"
+    );
+    assert!(!last.contains("quantile="), "histograms, not summaries");
+    let _: Value = json!(null);
+    exec.shutdown_blocking();
+}
