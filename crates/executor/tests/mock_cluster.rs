@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ fn n_start_events_produce_n_results_and_logs_and_commit_n() {
         let name = v["name"].as_str().unwrap();
         assert_eq!(r.key.as_deref(), Some(name), "result key = execution name");
         let i: usize = name[1..].parse().unwrap();
-        if i % 5 == 0 {
+        if i.is_multiple_of(5) {
             assert_eq!(v["status"], "FAILED", "{v}");
             assert_eq!(v["error"], "Boom");
             assert!(v.get("output").is_none());
@@ -148,7 +148,8 @@ fn malformed_records_go_to_the_dlq_and_the_partition_continues() {
     cfg.group = "g-dlq".into();
     let exec = env.start(cfg, env.registry(&[("echo", ECHO)]));
     let big = json!({"stateMachine": "echo", "input": "x".repeat(262_144)}).to_string();
-    let cases: Vec<(&str, Vec<u8>, Vec<(&str, &[u8])>)> = vec![
+    type Case<'a> = (&'a str, Vec<u8>, Vec<(&'a str, &'a [u8])>);
+    let cases: Vec<Case<'_>> = vec![
         ("InvalidJson", b"{not json".to_vec(), vec![]),
         ("InvalidUtf8", b"\xff\xfe\x00".to_vec(), vec![]),
         (
@@ -384,6 +385,5 @@ fn metrics_and_readiness_are_served_on_one_port() {
         "{last}"
     );
     assert!(!last.contains("quantile="), "histograms, not summaries");
-    let _: Value = json!(null);
     exec.shutdown_blocking();
 }

@@ -24,7 +24,7 @@ pub fn parse_state_machine_ref(text: &str) -> Option<MachineRef> {
             return None;
         }
         let qualifier = match parts.get(6) {
-            Some(q) if q.is_empty() => return None,
+            Some(&"") => return None,
             Some(q) => Some((*q).to_string()),
             None => None,
         };
