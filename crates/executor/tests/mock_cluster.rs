@@ -254,6 +254,17 @@ fn a_stopped_executor_hands_its_partitions_over_without_loss() {
     }
     let duplicates = results.records.len() - total;
     eprintln!("handoff: {total} executions, {duplicates} duplicates");
+    // A redelivered start event yields the same execution ARN.
+    let mut arn_by_name: HashMap<String, String> = HashMap::new();
+    for r in &results.records {
+        let v = r.json();
+        let arn = v["executionArn"].as_str().unwrap().to_string();
+        let prev = arn_by_name.insert(r.key.clone().unwrap(), arn.clone());
+        assert!(
+            prev.is_none_or(|p| p == arn),
+            "duplicate with a different ARN"
+        );
+    }
 
     let mut start = env.reader("expressway.start");
     let per_partition = start
@@ -385,5 +396,69 @@ fn metrics_and_readiness_are_served_on_one_port() {
         "{last}"
     );
     assert!(!last.contains("quantile="), "histograms, not summaries");
+    exec.shutdown_blocking();
+}
+
+#[test]
+fn a_bound_topic_feeds_raw_records_to_its_machine() {
+    let env = Env::new(1);
+    env.cluster.create_topic("orders", 1, 1).unwrap();
+    let mut cfg = env.config();
+    cfg.group = "g-bind".into();
+    cfg.bindings = vec![("orders".into(), "echo".into())];
+    let exec = env.start(cfg, env.registry(&[("echo", ECHO)]));
+    env.produce("orders", Some("o1"), Some(br#"{"order": 1}"#), &[]);
+    env.produce("orders", Some("o2"), Some(b"not json"), &[]);
+    env.produce("orders", Some("o3"), Some(br#"[3]"#), &[]);
+    let mut results = env.reader("expressway.results");
+    let got = results.at_least(2).to_vec();
+    let by_name: HashMap<String, serde_json::Value> = got
+        .iter()
+        .map(|r| (r.key.clone().unwrap(), r.json()))
+        .collect();
+    assert_eq!(by_name["orders-0-0"]["output"], json!({"order": 1}));
+    assert_eq!(by_name["orders-0-2"]["output"], json!([3]));
+    let mut dlq = env.reader("expressway.dlq");
+    let dead = dlq.at_least(1)[0].clone();
+    assert_eq!(
+        dead.header("expressway-error").as_deref(),
+        Some("InvalidJson")
+    );
+    assert_eq!(
+        dead.header("expressway-source").as_deref(),
+        Some("orders/0/1")
+    );
+    exec.shutdown_blocking();
+}
+
+#[test]
+fn tight_in_flight_bounds_pause_and_resume_without_losing_work() {
+    let env = Env::new(2);
+    let mut cfg = env.config();
+    cfg.group = "g-bounds".into();
+    cfg.max_in_flight_per_partition = 1;
+    cfg.max_in_flight = 1;
+    let exec = env.start(cfg, env.registry(&[("sleepy", SLEEPY)]));
+    let n = 12;
+    for i in 0..n {
+        env.start_event(
+            &format!("k{i}"),
+            &json!({"stateMachine": "sleepy", "name": format!("s{i}"), "input": {"sleep": 0.05}}),
+        );
+    }
+    let mut results = env.reader("expressway.results");
+    results.until("every execution", |r| {
+        r.iter()
+            .filter_map(|r| r.key.clone())
+            .collect::<HashSet<_>>()
+            .len()
+            == n
+    });
+    let mut start = env.reader("expressway.start");
+    let per_partition = start.at_least(n).iter().fold(vec![0i64; 2], |mut acc, r| {
+        acc[r.partition as usize] += 1;
+        acc
+    });
+    env.wait_committed("g-bounds", &per_partition);
     exec.shutdown_blocking();
 }

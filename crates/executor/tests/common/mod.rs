@@ -31,12 +31,19 @@ pub struct Env {
     pub rt: tokio::runtime::Runtime,
 }
 
+/// Tests print executor logs only when `RUST_LOG` is set.
 pub fn init_tracing() {
-    // Tests print nothing unless RUST_LOG is set.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
 }
 
 impl Env {
     pub fn new(start_partitions: i32) -> Env {
+        init_tracing();
         let cluster = MockCluster::new(1).expect("mock cluster");
         let brokers = cluster.bootstrap_servers();
         cluster
