@@ -539,7 +539,7 @@ fn consumer_loop(
                             let deps = deps.clone();
                             let tx = tx.clone();
                             runtime.spawn(async move {
-                                if process(&deps, &owned).await {
+                                if process_guarded(&deps, &owned).await {
                                     let _ = tx.send(Completion {
                                         topic: owned.topic().to_string(),
                                         partition: owned.partition(),
@@ -633,13 +633,43 @@ fn decode(deps: &Deps, msg: &OwnedMessage) -> Result<Decoded, StartError> {
     })
 }
 
+/// Dead-letter code of a record whose processing panicked (an engine bug): the record goes to
+/// the dead-letter topic instead of stalling its partition forever.
+pub const PANIC_CODE: &str = "InternalError";
+
+/// [`process`], turning a panic into a dead letter.
+async fn process_guarded(deps: &Deps, msg: &OwnedMessage) -> bool {
+    use futures::FutureExt as _;
+    match std::panic::AssertUnwindSafe(process(deps, msg))
+        .catch_unwind()
+        .await
+    {
+        Ok(done) => done,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            tracing::error!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), panic = %what, "execution panicked");
+            dead_letter(
+                deps,
+                msg,
+                PANIC_CODE,
+                &format!("the executor panicked: {what}"),
+            )
+            .await
+        }
+    }
+}
+
 /// Handles one record; returns whether its output was acknowledged (the offset may be stored).
 async fn process(deps: &Deps, msg: &OwnedMessage) -> bool {
     match decode(deps, msg) {
         Ok(Decoded::Start { entry, name, input }) => {
             run_execution(deps, msg, &entry, name, input).await
         }
-        Err(err) => dead_letter(deps, msg, &err).await,
+        Err(err) => dead_letter(deps, msg, err.code(), &err.to_string()).await,
     }
 }
 
@@ -692,13 +722,7 @@ async fn run_execution(
     let result = outcome.result_object(&req).to_string();
     let log = outcome.log_record(&req).to_string();
     let (log_ok, result_ok) = futures::join!(
-        deliver(
-            deps,
-            &cfg.logs_topic,
-            Some(req.execution_arn.as_bytes()),
-            log.as_bytes(),
-            None
-        ),
+        deliver_log(deps, &req.execution_arn, log.as_bytes()),
         deliver(
             deps,
             &cfg.results_topic,
@@ -707,6 +731,16 @@ async fn run_execution(
             None
         ),
     );
+    let result_ok = match result_ok {
+        Ok(()) => true,
+        Err(Undelivered::Aborted) => false,
+        Err(Undelivered::TooLarge) => {
+            // Results are bounded by the 256 KiB payload limit, so this means the topic's
+            // max.message.bytes is tiny: report it and keep the partition moving.
+            tracing::error!(execution_arn = %req.execution_arn, bytes = result.len(), "result record too large for the results topic; dropped");
+            true
+        }
+    };
     if log_ok {
         metrics::counter!(names::LOG_RECORDS).increment(1);
         metrics::histogram!(names::LOG_BATCH_BYTES).record(log.len() as f64);
@@ -714,10 +748,9 @@ async fn run_execution(
     log_ok && result_ok
 }
 
-async fn dead_letter(deps: &Deps, msg: &OwnedMessage, err: &StartError) -> bool {
+async fn dead_letter(deps: &Deps, msg: &OwnedMessage, code: &str, cause: &str) -> bool {
     let source = format!("{}/{}/{}", msg.topic(), msg.partition(), msg.offset());
-    let cause = err.to_string();
-    tracing::warn!(source = %source, code = err.code(), cause = %cause, "routing record to the dead-letter topic");
+    tracing::warn!(source = %source, code, cause, "routing record to the dead-letter topic");
     let mut headers = OwnedHeaders::new();
     if let Some(h) = msg.headers() {
         for h in h.iter() {
@@ -730,39 +763,63 @@ async fn dead_letter(deps: &Deps, msg: &OwnedMessage, err: &StartError) -> bool 
     let headers = headers
         .insert(Header {
             key: dlq_headers::ERROR,
-            value: Some(err.code()),
+            value: Some(code),
         })
         .insert(Header {
             key: dlq_headers::CAUSE,
-            value: Some(&cause),
+            value: Some(cause),
         })
         .insert(Header {
             key: dlq_headers::SOURCE,
             value: Some(&source),
         });
-    let ok = deliver(
+    let ok = match deliver(
         deps,
         &deps.config.dlq_topic,
         msg.key(),
         msg.payload().unwrap_or_default(),
-        Some(headers),
+        Some(headers.clone()),
     )
-    .await;
+    .await
+    {
+        Ok(()) => true,
+        Err(Undelivered::Aborted) => false,
+        Err(Undelivered::TooLarge) => {
+            // Keep the partition moving: the dead letter without the original value.
+            tracing::error!(source = %source, "dead letter too large; publishing it without its value");
+            let headers = headers.insert(Header {
+                key: "expressway-value-dropped",
+                value: Some("true"),
+            });
+            deliver(deps, &deps.config.dlq_topic, msg.key(), b"", Some(headers))
+                .await
+                .is_ok()
+        }
+    };
     if ok {
-        metrics::counter!(names::DEAD_LETTERS, "reason" => err.code()).increment(1);
+        metrics::counter!(names::DEAD_LETTERS, "reason" => code.to_string()).increment(1);
     }
     ok
 }
 
-/// Produces one record and waits for its acknowledgement, retrying until it is acknowledged or
-/// the shutdown drain budget is spent.
+/// Why a delivery gave up.
+#[derive(Debug)]
+enum Undelivered {
+    /// The record is larger than the producer or broker accepts (retrying cannot help).
+    TooLarge,
+    /// The shutdown drain budget is spent.
+    Aborted,
+}
+
+/// Produces one record and waits for its acknowledgement, retrying transient failures until it
+/// is acknowledged or the shutdown drain budget is spent.
 async fn deliver(
     deps: &Deps,
     topic: &str,
     key: Option<&[u8]>,
     payload: &[u8],
     headers: Option<OwnedHeaders>,
-) -> bool {
+) -> Result<(), Undelivered> {
     let mut backoff = Duration::from_millis(100);
     loop {
         let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
@@ -773,15 +830,62 @@ async fn deliver(
             record = record.headers(h.clone());
         }
         match deps.producer.send(record, Duration::from_secs(5)).await {
-            Ok(_) => return true,
+            Ok(_) => return Ok(()),
             Err((e, _)) => {
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::MessageSizeTooLarge)
+                ) {
+                    return Err(Undelivered::TooLarge);
+                }
                 if deps.abort.load(Ordering::Acquire) {
-                    return false;
+                    return Err(Undelivered::Aborted);
                 }
                 tracing::warn!(topic, error = %e, "delivery failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
+        }
+    }
+}
+
+/// Delivers a log record; one too large for Kafka is replaced by a stub
+/// (`{"executionArn","events":[],"truncated":true,"originalBytes":N}`) so the partition never
+/// stalls on it.
+async fn deliver_log(deps: &Deps, arn: &str, log: &[u8]) -> bool {
+    match deliver(
+        deps,
+        &deps.config.logs_topic,
+        Some(arn.as_bytes()),
+        log,
+        None,
+    )
+    .await
+    {
+        Ok(()) => true,
+        Err(Undelivered::Aborted) => false,
+        Err(Undelivered::TooLarge) => {
+            tracing::warn!(
+                execution_arn = arn,
+                bytes = log.len(),
+                "log record too large; publishing a truncated stub"
+            );
+            let stub = serde_json::json!({
+                "executionArn": arn,
+                "events": [],
+                "truncated": true,
+                "originalBytes": log.len(),
+            })
+            .to_string();
+            deliver(
+                deps,
+                &deps.config.logs_topic,
+                Some(arn.as_bytes()),
+                stub.as_bytes(),
+                None,
+            )
+            .await
+            .is_ok()
         }
     }
 }

@@ -462,3 +462,27 @@ fn tight_in_flight_bounds_pause_and_resume_without_losing_work() {
     env.wait_committed("g-bounds", &per_partition);
     exec.shutdown_blocking();
 }
+
+#[test]
+fn a_log_record_too_large_for_kafka_becomes_a_stub() {
+    let env = Env::new(1);
+    let mut cfg = env.config();
+    cfg.group = "g-big-log".into();
+    cfg.kafka.push(("message.max.bytes".into(), "20000".into()));
+    let small_output =
+        r#"{"StartAt":"P","States":{"P":{"Type":"Pass","Result":"small","End":true}}}"#;
+    let exec = env.start(cfg, env.registry(&[("small", small_output)]));
+    env.start_event(
+        "k",
+        &json!({"stateMachine": "small", "name": "big-log", "input": {"blob": "x".repeat(50_000)}}),
+    );
+    let mut results = env.reader("expressway.results");
+    assert_eq!(results.at_least(1)[0].json()["output"], "small");
+    let mut logs = env.reader("expressway.logs");
+    let log = logs.at_least(1)[0].json();
+    assert_eq!(log["truncated"], true);
+    assert_eq!(log["events"], json!([]));
+    assert!(log["originalBytes"].as_u64().unwrap() > 50_000);
+    env.wait_committed("g-big-log", &[1]);
+    exec.shutdown_blocking();
+}
