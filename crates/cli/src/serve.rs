@@ -61,6 +61,9 @@ pub struct ServeArgs {
         default_value = "0.0.0.0:9464"
     )]
     pub metrics_listen: SocketAddr,
+    /// Encoding of log records: `json` or `protobuf` (`expressway.v1.ExecutionLogBatch`).
+    #[arg(long, env = "EXPRESSWAY_LOG_FORMAT", default_value = "json")]
+    pub log_format: expressway_executor::config::LogFormat,
     /// Extra librdkafka setting `KEY=VALUE` (repeatable; `;`-separated in the environment
     /// variable).
     #[arg(long = "kafka", env = "EXPRESSWAY_KAFKA", value_delimiter = ';', value_parser = parse_key_value)]
@@ -105,6 +108,7 @@ impl ServeArgs {
         c.max_in_flight = self.max_in_flight;
         c.drain_timeout = self.drain_timeout;
         c.kafka = self.kafka.clone();
+        c.log_format = self.log_format;
         c
     }
 }

@@ -3,6 +3,27 @@
 use expressway_wire::topics;
 use std::time::Duration;
 
+/// Encoding of log records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `{"executionArn","events":[...]}` (default).
+    #[default]
+    Json,
+    /// protobuf `expressway.v1.ExecutionLogBatch`, header `content-type: application/x-protobuf`.
+    Protobuf,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<LogFormat, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "json" => Ok(LogFormat::Json),
+            "protobuf" => Ok(LogFormat::Protobuf),
+            _ => Err(format!("unknown log format '{s}' (json, protobuf)")),
+        }
+    }
+}
+
 /// Everything the executor pod needs to know.
 #[derive(Debug, Clone)]
 pub struct ExecutorConfig {
@@ -31,6 +52,8 @@ pub struct ExecutorConfig {
     /// Extra librdkafka settings (applied to the consumers and the producer; the delivery
     /// settings the executor relies on are forced after them).
     pub kafka: Vec<(String, String)>,
+    /// Encoding of log records.
+    pub log_format: LogFormat,
     /// Region in ARNs.
     pub region: String,
     /// Account in ARNs.
@@ -53,6 +76,7 @@ impl ExecutorConfig {
             max_in_flight: 1024,
             drain_timeout: Duration::from_secs(30),
             kafka: Vec::new(),
+            log_format: LogFormat::Json,
             region: expressway_engine::DEFAULT_REGION.into(),
             account: expressway_engine::DEFAULT_ACCOUNT.into(),
         }

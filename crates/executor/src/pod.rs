@@ -14,7 +14,7 @@
 //! * Each assignment of a partition gets a fresh epoch; completions from an earlier epoch
 //!   (executions that outlived a revoke's drain budget) are ignored.
 
-use crate::config::ExecutorConfig;
+use crate::config::{ExecutorConfig, LogFormat};
 use crate::offsets::OffsetTracker;
 use crate::registry::{MachineEntry, Registry};
 use crate::telemetry::{names, Health};
@@ -720,9 +720,20 @@ async fn run_execution(
         .record(elapsed);
 
     let result = outcome.result_object(&req).to_string();
-    let log = outcome.log_record(&req).to_string();
+    let log_value = outcome.log_record(&req);
+    let (log, log_headers) = match cfg.log_format {
+        LogFormat::Json => (log_value.to_string().into_bytes(), None),
+        LogFormat::Protobuf => (
+            expressway_wire::convert::encode_log_batch(&log_value),
+            Some(OwnedHeaders::new().insert(Header {
+                key: "content-type",
+                value: Some(expressway_wire::PROTOBUF_CONTENT_TYPE),
+            })),
+        ),
+    };
+    drop(log_value);
     let (log_ok, result_ok) = futures::join!(
-        deliver_log(deps, &req.execution_arn, log.as_bytes()),
+        deliver_log(deps, &req.execution_arn, &log, log_headers),
         deliver(
             deps,
             &cfg.results_topic,
@@ -852,13 +863,13 @@ async fn deliver(
 /// Delivers a log record; one too large for Kafka is replaced by a stub
 /// (`{"executionArn","events":[],"truncated":true,"originalBytes":N}`) so the partition never
 /// stalls on it.
-async fn deliver_log(deps: &Deps, arn: &str, log: &[u8]) -> bool {
+async fn deliver_log(deps: &Deps, arn: &str, log: &[u8], headers: Option<OwnedHeaders>) -> bool {
     match deliver(
         deps,
         &deps.config.logs_topic,
         Some(arn.as_bytes()),
         log,
-        None,
+        headers,
     )
     .await
     {

@@ -486,3 +486,40 @@ fn a_log_record_too_large_for_kafka_becomes_a_stub() {
     env.wait_committed("g-big-log", &[1]);
     exec.shutdown_blocking();
 }
+
+#[test]
+fn protobuf_log_format_and_protobuf_start_events() {
+    use prost::Message as _;
+    let env = Env::new(1);
+    let mut cfg = env.config();
+    cfg.group = "g-proto".into();
+    cfg.log_format = expressway_executor::config::LogFormat::Protobuf;
+    let exec = env.start(cfg, env.registry(&[("echo", ECHO)]));
+    let event = expressway_wire::StartEvent {
+        state_machine: expressway_wire::parse_state_machine_ref("echo").unwrap(),
+        name: Some("pb-1".into()),
+        input: json!({"p": 1}),
+        trace_header: None,
+    };
+    env.produce(
+        "expressway.start",
+        Some("k"),
+        Some(&event.to_protobuf()),
+        &[("content-type", b"application/x-protobuf")],
+    );
+    let mut results = env.reader("expressway.results");
+    let r = results.at_least(1)[0].json();
+    assert_eq!(r["name"], "pb-1");
+    assert_eq!(r["output"], json!({"p": 1}));
+    let mut logs = env.reader("expressway.logs");
+    let rec = logs.at_least(1)[0].clone();
+    assert_eq!(
+        rec.header("content-type").as_deref(),
+        Some("application/x-protobuf")
+    );
+    let batch =
+        expressway_wire::pb::ExecutionLogBatch::decode(rec.value.unwrap().as_slice()).unwrap();
+    assert_eq!(batch.execution_arn, r["executionArn"].as_str().unwrap());
+    assert_eq!(batch.events[0].r#type, "ExecutionStarted");
+    exec.shutdown_blocking();
+}

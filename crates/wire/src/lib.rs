@@ -3,11 +3,13 @@
 //! * [`pb`]: prost types generated from `proto/expressway/v1/*.proto`.
 //! * [`start`]: start events (JSON or protobuf) and their stable error codes.
 //! * [`identity`]: deterministic execution names and ARNs.
+//! * [`convert`]: JSON record values to their protobuf forms.
 //! * [`arn`]: state machine references (`NAME` or `arn:...:stateMachine:NAME[:qualifier]`).
 //!
 //! This crate knows record *formats* only, never Kafka clients.
 
 pub mod arn;
+pub mod convert;
 pub mod identity;
 pub mod start;
 
