@@ -523,3 +523,44 @@ fn protobuf_log_format_and_protobuf_start_events() {
     assert_eq!(batch.events[0].r#type, "ExecutionStarted");
     exec.shutdown_blocking();
 }
+
+/// Throughput on the mock cluster (not a benchmark of Kafka; run with
+/// `cargo test --release -p expressway-executor --test mock_cluster -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn throughput_on_the_mock_cluster() {
+    let env = Env::new(4);
+    let n: usize = std::env::var("EXPRESSWAY_THROUGHPUT_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let p = env.producer();
+    for i in 0..n {
+        let v = json!({"stateMachine": "choose", "input": {"i": i, "fail": false}}).to_string();
+        let key = format!("k{i}");
+        loop {
+            let rec = rdkafka::producer::BaseRecord::<str, str>::to("expressway.start")
+                .key(&key)
+                .payload(&v);
+            match rdkafka::producer::Producer::send(&p, rec) {
+                Ok(()) => break,
+                Err(_) => {
+                    rdkafka::producer::Producer::poll(&p, Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    rdkafka::producer::Producer::flush(&p, Duration::from_secs(60)).unwrap();
+    let mut cfg = env.config();
+    cfg.group = "g-throughput".into();
+    let t0 = std::time::Instant::now();
+    let exec = env.start(cfg, env.registry(&[("choose", CHOOSE)]));
+    let mut results = env.reader("expressway.results");
+    results.until("all results", |r| r.len() >= n);
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "throughput: {n} executions (log level ALL) in {secs:.2}s incl. group join = {:.0}/s",
+        n as f64 / secs
+    );
+    exec.shutdown_blocking();
+}
