@@ -542,15 +542,16 @@ fn throughput_on_the_mock_cluster() {
             let rec = rdkafka::producer::BaseRecord::<str, str>::to("expressway.start")
                 .key(&key)
                 .payload(&v);
-            match rdkafka::producer::Producer::send(&p, rec) {
+            match p.send(rec) {
                 Ok(()) => break,
                 Err(_) => {
-                    rdkafka::producer::Producer::poll(&p, Duration::from_millis(10));
+                    p.poll(Duration::from_millis(10));
                 }
             }
         }
     }
-    rdkafka::producer::Producer::flush(&p, Duration::from_secs(60)).unwrap();
+    use rdkafka::producer::Producer as _;
+    p.flush(Duration::from_secs(60)).unwrap();
     let mut cfg = env.config();
     cfg.group = "g-throughput".into();
     let t0 = std::time::Instant::now();
