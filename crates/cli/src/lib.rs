@@ -1,4 +1,7 @@
 //! The library half of the `expressway` binary: what `run` does, reusable in-process (the
 //! conformance runner calls [`local::run_definition`] exactly as `expressway run` does).
 
+pub mod client;
+pub mod dev;
 pub mod local;
+pub mod serve;

@@ -42,6 +42,14 @@ enum Command {
     Validate(ValidateArgs),
     /// Run a machine repeatedly in-process (parsed once, real engine, no broker) and report throughput.
     Bench(BenchArgs),
+    /// The executor pod: consume start events, run executions, publish logs and results.
+    Serve(expressway_cli::serve::ServeArgs),
+    /// Embedded mock Kafka cluster plus an executor, for trying it out.
+    Dev(expressway_cli::dev::DevArgs),
+    /// Produce a start event.
+    Start(expressway_cli::client::StartArgs),
+    /// Follow results (or logs).
+    Tail(expressway_cli::client::TailArgs),
 }
 
 #[derive(clap::Args)]
@@ -118,6 +126,21 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd_run(args),
         Command::Validate(args) => cmd_validate(args),
         Command::Bench(args) => cmd_bench(args),
+        Command::Serve(args) => exit_on_error(expressway_cli::serve::run(args)),
+        Command::Dev(args) => exit_on_error(expressway_cli::dev::run(args)),
+        Command::Start(args) => exit_on_error(expressway_cli::client::start(args)),
+        Command::Tail(args) => exit_on_error(expressway_cli::client::tail(args)),
+    }
+}
+
+/// Kafka commands: exit 0, or 1 with the error chain on stderr.
+fn exit_on_error(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("expressway: {e:#}");
+            ExitCode::from(1)
+        }
     }
 }
 

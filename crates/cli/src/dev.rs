@@ -1,0 +1,93 @@
+//! `expressway dev`: librdkafka's in-process mock cluster plus an executor, for trying it out.
+
+use crate::serve::{init_tracing, shutdown_signal, Pod};
+use anyhow::Context as _;
+use expressway_executor::ExecutorConfig;
+use expressway_wire::topics;
+use rdkafka::mocking::MockCluster;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Flags of `expressway dev`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DevArgs {
+    /// Directory of `NAME.asl.json` definitions.
+    #[arg(long, env = "EXPRESSWAY_DEFINITIONS", default_value = "examples")]
+    pub definitions: PathBuf,
+    /// Partitions of the start topic.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    #[arg(
+        long,
+        env = "EXPRESSWAY_METRICS_LISTEN",
+        default_value = "127.0.0.1:9464"
+    )]
+    pub metrics_listen: SocketAddr,
+}
+
+/// `expressway dev`.
+pub fn run(args: DevArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let cluster = MockCluster::new(1).context("starting the mock cluster")?;
+    cluster
+        .create_topic(topics::START, args.partitions.max(1), 1)
+        .context("creating the start topic")?;
+    for t in [
+        topics::LOGS,
+        topics::RESULTS,
+        topics::DLQ,
+        topics::DEFINITIONS,
+    ] {
+        cluster
+            .create_topic(t, 1, 1)
+            .with_context(|| format!("creating {t}"))?;
+    }
+    let brokers = cluster.bootstrap_servers();
+    let mut config = ExecutorConfig::new(brokers.clone());
+    // The mock cluster has no group.initial.rebalance.delay; keep membership changes quick.
+    config.kafka = vec![
+        ("session.timeout.ms".into(), "6000".into()),
+        ("heartbeat.interval.ms".into(), "500".into()),
+    ];
+    config.drain_timeout = std::time::Duration::from_secs(5);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async {
+        let pod = Pod::start(config, Some(&args.definitions), args.metrics_listen).await?;
+        let example = first_machine(&args.definitions).unwrap_or_else(|| "hello".into());
+        println!("expressway dev: embedded Kafka-protocol broker (librdkafka mock cluster)");
+        println!("  bootstrap: {brokers}");
+        println!("  metrics:   http://{}/metrics", pod.metrics_addr);
+        println!("Try, in another terminal:");
+        println!(
+            "  expressway start --brokers {brokers} {example} --input '{{\"name\":\"Ada\",\"amount\":150}}'"
+        );
+        println!("  expressway tail --brokers {brokers} --from-beginning");
+        println!("  expressway tail --brokers {brokers} --logs --from-beginning");
+        println!("Ctrl-C stops.");
+        shutdown_signal().await;
+        pod.shutdown().await;
+        anyhow::Ok(())
+    })?;
+    drop(cluster);
+    Ok(())
+}
+
+fn first_machine(dir: &std::path::Path) -> Option<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|f| f.strip_suffix(".asl.json"))
+                .map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    names.into_iter().next()
+}

@@ -1,0 +1,279 @@
+//! `expressway serve`: the executor pod.
+
+use anyhow::Context as _;
+use expressway_engine::{DEFAULT_ACCOUNT, DEFAULT_REGION};
+use expressway_executor::config::parse_key_value;
+use expressway_executor::{telemetry, Executor, ExecutorConfig, Registry};
+use expressway_wire::topics;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Flags of `expressway serve`; each also reads `EXPRESSWAY_<FLAG>`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "EXPRESSWAY_BROKERS")]
+    pub brokers: String,
+    /// Directory of `NAME.asl.json` (+ optional `NAME.config.json`) definitions.
+    #[arg(long, env = "EXPRESSWAY_DEFINITIONS")]
+    pub definitions: Option<PathBuf>,
+    /// Consumer group.
+    #[arg(long, env = "EXPRESSWAY_GROUP", default_value = "expressway")]
+    pub group: String,
+    /// Start-event topic.
+    #[arg(long, env = "EXPRESSWAY_START_TOPIC", default_value = topics::START)]
+    pub start_topic: String,
+    /// Log records topic.
+    #[arg(long, env = "EXPRESSWAY_LOGS_TOPIC", default_value = topics::LOGS)]
+    pub logs_topic: String,
+    /// Result records topic.
+    #[arg(long, env = "EXPRESSWAY_RESULTS_TOPIC", default_value = topics::RESULTS)]
+    pub results_topic: String,
+    /// Dead-letter topic.
+    #[arg(long, env = "EXPRESSWAY_DLQ_TOPIC", default_value = topics::DLQ)]
+    pub dlq_topic: String,
+    /// Compacted definitions topic to follow (empty: don't follow).
+    #[arg(long, env = "EXPRESSWAY_DEFINITIONS_TOPIC", default_value = topics::DEFINITIONS)]
+    pub definitions_topic: String,
+    /// `TOPIC=MACHINE`: every raw record of TOPIC is the input of MACHINE (repeatable;
+    /// comma-separated in the environment variable).
+    #[arg(long = "bind", env = "EXPRESSWAY_BIND", value_delimiter = ',', value_parser = parse_key_value)]
+    pub bind: Vec<(String, String)>,
+    /// Running executions per partition before the partition is paused.
+    #[arg(
+        long,
+        env = "EXPRESSWAY_MAX_IN_FLIGHT_PER_PARTITION",
+        default_value_t = 64
+    )]
+    pub max_in_flight_per_partition: usize,
+    /// Running executions per pod before every partition is paused.
+    #[arg(long, env = "EXPRESSWAY_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub max_in_flight: usize,
+    /// How long a revoke or shutdown waits for in-flight executions (`30s`, `500ms`, `2m`).
+    #[arg(long, env = "EXPRESSWAY_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    #[arg(
+        long,
+        env = "EXPRESSWAY_METRICS_LISTEN",
+        default_value = "0.0.0.0:9464"
+    )]
+    pub metrics_listen: SocketAddr,
+    /// Encoding of log records: `json` or `protobuf` (`expressway.v1.ExecutionLogBatch`).
+    #[arg(long, env = "EXPRESSWAY_LOG_FORMAT", default_value = "json")]
+    pub log_format: expressway_executor::config::LogFormat,
+    /// Extra librdkafka setting `KEY=VALUE` (repeatable; `;`-separated in the environment
+    /// variable).
+    #[arg(long = "kafka", env = "EXPRESSWAY_KAFKA", value_delimiter = ';', value_parser = parse_key_value)]
+    pub kafka: Vec<(String, String)>,
+}
+
+/// Parses `30s`, `500ms`, `2m` or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid duration '{s}' (e.g. 30s, 500ms, 2m)"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("invalid duration '{s}'"));
+    }
+    Ok(Duration::from_secs_f64(v * mult))
+}
+
+impl ServeArgs {
+    /// The executor configuration these flags describe.
+    pub fn config(&self) -> ExecutorConfig {
+        let mut c = ExecutorConfig::new(self.brokers.clone());
+        c.group = self.group.clone();
+        c.start_topic = self.start_topic.clone();
+        c.logs_topic = self.logs_topic.clone();
+        c.results_topic = self.results_topic.clone();
+        c.dlq_topic = self.dlq_topic.clone();
+        c.definitions_topic =
+            (!self.definitions_topic.is_empty()).then(|| self.definitions_topic.clone());
+        c.bindings = self.bind.clone();
+        c.max_in_flight_per_partition = self.max_in_flight_per_partition;
+        c.max_in_flight = self.max_in_flight;
+        c.drain_timeout = self.drain_timeout;
+        c.kafka = self.kafka.clone();
+        c.log_format = self.log_format;
+        c
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default `info`.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// A running pod: the executor plus its HTTP endpoint.
+pub struct Pod {
+    executor: Executor,
+    http_stop: tokio::sync::oneshot::Sender<()>,
+    /// Where `/metrics` is served.
+    pub metrics_addr: SocketAddr,
+}
+
+impl Pod {
+    /// Loads definitions, starts the executor and the HTTP endpoint (on the current runtime).
+    pub async fn start(
+        config: ExecutorConfig,
+        definitions: Option<&std::path::Path>,
+        metrics_listen: SocketAddr,
+    ) -> anyhow::Result<Pod> {
+        let prometheus = telemetry::install_recorder();
+        let registry = Arc::new(Registry::new(DEFAULT_REGION, DEFAULT_ACCOUNT));
+        if let Some(dir) = definitions {
+            let names = registry
+                .load_dir(dir)
+                .with_context(|| format!("loading definitions from {}", dir.display()))?;
+            tracing::info!(dir = %dir.display(), machines = ?names, "definitions loaded");
+        }
+        let executor = Executor::start(
+            config,
+            registry.clone(),
+            expressway_executor::default_engine_runtime(),
+            tokio::runtime::Handle::current(),
+        )
+        .context("starting the executor")?;
+        let (http_stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let metrics_addr = telemetry::serve_http(
+            metrics_listen,
+            prometheus,
+            executor.health(),
+            registry,
+            async move {
+                let _ = rx.await;
+            },
+        )
+        .await
+        .with_context(|| format!("listening on {metrics_listen}"))?;
+        tracing::info!(addr = %metrics_addr, "serving /metrics /healthz /readyz");
+        Ok(Pod {
+            executor,
+            http_stop,
+            metrics_addr,
+        })
+    }
+
+    /// Drains, flushes, commits, leaves the group, stops the endpoint.
+    pub async fn shutdown(self) {
+        self.executor.shutdown().await;
+        let _ = self.http_stop.send(());
+        tracing::info!("shutdown complete");
+    }
+}
+
+/// `expressway serve`.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async {
+        let pod = Pod::start(
+            args.config(),
+            args.definitions.as_deref(),
+            args.metrics_listen,
+        )
+        .await?;
+        shutdown_signal().await;
+        tracing::info!("signal received: draining");
+        pod.shutdown().await;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn flags_and_defaults() {
+        let w = Wrapper::try_parse_from([
+            "serve",
+            "--brokers",
+            "b:9092",
+            "--bind",
+            "orders=process-order",
+            "--kafka",
+            "security.protocol=SSL",
+            "--drain-timeout",
+            "10s",
+        ])
+        .expect("parses");
+        let c = w.serve.config();
+        assert_eq!(c.brokers, "b:9092");
+        assert_eq!(c.group, "expressway");
+        assert_eq!(c.start_topic, "expressway.start");
+        assert_eq!(
+            c.definitions_topic.as_deref(),
+            Some("expressway.definitions")
+        );
+        assert_eq!(c.bindings, vec![("orders".into(), "process-order".into())]);
+        assert_eq!(c.kafka, vec![("security.protocol".into(), "SSL".into())]);
+        assert_eq!(c.drain_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_in_flight_per_partition, 64);
+        assert_eq!(w.serve.metrics_listen.port(), 9464);
+        assert!(Wrapper::try_parse_from(["serve", "--brokers", "b", "--bind", "nope"]).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+}

@@ -1,0 +1,92 @@
+//! Executor configuration (the `serve` flags, already parsed).
+
+use expressway_wire::topics;
+use std::time::Duration;
+
+/// Encoding of log records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `{"executionArn","events":[...]}` (default).
+    #[default]
+    Json,
+    /// protobuf `expressway.v1.ExecutionLogBatch`, header `content-type: application/x-protobuf`.
+    Protobuf,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<LogFormat, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "json" => Ok(LogFormat::Json),
+            "protobuf" => Ok(LogFormat::Protobuf),
+            _ => Err(format!("unknown log format '{s}' (json, protobuf)")),
+        }
+    }
+}
+
+/// Everything the executor pod needs to know.
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// Consumer group.
+    pub group: String,
+    /// Start-event topic.
+    pub start_topic: String,
+    /// Log records topic.
+    pub logs_topic: String,
+    /// Result records topic.
+    pub results_topic: String,
+    /// Dead-letter topic.
+    pub dlq_topic: String,
+    /// Compacted definitions topic to follow (`None`: don't follow).
+    pub definitions_topic: Option<String>,
+    /// Topic bindings: every raw record of the topic is the input of the machine.
+    pub bindings: Vec<(String, String)>,
+    /// Bound on running executions per partition (the partition is paused when reached).
+    pub max_in_flight_per_partition: usize,
+    /// Bound on running executions in the pod (all partitions are paused when reached).
+    pub max_in_flight: usize,
+    /// How long a revoke or shutdown waits for in-flight executions.
+    pub drain_timeout: Duration,
+    /// Extra librdkafka settings (applied to the consumers and the producer; the delivery
+    /// settings the executor relies on are forced after them).
+    pub kafka: Vec<(String, String)>,
+    /// Encoding of log records.
+    pub log_format: LogFormat,
+    /// Region in ARNs.
+    pub region: String,
+    /// Account in ARNs.
+    pub account: String,
+}
+
+impl ExecutorConfig {
+    /// Defaults from BLUEPRINT for the given brokers.
+    pub fn new(brokers: impl Into<String>) -> ExecutorConfig {
+        ExecutorConfig {
+            brokers: brokers.into(),
+            group: "expressway".into(),
+            start_topic: topics::START.into(),
+            logs_topic: topics::LOGS.into(),
+            results_topic: topics::RESULTS.into(),
+            dlq_topic: topics::DLQ.into(),
+            definitions_topic: Some(topics::DEFINITIONS.into()),
+            bindings: Vec::new(),
+            max_in_flight_per_partition: 64,
+            max_in_flight: 1024,
+            drain_timeout: Duration::from_secs(30),
+            kafka: Vec::new(),
+            log_format: LogFormat::Json,
+            region: expressway_engine::DEFAULT_REGION.into(),
+            account: expressway_engine::DEFAULT_ACCOUNT.into(),
+        }
+    }
+}
+
+/// Parses `KEY=VALUE`.
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got '{s}'")),
+    }
+}

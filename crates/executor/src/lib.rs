@@ -1,0 +1,19 @@
+//! The Expressway executor pod.
+//!
+//! * [`offsets::OffsetTracker`]: the contiguous-completed-prefix rule of at-least-once delivery.
+//! * [`registry::Registry`]: state machines from a directory and the definitions topic.
+//! * [`pod::Executor`]: the consumer group member that runs executions and produces their log,
+//!   result and dead-letter records, with rebalance draining and graceful shutdown.
+//! * [`telemetry`]: metric names, the Prometheus recorder, `/metrics` `/healthz` `/readyz`.
+
+pub mod config;
+mod definitions;
+pub mod offsets;
+pub mod pod;
+pub mod registry;
+pub mod telemetry;
+
+pub use config::ExecutorConfig;
+pub use offsets::OffsetTracker;
+pub use pod::{default_engine_runtime, Executor, ExecutorError};
+pub use registry::Registry;

@@ -1,0 +1,902 @@
+//! The executor pod: the consumer loop, per-partition offset tracking, execution tasks,
+//! result/log/dead-letter production, rebalance and shutdown.
+//!
+//! Threads and ownership:
+//! * One **consumer thread** owns the group consumer. It polls, starts one tokio task per record,
+//!   and applies completions (sent back over a channel) to the partition's [`OffsetTracker`],
+//!   storing the contiguous completed prefix with `store_offsets`; librdkafka's auto-commit
+//!   commits what was stored. Rebalance callbacks run on this thread inside `poll`, so a revoke
+//!   can block there: it drains the revoked partitions' in-flight executions (bounded by the
+//!   drain timeout), stores, and commits synchronously before the partitions are released.
+//! * Execution tasks run on the tokio runtime: decode, execute, produce the log and result
+//!   records (or the dead letter), await both acknowledgements, then report completion.
+//!   A record's offset is stored only after its output is acknowledged.
+//! * Each assignment of a partition gets a fresh epoch; completions from an earlier epoch
+//!   (executions that outlived a revoke's drain budget) are ignored.
+
+use crate::config::{ExecutorConfig, LogFormat};
+use crate::offsets::OffsetTracker;
+use crate::registry::{MachineEntry, Registry};
+use crate::telemetry::{names, Health};
+use expressway_engine::{execute, ExecutionRequest, Limits, Runtime, Status};
+use expressway_wire::{dlq_headers, start::decode_raw_input, StartError, StartEvent};
+use futures::future::BoxFuture;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Why the executor could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    /// A Kafka client could not be created or subscribed.
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    /// A thread could not be spawned.
+    #[error("cannot spawn a thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// A running executor. Call [`Executor::shutdown`] to drain and stop it.
+pub struct Executor {
+    shutdown: Arc<AtomicBool>,
+    consumer_thread: Option<std::thread::JoinHandle<()>>,
+    follower_thread: Option<std::thread::JoinHandle<()>>,
+    health: Arc<Health>,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("assigned", &self.health.is_assigned())
+            .finish()
+    }
+}
+
+/// A finished record (output acknowledged).
+struct Completion {
+    topic: String,
+    partition: i32,
+    epoch: u64,
+    offset: i64,
+}
+
+/// What execution tasks share.
+struct Deps {
+    producer: FutureProducer,
+    registry: Arc<Registry>,
+    engine: Runtime,
+    config: ExecutorConfig,
+    bindings: HashMap<String, String>,
+    /// Set when the drain budget of a shutdown is spent: stop retrying deliveries.
+    abort: AtomicBool,
+}
+
+struct PartitionState {
+    epoch: u64,
+    tracker: OffsetTracker,
+    paused: bool,
+}
+
+struct LoopState {
+    partitions: HashMap<(String, i32), PartitionState>,
+    next_epoch: u64,
+    rx: mpsc::Receiver<Completion>,
+}
+
+struct PodContext {
+    state: Mutex<LoopState>,
+    health: Arc<Health>,
+    drain_timeout: Duration,
+}
+
+type PodConsumer = BaseConsumer<PodContext>;
+
+impl PodContext {
+    fn lock(&self) -> MutexGuard<'_, LoopState> {
+        // Only the consumer thread locks; a poisoned lock means a panic there already.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn on_assign(&self, consumer: &PodConsumer, tpl: &TopicPartitionList) {
+        let mut st = self.lock();
+        let mut resume = TopicPartitionList::new();
+        for e in tpl.elements() {
+            st.next_epoch += 1;
+            let epoch = st.next_epoch;
+            st.partitions.insert(
+                (e.topic().to_string(), e.partition()),
+                PartitionState {
+                    epoch,
+                    tracker: OffsetTracker::new(),
+                    paused: false,
+                },
+            );
+            resume.add_partition(e.topic(), e.partition());
+        }
+        if resume.count() > 0 {
+            if let Err(e) = consumer.resume(&resume) {
+                tracing::debug!(error = %e, "resume after assign");
+            }
+        }
+        metrics::counter!(names::REBALANCES, "kind" => "assign").increment(1);
+        tracing::info!(
+            partitions = %describe(tpl),
+            total = st.partitions.len(),
+            "partitions assigned"
+        );
+        self.health.set_assigned();
+    }
+
+    /// Revoke: pause, drain in-flight executions (bounded), store, commit synchronously.
+    fn on_revoke(&self, consumer: &PodConsumer, tpl: &TopicPartitionList) {
+        metrics::counter!(names::REBALANCES, "kind" => "revoke").increment(1);
+        let keys: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        let _ = consumer.pause(tpl);
+        let mut st = self.lock();
+        let deadline = Instant::now() + self.drain_timeout;
+        let pending = st.drain(consumer, deadline, |st| {
+            keys.iter()
+                .filter_map(|k| st.partitions.get(k))
+                .map(|p| p.tracker.in_flight())
+                .sum()
+        });
+        let mut commit = TopicPartitionList::new();
+        for k in &keys {
+            if let Some(p) = st.partitions.remove(k) {
+                if let Some(next) = p.tracker.next_to_store() {
+                    let _ = commit.add_partition_offset(&k.0, k.1, Offset::Offset(next));
+                }
+            }
+        }
+        drop(st);
+        if commit.count() > 0 {
+            match consumer.commit(&commit, CommitMode::Sync) {
+                Ok(()) => {
+                    tracing::info!(offsets = %describe_offsets(&commit), "committed revoked partitions")
+                }
+                Err(e) => tracing::warn!(error = %e, "commit on revoke failed"),
+            }
+        }
+        tracing::info!(
+            partitions = %describe(tpl),
+            abandoned_in_flight = pending,
+            "partitions revoked"
+        );
+    }
+}
+
+impl LoopState {
+    fn in_flight(&self) -> usize {
+        self.partitions
+            .values()
+            .map(|p| p.tracker.in_flight())
+            .sum()
+    }
+
+    /// Applies one completion: advance the tracker and store the new prefix end.
+    fn apply(&mut self, consumer: &PodConsumer, c: Completion) {
+        let Some(p) = self.partitions.get_mut(&(c.topic.clone(), c.partition)) else {
+            return;
+        };
+        if p.epoch != c.epoch {
+            return;
+        }
+        match p.tracker.complete(c.offset) {
+            Ok(Some(next)) => {
+                let mut tpl = TopicPartitionList::new();
+                if tpl
+                    .add_partition_offset(&c.topic, c.partition, Offset::Offset(next))
+                    .is_ok()
+                {
+                    if let Err(e) = consumer.store_offsets(&tpl) {
+                        tracing::warn!(topic = %c.topic, partition = c.partition, error = %e, "store_offsets failed");
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(topic = %c.topic, partition = c.partition, error = %e, "offset tracker")
+            }
+        }
+    }
+
+    /// Applies completions until `remaining(self)` is zero or the deadline passes; returns what
+    /// remained.
+    fn drain(
+        &mut self,
+        consumer: &PodConsumer,
+        deadline: Instant,
+        remaining: impl Fn(&LoopState) -> usize,
+    ) -> usize {
+        loop {
+            let left = remaining(self);
+            let now = Instant::now();
+            if left == 0 || now >= deadline {
+                return left;
+            }
+            let wait = (deadline - now).min(Duration::from_millis(100));
+            match self.rx.recv_timeout(wait) {
+                Ok(c) => self.apply(consumer, c),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return remaining(self),
+            }
+        }
+    }
+
+    /// Pauses partitions that are full (or all of them when the pod is full) and resumes the
+    /// others.
+    fn apply_backpressure(&mut self, consumer: &PodConsumer, per_partition: usize, total: usize) {
+        let pod_full = self.in_flight() >= total;
+        let mut pause = TopicPartitionList::new();
+        let mut resume = TopicPartitionList::new();
+        for ((topic, partition), p) in self.partitions.iter_mut() {
+            let want = pod_full || p.tracker.in_flight() >= per_partition;
+            if want != p.paused {
+                p.paused = want;
+                if want {
+                    pause.add_partition(topic, *partition);
+                } else {
+                    resume.add_partition(topic, *partition);
+                }
+            }
+        }
+        if pause.count() > 0 {
+            if let Err(e) = consumer.pause(&pause) {
+                tracing::warn!(error = %e, "pause failed");
+            }
+        }
+        if resume.count() > 0 {
+            if let Err(e) = consumer.resume(&resume) {
+                tracing::warn!(error = %e, "resume failed");
+            }
+        }
+    }
+}
+
+impl ClientContext for PodContext {
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in &stats.topics {
+            for (partition, p) in &t.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    metrics::gauge!(names::CONSUMER_LAG, "topic" => topic.clone(), "partition" => partition.to_string())
+                        .set(p.consumer_lag as f64);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for PodContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => self.on_revoke(consumer, tpl),
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            self.on_assign(consumer, tpl);
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => {
+                metrics::counter!(names::OFFSET_COMMITS, "result" => "ok").increment(1);
+                tracing::debug!(offsets = %describe_offsets(offsets), "offsets committed");
+            }
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => {
+                metrics::counter!(names::OFFSET_COMMITS, "result" => "error").increment(1);
+                tracing::warn!(error = %e, "offset commit failed");
+            }
+        }
+    }
+}
+
+fn describe(tpl: &TopicPartitionList) -> String {
+    tpl.elements()
+        .iter()
+        .map(|e| format!("{}/{}", e.topic(), e.partition()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn describe_offsets(tpl: &TopicPartitionList) -> String {
+    tpl.elements()
+        .iter()
+        .map(|e| format!("{}/{}@{:?}", e.topic(), e.partition(), e.offset()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Base librdkafka settings plus the user's, then the ones delivery depends on.
+pub(crate) fn client_config(
+    config: &ExecutorConfig,
+    defaults: &[(&str, &str)],
+    forced: &[(&str, &str)],
+) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.brokers);
+    for (k, v) in defaults {
+        c.set(*k, *v);
+    }
+    for (k, v) in &config.kafka {
+        c.set(k, v);
+    }
+    for (k, v) in forced {
+        c.set(*k, *v);
+    }
+    c
+}
+
+/// Wraps the task dispatcher to export task metrics.
+struct MeteredTasks(Arc<dyn expressway_engine::TaskDispatcher>);
+
+impl expressway_engine::TaskDispatcher for MeteredTasks {
+    fn invoke(
+        &self,
+        request: expressway_engine::TaskRequest,
+    ) -> BoxFuture<'static, Result<Value, expressway_engine::TaskError>> {
+        let resource = request.resource.clone();
+        let fut = self.0.invoke(request);
+        Box::pin(async move {
+            let t0 = Instant::now();
+            let r = fut.await;
+            metrics::histogram!(names::TASK_DURATION, "resource" => resource.clone())
+                .record(t0.elapsed().as_secs_f64());
+            if r.is_err() {
+                metrics::counter!(names::TASK_FAILURES, "resource" => resource).increment(1);
+            }
+            r
+        })
+    }
+}
+
+/// The engine runtime used by executors: real clock, OS entropy, built-in tasks, with task
+/// metrics.
+pub fn default_engine_runtime() -> Runtime {
+    let clock: Arc<dyn expressway_engine::Clock> =
+        Arc::new(expressway_engine::runtime::TokioClock::new());
+    let tasks = expressway_engine::tasks::Registry::new(clock.clone());
+    Runtime {
+        clock,
+        entropy: Arc::new(expressway_engine::runtime::OsEntropy),
+        tasks: Arc::new(MeteredTasks(Arc::new(tasks))),
+    }
+}
+
+impl Executor {
+    /// Starts the pod: creates the producer and the group consumer, subscribes, and starts the
+    /// consumer thread (and the definitions follower). Executions run on `runtime`.
+    pub fn start(
+        config: ExecutorConfig,
+        registry: Arc<Registry>,
+        engine: Runtime,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Executor, ExecutorError> {
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let health = Arc::new(Health::default());
+        for name in registry.names() {
+            crate::telemetry::touch_machine(&name);
+        }
+        for name in [names::REBALANCES, names::OFFSET_COMMITS, names::LOG_RECORDS] {
+            metrics::counter!(name).absolute(0);
+        }
+        metrics::gauge!(names::IN_FLIGHT).increment(0.0);
+
+        let producer: FutureProducer = client_config(
+            &config,
+            &[("linger.ms", "5"), ("acks", "all")],
+            &[("enable.idempotence", "true")],
+        )
+        .create()?;
+
+        let (tx, rx) = mpsc::channel();
+        let context = PodContext {
+            state: Mutex::new(LoopState {
+                partitions: HashMap::new(),
+                next_epoch: 0,
+                rx,
+            }),
+            health: health.clone(),
+            drain_timeout: config.drain_timeout,
+        };
+        let consumer: PodConsumer = client_config(
+            &config,
+            &[
+                ("auto.offset.reset", "earliest"),
+                ("enable.partition.eof", "false"),
+                ("statistics.interval.ms", "5000"),
+                ("auto.commit.interval.ms", "5000"),
+            ],
+            &[
+                ("group.id", &config.group),
+                ("enable.auto.commit", "true"),
+                ("enable.auto.offset.store", "false"),
+                ("partition.assignment.strategy", "cooperative-sticky"),
+            ],
+        )
+        .create_with_context(context)?;
+        let mut topics: Vec<&str> = vec![config.start_topic.as_str()];
+        for (t, _) in &config.bindings {
+            if !topics.contains(&t.as_str()) {
+                topics.push(t);
+            }
+        }
+        consumer.subscribe(&topics)?;
+        tracing::info!(group = %config.group, topics = ?topics, "subscribed");
+
+        let follower_thread = match &config.definitions_topic {
+            Some(topic) => Some(crate::definitions::spawn_follower(
+                &config,
+                topic.clone(),
+                registry.clone(),
+                shutdown.clone(),
+            )?),
+            None => {
+                registry.set_loaded();
+                None
+            }
+        };
+
+        let deps = Arc::new(Deps {
+            producer,
+            registry,
+            engine,
+            bindings: config.bindings.iter().cloned().collect(),
+            config,
+            abort: AtomicBool::new(false),
+        });
+        let stop = shutdown.clone();
+        let consumer_thread = std::thread::Builder::new()
+            .name("expressway-consumer".into())
+            .spawn(move || consumer_loop(consumer, deps, tx, runtime, stop))?;
+        Ok(Executor {
+            shutdown,
+            consumer_thread: Some(consumer_thread),
+            follower_thread,
+            health,
+        })
+    }
+
+    /// Readiness state (for the HTTP endpoint).
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
+    }
+
+    /// Asks the pod to stop without waiting.
+    pub fn request_shutdown(&self) {
+        self.shutdown.store(true, Ordering::Release);
+    }
+
+    /// Drains in-flight executions (bounded by the drain timeout), flushes the producer,
+    /// commits synchronously and leaves the group. Blocking; call it from a blocking context
+    /// (e.g. `tokio::task::spawn_blocking`).
+    pub fn shutdown_blocking(mut self) {
+        self.request_shutdown();
+        if let Some(t) = self.consumer_thread.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.follower_thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Async form of [`Executor::shutdown_blocking`].
+    pub async fn shutdown(self) {
+        let _ = tokio::task::spawn_blocking(move || self.shutdown_blocking()).await;
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        // Dropping without `shutdown` still stops the threads (they drain on their own).
+        self.shutdown.store(true, Ordering::Release);
+    }
+}
+
+fn consumer_loop(
+    consumer: PodConsumer,
+    deps: Arc<Deps>,
+    tx: mpsc::Sender<Completion>,
+    runtime: tokio::runtime::Handle,
+    stop: Arc<AtomicBool>,
+) {
+    let per_partition = deps.config.max_in_flight_per_partition.max(1);
+    let total = deps.config.max_in_flight.max(1);
+    while !stop.load(Ordering::Acquire) {
+        let polled = consumer.poll(Duration::from_millis(20));
+        let mut st = consumer.context().lock();
+        match polled {
+            None => {}
+            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+            Some(Ok(msg)) => {
+                let key = (msg.topic().to_string(), msg.partition());
+                let offset = msg.offset();
+                if let Some(p) = st.partitions.get_mut(&key) {
+                    match p.tracker.start(offset) {
+                        Ok(()) => {
+                            let epoch = p.epoch;
+                            let owned = msg.detach();
+                            let deps = deps.clone();
+                            let tx = tx.clone();
+                            runtime.spawn(async move {
+                                if process_guarded(&deps, &owned).await {
+                                    let _ = tx.send(Completion {
+                                        topic: owned.topic().to_string(),
+                                        partition: owned.partition(),
+                                        epoch,
+                                        offset: owned.offset(),
+                                    });
+                                }
+                            });
+                        }
+                        Err(e) => tracing::debug!(error = %e, "skipping redelivered record"),
+                    }
+                }
+            }
+        }
+        while let Ok(c) = st.rx.try_recv() {
+            st.apply(&consumer, c);
+        }
+        st.apply_backpressure(&consumer, per_partition, total);
+    }
+
+    // Shutdown: stop fetching, drain, flush, commit, leave.
+    tracing::info!("shutting down: draining in-flight executions");
+    let ctx = consumer.context();
+    {
+        let mut st = ctx.lock();
+        let mut all = TopicPartitionList::new();
+        for (t, p) in st.partitions.keys() {
+            all.add_partition(t, *p);
+        }
+        let _ = consumer.pause(&all);
+        let deadline = Instant::now() + ctx.drain_timeout;
+        let left = st.drain(&consumer, deadline, LoopState::in_flight);
+        if left > 0 {
+            tracing::warn!(
+                abandoned = left,
+                "drain timeout: unfinished executions will be redelivered"
+            );
+        }
+    }
+    deps.abort.store(true, Ordering::Release);
+    if let Err(e) = deps.producer.flush(Duration::from_secs(10)) {
+        tracing::warn!(error = %e, "producer flush failed");
+    }
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => tracing::info!("final offsets committed"),
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => tracing::warn!(error = %e, "final commit failed"),
+    }
+    // Dropping the consumer closes it: it leaves the group (the revoke callback finds nothing
+    // in flight).
+    drop(consumer);
+    tracing::info!("consumer closed");
+}
+
+enum Decoded {
+    Start {
+        entry: Arc<MachineEntry>,
+        name: Option<String>,
+        input: Value,
+    },
+}
+
+fn decode(deps: &Deps, msg: &OwnedMessage) -> Result<Decoded, StartError> {
+    let value = msg.payload().unwrap_or_default();
+    if let Some(machine) = deps.bindings.get(msg.topic()) {
+        let input = decode_raw_input(value)?;
+        let entry = deps
+            .registry
+            .get(machine)
+            .ok_or_else(|| StartError::UnknownStateMachine(machine.clone()))?;
+        return Ok(Decoded::Start {
+            entry,
+            name: None,
+            input,
+        });
+    }
+    let content_type = msg.headers().and_then(|h| {
+        h.iter()
+            .find(|h| h.key.eq_ignore_ascii_case("content-type"))
+            .and_then(|h| h.value)
+    });
+    let event = StartEvent::decode(value, content_type)?;
+    let entry = deps
+        .registry
+        .resolve(&event.state_machine)
+        .ok_or_else(|| StartError::UnknownStateMachine(event.state_machine.name.clone()))?;
+    Ok(Decoded::Start {
+        entry,
+        name: event.name,
+        input: event.input,
+    })
+}
+
+/// Dead-letter code of a record whose processing panicked (an engine bug): the record goes to
+/// the dead-letter topic instead of stalling its partition forever.
+pub const PANIC_CODE: &str = "InternalError";
+
+/// [`process`], turning a panic into a dead letter.
+async fn process_guarded(deps: &Deps, msg: &OwnedMessage) -> bool {
+    use futures::FutureExt as _;
+    match std::panic::AssertUnwindSafe(process(deps, msg))
+        .catch_unwind()
+        .await
+    {
+        Ok(done) => done,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            tracing::error!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), panic = %what, "execution panicked");
+            dead_letter(
+                deps,
+                msg,
+                PANIC_CODE,
+                &format!("the executor panicked: {what}"),
+            )
+            .await
+        }
+    }
+}
+
+/// Handles one record; returns whether its output was acknowledged (the offset may be stored).
+async fn process(deps: &Deps, msg: &OwnedMessage) -> bool {
+    match decode(deps, msg) {
+        Ok(Decoded::Start { entry, name, input }) => {
+            run_execution(deps, msg, &entry, name, input).await
+        }
+        Err(err) => dead_letter(deps, msg, err.code(), &err.to_string()).await,
+    }
+}
+
+async fn run_execution(
+    deps: &Deps,
+    msg: &OwnedMessage,
+    entry: &MachineEntry,
+    name: Option<String>,
+    input: Value,
+) -> bool {
+    let cfg = &deps.config;
+    let id = expressway_wire::execution_identity(
+        &cfg.region,
+        &cfg.account,
+        &entry.name,
+        name.as_deref(),
+        msg.topic(),
+        msg.partition(),
+        msg.offset(),
+    );
+    let req = ExecutionRequest {
+        execution_arn: id.arn,
+        execution_name: id.name,
+        state_machine_arn: entry.arn.clone(),
+        state_machine_name: entry.name.clone(),
+        role_arn: format!("arn:aws:iam::{}:role/expressway", cfg.account),
+        input,
+        log: entry.log,
+        limits: Limits::default(),
+        synchronous: false,
+    };
+    let machine_label = entry.name.clone();
+    metrics::counter!(names::STARTED, "state_machine" => machine_label.clone()).increment(1);
+    metrics::gauge!(names::IN_FLIGHT).increment(1.0);
+    let t0 = Instant::now();
+    let outcome = execute(&entry.machine, &req, &deps.engine).await;
+    let elapsed = t0.elapsed().as_secs_f64();
+    metrics::gauge!(names::IN_FLIGHT).decrement(1.0);
+    let status_metric = match outcome.status {
+        Status::Succeeded => names::SUCCEEDED,
+        Status::TimedOut => names::TIMED_OUT,
+        Status::Failed => names::FAILED,
+    };
+    metrics::counter!(status_metric, "state_machine" => machine_label.clone()).increment(1);
+    metrics::counter!(names::TRANSITIONS, "state_machine" => machine_label.clone())
+        .increment(outcome.state_transitions);
+    metrics::histogram!(names::DURATION, "state_machine" => machine_label, "status" => outcome.status.as_str())
+        .record(elapsed);
+
+    let result = outcome.result_object(&req).to_string();
+    let log_value = outcome.log_record(&req);
+    let (log, log_headers) = match cfg.log_format {
+        LogFormat::Json => (log_value.to_string().into_bytes(), None),
+        LogFormat::Protobuf => (
+            expressway_wire::convert::encode_log_batch(&log_value),
+            Some(OwnedHeaders::new().insert(Header {
+                key: "content-type",
+                value: Some(expressway_wire::PROTOBUF_CONTENT_TYPE),
+            })),
+        ),
+    };
+    drop(log_value);
+    let (log_ok, result_ok) = futures::join!(
+        deliver_log(deps, &req.execution_arn, &log, log_headers),
+        deliver(
+            deps,
+            &cfg.results_topic,
+            Some(req.execution_name.as_bytes()),
+            result.as_bytes(),
+            None
+        ),
+    );
+    let result_ok = match result_ok {
+        Ok(()) => true,
+        Err(Undelivered::Aborted) => false,
+        Err(Undelivered::TooLarge) => {
+            // Results are bounded by the 256 KiB payload limit, so this means the topic's
+            // max.message.bytes is tiny: report it and keep the partition moving.
+            tracing::error!(execution_arn = %req.execution_arn, bytes = result.len(), "result record too large for the results topic; dropped");
+            true
+        }
+    };
+    if log_ok {
+        metrics::counter!(names::LOG_RECORDS).increment(1);
+        metrics::histogram!(names::LOG_BATCH_BYTES).record(log.len() as f64);
+    }
+    log_ok && result_ok
+}
+
+async fn dead_letter(deps: &Deps, msg: &OwnedMessage, code: &str, cause: &str) -> bool {
+    let source = format!("{}/{}/{}", msg.topic(), msg.partition(), msg.offset());
+    tracing::warn!(source = %source, code, cause, "routing record to the dead-letter topic");
+    let mut headers = OwnedHeaders::new();
+    if let Some(h) = msg.headers() {
+        for h in h.iter() {
+            headers = headers.insert(Header {
+                key: h.key,
+                value: h.value,
+            });
+        }
+    }
+    let headers = headers
+        .insert(Header {
+            key: dlq_headers::ERROR,
+            value: Some(code),
+        })
+        .insert(Header {
+            key: dlq_headers::CAUSE,
+            value: Some(cause),
+        })
+        .insert(Header {
+            key: dlq_headers::SOURCE,
+            value: Some(&source),
+        });
+    let ok = match deliver(
+        deps,
+        &deps.config.dlq_topic,
+        msg.key(),
+        msg.payload().unwrap_or_default(),
+        Some(headers.clone()),
+    )
+    .await
+    {
+        Ok(()) => true,
+        Err(Undelivered::Aborted) => false,
+        Err(Undelivered::TooLarge) => {
+            // Keep the partition moving: the dead letter without the original value.
+            tracing::error!(source = %source, "dead letter too large; publishing it without its value");
+            let headers = headers.insert(Header {
+                key: "expressway-value-dropped",
+                value: Some("true"),
+            });
+            deliver(deps, &deps.config.dlq_topic, msg.key(), b"", Some(headers))
+                .await
+                .is_ok()
+        }
+    };
+    if ok {
+        metrics::counter!(names::DEAD_LETTERS, "reason" => code.to_string()).increment(1);
+    }
+    ok
+}
+
+/// Why a delivery gave up.
+#[derive(Debug)]
+enum Undelivered {
+    /// The record is larger than the producer or broker accepts (retrying cannot help).
+    TooLarge,
+    /// The shutdown drain budget is spent.
+    Aborted,
+}
+
+/// Produces one record and waits for its acknowledgement, retrying transient failures until it
+/// is acknowledged or the shutdown drain budget is spent.
+async fn deliver(
+    deps: &Deps,
+    topic: &str,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    headers: Option<OwnedHeaders>,
+) -> Result<(), Undelivered> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(h) = &headers {
+            record = record.headers(h.clone());
+        }
+        match deps.producer.send(record, Duration::from_secs(5)).await {
+            Ok(_) => return Ok(()),
+            Err((e, _)) => {
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::MessageSizeTooLarge)
+                ) {
+                    return Err(Undelivered::TooLarge);
+                }
+                if deps.abort.load(Ordering::Acquire) {
+                    return Err(Undelivered::Aborted);
+                }
+                tracing::warn!(topic, error = %e, "delivery failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Delivers a log record; one too large for Kafka is replaced by a stub
+/// (`{"executionArn","events":[],"truncated":true,"originalBytes":N}`) so the partition never
+/// stalls on it.
+async fn deliver_log(deps: &Deps, arn: &str, log: &[u8], headers: Option<OwnedHeaders>) -> bool {
+    match deliver(
+        deps,
+        &deps.config.logs_topic,
+        Some(arn.as_bytes()),
+        log,
+        headers,
+    )
+    .await
+    {
+        Ok(()) => true,
+        Err(Undelivered::Aborted) => false,
+        Err(Undelivered::TooLarge) => {
+            tracing::warn!(
+                execution_arn = arn,
+                bytes = log.len(),
+                "log record too large; publishing a truncated stub"
+            );
+            let stub = serde_json::json!({
+                "executionArn": arn,
+                "events": [],
+                "truncated": true,
+                "originalBytes": log.len(),
+            })
+            .to_string();
+            deliver(
+                deps,
+                &deps.config.logs_topic,
+                Some(arn.as_bytes()),
+                stub.as_bytes(),
+                None,
+            )
+            .await
+            .is_ok()
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Metric names (BLUEPRINT "Metrics"), the Prometheus recorder, and the HTTP endpoint serving
+//! `/metrics`, `/healthz` and `/readyz` on one port.
+
+use crate::registry::Registry;
+use axum::http::StatusCode;
+use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// Metric names.
+pub mod names {
+    /// Counter, label `state_machine`.
+    pub const STARTED: &str = "expressway_executions_started_total";
+    /// Counter, label `state_machine`.
+    pub const SUCCEEDED: &str = "expressway_executions_succeeded_total";
+    /// Counter, label `state_machine`.
+    pub const FAILED: &str = "expressway_executions_failed_total";
+    /// Counter, label `state_machine`.
+    pub const TIMED_OUT: &str = "expressway_executions_timed_out_total";
+    /// Counter, label `state_machine` (Express executions are never aborted by the executor;
+    /// exported at zero for dashboard parity).
+    pub const ABORTED: &str = "expressway_executions_aborted_total";
+    /// Histogram, labels `state_machine`, `status`.
+    pub const DURATION: &str = "expressway_execution_duration_seconds";
+    /// Counter, label `state_machine`.
+    pub const TRANSITIONS: &str = "expressway_state_transitions_total";
+    /// Histogram, label `resource`.
+    pub const TASK_DURATION: &str = "expressway_task_duration_seconds";
+    /// Counter, label `resource`.
+    pub const TASK_FAILURES: &str = "expressway_task_failures_total";
+    /// Gauge.
+    pub const IN_FLIGHT: &str = "expressway_executions_in_flight";
+    /// Gauge, labels `topic`, `partition`.
+    pub const CONSUMER_LAG: &str = "expressway_consumer_lag";
+    /// Counter, label `reason`.
+    pub const DEAD_LETTERS: &str = "expressway_dead_letters_total";
+    /// Counter.
+    pub const LOG_RECORDS: &str = "expressway_log_records_total";
+    /// Histogram of log record sizes.
+    pub const LOG_BATCH_BYTES: &str = "expressway_log_batch_bytes";
+    /// Counter, label `result` (`ok`/`error`).
+    pub const OFFSET_COMMITS: &str = "expressway_offset_commits_total";
+    /// Counter, label `kind` (`assign`/`revoke`).
+    pub const REBALANCES: &str = "expressway_rebalances_total";
+}
+
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 120.0, 300.0,
+];
+const BYTES_BUCKETS: &[f64] = &[
+    256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder (once; later calls return the same handle).
+/// Returns `None` when another recorder was installed first.
+pub fn install_recorder() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(names::DURATION.into()), SECONDS_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(names::TASK_DURATION.into()),
+                        SECONDS_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(names::LOG_BATCH_BYTES.into()),
+                        BYTES_BUCKETS,
+                    )
+                })
+                .ok()?;
+            let handle = builder.install_recorder().ok()?;
+            describe();
+            Some(handle)
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(names::STARTED, "Executions started");
+    describe_counter!(names::SUCCEEDED, "Executions that succeeded");
+    describe_counter!(names::FAILED, "Executions that failed");
+    describe_counter!(names::TIMED_OUT, "Executions that timed out");
+    describe_counter!(names::ABORTED, "Executions that were aborted");
+    describe_histogram!(names::DURATION, Unit::Seconds, "Execution duration");
+    describe_counter!(names::TRANSITIONS, "State transitions");
+    describe_histogram!(names::TASK_DURATION, Unit::Seconds, "Task duration");
+    describe_counter!(names::TASK_FAILURES, "Task failures");
+    describe_gauge!(names::IN_FLIGHT, "Executions running in this pod");
+    describe_gauge!(
+        names::CONSUMER_LAG,
+        "Consumer lag per partition (librdkafka statistics)"
+    );
+    describe_counter!(
+        names::DEAD_LETTERS,
+        "Records routed to the dead-letter topic"
+    );
+    describe_counter!(names::LOG_RECORDS, "Log records produced");
+    describe_histogram!(names::LOG_BATCH_BYTES, Unit::Bytes, "Size of log records");
+    describe_counter!(names::OFFSET_COMMITS, "Offset commits");
+    describe_counter!(names::REBALANCES, "Consumer group rebalance events");
+}
+
+/// Exports every per-machine counter at zero so dashboards see the series before traffic.
+pub fn touch_machine(machine: &str) {
+    for name in [
+        names::STARTED,
+        names::SUCCEEDED,
+        names::FAILED,
+        names::TIMED_OUT,
+        names::ABORTED,
+        names::TRANSITIONS,
+    ] {
+        metrics::counter!(name, "state_machine" => machine.to_string()).increment(0);
+    }
+}
+
+/// Readiness inputs shared between the pod and the HTTP endpoint.
+#[derive(Debug, Default)]
+pub struct Health {
+    assigned: AtomicBool,
+}
+
+impl Health {
+    /// Records that the consumer completed a group assignment.
+    pub fn set_assigned(&self) {
+        self.assigned.store(true, Ordering::Release);
+    }
+    /// Whether the consumer completed a group assignment.
+    pub fn is_assigned(&self) -> bool {
+        self.assigned.load(Ordering::Acquire)
+    }
+}
+
+/// Binds the metrics/health endpoint and serves it until `shutdown` resolves.
+/// Returns the bound address (useful with port 0).
+pub async fn serve_http(
+    listen: SocketAddr,
+    prometheus: Option<PrometheusHandle>,
+    health: Arc<Health>,
+    registry: Arc<Registry>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let p = prometheus.clone();
+                async move {
+                    match p {
+                        Some(p) => {
+                            p.run_upkeep();
+                            (StatusCode::OK, p.render())
+                        }
+                        None => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "metrics recorder not installed\n".to_string(),
+                        ),
+                    }
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = health.is_assigned() && registry.is_loaded();
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    }
+                }
+            }),
+        );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::warn!(error = %e, "metrics endpoint stopped");
+        }
+    });
+    Ok(addr)
+}

@@ -1,0 +1,113 @@
+//! State machine references in start events.
+
+/// A parsed `stateMachine` field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineRef {
+    /// The state machine name.
+    pub name: String,
+    /// `:version` or `:alias` suffix of an ARN, if any.
+    pub qualifier: Option<String>,
+}
+
+/// Parses `NAME` or `arn:<partition>:states:<region>:<account>:stateMachine:NAME[:qualifier]`.
+///
+/// Returns `None` when the text is neither a plain name nor a state machine ARN.
+pub fn parse_state_machine_ref(text: &str) -> Option<MachineRef> {
+    if let Some(rest) = text.strip_prefix("arn:") {
+        let parts: Vec<&str> = rest.split(':').collect();
+        // partition, "states", region, account, "stateMachine", NAME [, qualifier]
+        if !(parts.len() == 6 || parts.len() == 7)
+            || parts[1] != "states"
+            || parts[4] != "stateMachine"
+            || !valid_name(parts[5])
+        {
+            return None;
+        }
+        let qualifier = match parts.get(6) {
+            Some(&"") => return None,
+            Some(q) => Some((*q).to_string()),
+            None => None,
+        };
+        return Some(MachineRef {
+            name: parts[5].to_string(),
+            qualifier,
+        });
+    }
+    valid_name(text).then(|| MachineRef {
+        name: text.to_string(),
+        qualifier: None,
+    })
+}
+
+/// State machine and execution names: 1..=80 characters, none of AWS's forbidden ones.
+pub fn valid_name(name: &str) -> bool {
+    let n = name.chars().count();
+    (1..=80).contains(&n)
+        && !name.chars().any(|c| {
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(
+                    c,
+                    '<' | '>'
+                        | '{'
+                        | '}'
+                        | '['
+                        | ']'
+                        | '?'
+                        | '*'
+                        | '"'
+                        | '#'
+                        | '%'
+                        | '\\'
+                        | '^'
+                        | '|'
+                        | '~'
+                        | '`'
+                        | '$'
+                        | '&'
+                        | ','
+                        | ';'
+                        | ':'
+                        | '/'
+                )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_name() {
+        assert_eq!(
+            parse_state_machine_ref("orders"),
+            Some(MachineRef {
+                name: "orders".into(),
+                qualifier: None
+            })
+        );
+    }
+
+    #[test]
+    fn arn_with_and_without_qualifier() {
+        let r = parse_state_machine_ref("arn:aws:states:us-east-1:123456789012:stateMachine:hello")
+            .expect("valid");
+        assert_eq!(r.name, "hello");
+        assert_eq!(r.qualifier, None);
+        let r = parse_state_machine_ref(
+            "arn:aws:states:us-east-1:123456789012:stateMachine:hello:prod",
+        )
+        .expect("valid");
+        assert_eq!(r.name, "hello");
+        assert_eq!(r.qualifier.as_deref(), Some("prod"));
+    }
+
+    #[test]
+    fn rejects_other_arns_and_bad_names() {
+        assert!(parse_state_machine_ref("arn:aws:lambda:us-east-1:1:function:f").is_none());
+        assert!(parse_state_machine_ref("arn:aws:states:us-east-1:1:stateMachine:").is_none());
+        assert!(parse_state_machine_ref("").is_none());
+        assert!(parse_state_machine_ref("has space").is_none());
+        assert!(parse_state_machine_ref(&"x".repeat(81)).is_none());
+    }
+}

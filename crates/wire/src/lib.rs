@@ -1,0 +1,48 @@
+//! Record formats of Expressway's Kafka topics.
+//!
+//! * [`pb`]: prost types generated from `proto/expressway/v1/*.proto`.
+//! * [`start`]: start events (JSON or protobuf) and their stable error codes.
+//! * [`identity`]: deterministic execution names and ARNs.
+//! * [`convert`]: JSON record values to their protobuf forms.
+//! * [`arn`]: state machine references (`NAME` or `arn:...:stateMachine:NAME[:qualifier]`).
+//!
+//! This crate knows record *formats* only, never Kafka clients.
+
+pub mod arn;
+pub mod convert;
+pub mod identity;
+pub mod start;
+
+/// Generated protobuf types (package `expressway.v1`).
+#[allow(missing_docs, unreachable_pub, clippy::all)]
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/expressway.v1.rs"));
+}
+
+pub use arn::{parse_state_machine_ref, MachineRef};
+pub use identity::{execution_identity, ExecutionIdentity};
+pub use start::{StartError, StartEvent, MAX_INPUT_BYTES, PROTOBUF_CONTENT_TYPE};
+
+/// Default topic names (BLUEPRINT "Topics and records").
+pub mod topics {
+    /// Start events.
+    pub const START: &str = "expressway.start";
+    /// One log record per finished execution.
+    pub const LOGS: &str = "expressway.logs";
+    /// One result record per finished execution.
+    pub const RESULTS: &str = "expressway.results";
+    /// Dead letters.
+    pub const DLQ: &str = "expressway.dlq";
+    /// Compacted state machine definitions.
+    pub const DEFINITIONS: &str = "expressway.definitions";
+}
+
+/// Dead-letter header names.
+pub mod dlq_headers {
+    /// Stable error code ([`crate::StartError::code`]).
+    pub const ERROR: &str = "expressway-error";
+    /// Human-readable cause.
+    pub const CAUSE: &str = "expressway-cause";
+    /// `topic/partition/offset` of the original record.
+    pub const SOURCE: &str = "expressway-source";
+}
