@@ -43,9 +43,12 @@ pub struct ExecutorConfig {
     pub definitions_topic: Option<String>,
     /// Topic bindings: every raw record of the topic is the input of the machine.
     pub bindings: Vec<(String, String)>,
-    /// Bound on running executions per partition (the partition is paused when reached).
+    /// Bound on running executions per partition. Further records wait in a per-partition
+    /// backlog; the partition is paused when its backlog reaches this number too, and resumed
+    /// at half.
     pub max_in_flight_per_partition: usize,
-    /// Bound on running executions in the pod (all partitions are paused when reached).
+    /// Bound on running executions in the pod; every partition is paused when the pod's backlog
+    /// reaches this number, and resumed at half.
     pub max_in_flight: usize,
     /// How long a revoke or shutdown waits for in-flight executions.
     pub drain_timeout: Duration,

@@ -11,6 +11,12 @@
 //! * Execution tasks run on the tokio runtime: decode, execute, produce the log and result
 //!   records (or the dead letter), await both acknowledgements, then report completion.
 //!   A record's offset is stored only after its output is acknowledged.
+//! * Backpressure: records wait in a per-partition backlog until the partition
+//!   (`max_in_flight_per_partition`) and the pod (`max_in_flight`) have a free execution slot;
+//!   a partition is paused when its backlog is full and resumed at half (pausing on every full
+//!   slot would cost a fetch round trip per resume). Backlog records are started in the tracker,
+//!   so the stored offset never passes them; on revoke/shutdown they are dropped (not stored) and
+//!   redelivered to the next owner.
 //! * Each assignment of a partition gets a fresh epoch; completions from an earlier epoch
 //!   (executions that outlived a revoke's drain budget) are ignored.
 
@@ -30,7 +36,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -84,8 +90,37 @@ struct Deps {
 
 struct PartitionState {
     epoch: u64,
+    /// Every record taken from the consumer (running or waiting in `backlog`) is started here.
     tracker: OffsetTracker,
     paused: bool,
+    /// Executions running (spawned, not completed).
+    running: usize,
+    /// Records received but not started because the partition or pod is at its bound.
+    backlog: VecDeque<OwnedMessage>,
+}
+
+/// Starts execution tasks.
+struct Spawner {
+    deps: Arc<Deps>,
+    tx: mpsc::Sender<Completion>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Spawner {
+    fn spawn(&self, msg: OwnedMessage, epoch: u64) {
+        let deps = self.deps.clone();
+        let tx = self.tx.clone();
+        self.runtime.spawn(async move {
+            if process_guarded(&deps, &msg).await {
+                let _ = tx.send(Completion {
+                    topic: msg.topic().to_string(),
+                    partition: msg.partition(),
+                    epoch,
+                    offset: msg.offset(),
+                });
+            }
+        });
+    }
 }
 
 struct LoopState {
@@ -98,6 +133,8 @@ struct PodContext {
     state: Mutex<LoopState>,
     health: Arc<Health>,
     drain_timeout: Duration,
+    /// Set once the shutdown drain is over: the final revoke (on close) must not wait again.
+    closing: AtomicBool,
 }
 
 type PodConsumer = BaseConsumer<PodContext>;
@@ -120,6 +157,8 @@ impl PodContext {
                     epoch,
                     tracker: OffsetTracker::new(),
                     paused: false,
+                    running: 0,
+                    backlog: VecDeque::new(),
                 },
             );
             resume.add_partition(e.topic(), e.partition());
@@ -148,11 +187,22 @@ impl PodContext {
             .collect();
         let _ = consumer.pause(tpl);
         let mut st = self.lock();
-        let deadline = Instant::now() + self.drain_timeout;
+        // Records not started yet are left to the next owner (their offsets are not stored).
+        for k in &keys {
+            if let Some(p) = st.partitions.get_mut(k) {
+                p.backlog.clear();
+            }
+        }
+        let budget = if self.closing.load(Ordering::Acquire) {
+            Duration::ZERO
+        } else {
+            self.drain_timeout
+        };
+        let deadline = Instant::now() + budget;
         let pending = st.drain(consumer, deadline, |st| {
             keys.iter()
                 .filter_map(|k| st.partitions.get(k))
-                .map(|p| p.tracker.in_flight())
+                .map(|p| p.running)
                 .sum()
         });
         let mut commit = TopicPartitionList::new();
@@ -181,11 +231,29 @@ impl PodContext {
 }
 
 impl LoopState {
-    fn in_flight(&self) -> usize {
-        self.partitions
-            .values()
-            .map(|p| p.tracker.in_flight())
-            .sum()
+    /// Executions running in the pod.
+    fn running(&self) -> usize {
+        self.partitions.values().map(|p| p.running).sum()
+    }
+
+    /// Records waiting for a free slot in the pod.
+    fn backlog(&self) -> usize {
+        self.partitions.values().map(|p| p.backlog.len()).sum()
+    }
+
+    /// Starts waiting records while the partition and pod bounds allow.
+    fn dispatch(&mut self, spawner: &Spawner, per_partition: usize, total: usize) {
+        let mut running = self.running();
+        for p in self.partitions.values_mut() {
+            while running < total && p.running < per_partition {
+                let Some(msg) = p.backlog.pop_front() else {
+                    break;
+                };
+                spawner.spawn(msg, p.epoch);
+                p.running += 1;
+                running += 1;
+            }
+        }
     }
 
     /// Applies one completion: advance the tracker and store the new prefix end.
@@ -196,6 +264,7 @@ impl LoopState {
         if p.epoch != c.epoch {
             return;
         }
+        p.running = p.running.saturating_sub(1);
         match p.tracker.complete(c.offset) {
             Ok(Some(next)) => {
                 let mut tpl = TopicPartitionList::new();
@@ -238,14 +307,20 @@ impl LoopState {
         }
     }
 
-    /// Pauses partitions that are full (or all of them when the pod is full) and resumes the
-    /// others.
+    /// Backpressure with hysteresis: a partition whose backlog reaches `per_partition` records
+    /// (or every partition, when the pod's backlog reaches `total`) is paused, and resumed once
+    /// the backlog is down to half. Running executions are bounded by [`LoopState::dispatch`];
+    /// the backlog keeps work ready while a resumed partition's next fetch is under way.
     fn apply_backpressure(&mut self, consumer: &PodConsumer, per_partition: usize, total: usize) {
-        let pod_full = self.in_flight() >= total;
+        let pod_backlog = self.backlog();
         let mut pause = TopicPartitionList::new();
         let mut resume = TopicPartitionList::new();
         for ((topic, partition), p) in self.partitions.iter_mut() {
-            let want = pod_full || p.tracker.in_flight() >= per_partition;
+            let want = if p.paused {
+                p.backlog.len() > per_partition / 2 || pod_backlog > total / 2
+            } else {
+                p.backlog.len() >= per_partition || pod_backlog >= total
+            };
             if want != p.paused {
                 p.paused = want;
                 if want {
@@ -418,6 +493,7 @@ impl Executor {
             }),
             health: health.clone(),
             drain_timeout: config.drain_timeout,
+            closing: AtomicBool::new(false),
         };
         let consumer: PodConsumer = client_config(
             &config,
@@ -522,6 +598,11 @@ fn consumer_loop(
 ) {
     let per_partition = deps.config.max_in_flight_per_partition.max(1);
     let total = deps.config.max_in_flight.max(1);
+    let spawner = Spawner {
+        deps: deps.clone(),
+        tx,
+        runtime,
+    };
     while !stop.load(Ordering::Acquire) {
         let polled = consumer.poll(Duration::from_millis(20));
         let mut st = consumer.context().lock();
@@ -530,25 +611,9 @@ fn consumer_loop(
             Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
             Some(Ok(msg)) => {
                 let key = (msg.topic().to_string(), msg.partition());
-                let offset = msg.offset();
                 if let Some(p) = st.partitions.get_mut(&key) {
-                    match p.tracker.start(offset) {
-                        Ok(()) => {
-                            let epoch = p.epoch;
-                            let owned = msg.detach();
-                            let deps = deps.clone();
-                            let tx = tx.clone();
-                            runtime.spawn(async move {
-                                if process_guarded(&deps, &owned).await {
-                                    let _ = tx.send(Completion {
-                                        topic: owned.topic().to_string(),
-                                        partition: owned.partition(),
-                                        epoch,
-                                        offset: owned.offset(),
-                                    });
-                                }
-                            });
-                        }
+                    match p.tracker.start(msg.offset()) {
+                        Ok(()) => p.backlog.push_back(msg.detach()),
                         Err(e) => tracing::debug!(error = %e, "skipping redelivered record"),
                     }
                 }
@@ -557,6 +622,7 @@ fn consumer_loop(
         while let Ok(c) = st.rx.try_recv() {
             st.apply(&consumer, c);
         }
+        st.dispatch(&spawner, per_partition, total);
         st.apply_backpressure(&consumer, per_partition, total);
     }
 
@@ -570,8 +636,11 @@ fn consumer_loop(
             all.add_partition(t, *p);
         }
         let _ = consumer.pause(&all);
+        for p in st.partitions.values_mut() {
+            p.backlog.clear();
+        }
         let deadline = Instant::now() + ctx.drain_timeout;
-        let left = st.drain(&consumer, deadline, LoopState::in_flight);
+        let left = st.drain(&consumer, deadline, LoopState::running);
         if left > 0 {
             tracing::warn!(
                 abandoned = left,
@@ -579,6 +648,7 @@ fn consumer_loop(
             );
         }
     }
+    ctx.closing.store(true, Ordering::Release);
     deps.abort.store(true, Ordering::Release);
     if let Err(e) = deps.producer.flush(Duration::from_secs(10)) {
         tracing::warn!(error = %e, "producer flush failed");

@@ -554,6 +554,13 @@ fn throughput_on_the_mock_cluster() {
     p.flush(Duration::from_secs(60)).unwrap();
     let mut cfg = env.config();
     cfg.group = "g-throughput".into();
+    if let Some(v) = std::env::var("EXPRESSWAY_THROUGHPUT_PER_PARTITION")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        cfg.max_in_flight_per_partition = v;
+        cfg.max_in_flight = v * 4;
+    }
     let t0 = std::time::Instant::now();
     let exec = env.start(cfg, env.registry(&[("choose", CHOOSE)]));
     let mut results = env.reader("expressway.results");
