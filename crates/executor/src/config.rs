@@ -44,11 +44,11 @@ pub struct ExecutorConfig {
     /// Topic bindings: every raw record of the topic is the input of the machine.
     pub bindings: Vec<(String, String)>,
     /// Bound on running executions per partition. Further records wait in a per-partition
-    /// backlog; the partition is paused when its backlog reaches this number too, and resumed
-    /// at half.
+    /// backlog; the partition is paused when its backlog is full (16x this many records, at
+    /// least 1024, or 16 MiB) and resumed at half.
     pub max_in_flight_per_partition: usize,
     /// Bound on running executions in the pod; every partition is paused when the pod's backlog
-    /// reaches this number, and resumed at half.
+    /// is full (16x this many records, at least 4096, or 256 MiB) and resumed at half.
     pub max_in_flight: usize,
     /// How long a revoke or shutdown waits for in-flight executions.
     pub drain_timeout: Duration,

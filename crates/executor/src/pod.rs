@@ -13,8 +13,9 @@
 //!   A record's offset is stored only after its output is acknowledged.
 //! * Backpressure: records wait in a per-partition backlog until the partition
 //!   (`max_in_flight_per_partition`) and the pod (`max_in_flight`) have a free execution slot;
-//!   a partition is paused when its backlog is full and resumed at half (pausing on every full
-//!   slot would cost a fetch round trip per resume). Backlog records are started in the tracker,
+//!   a partition is paused when its backlog is full (records or bytes, see `BacklogLimits`) and
+//!   resumed at half (pausing on every full slot costs a fetch round trip per resume: 360/s
+//!   instead of thousands/s on the mock cluster). Backlog records are started in the tracker,
 //!   so the stored offset never passes them; on revoke/shutdown they are dropped (not stored) and
 //!   redelivered to the next owner.
 //! * Each assignment of a partition gets a fresh epoch; completions from an earlier epoch
@@ -97,6 +98,30 @@ struct PartitionState {
     running: usize,
     /// Records received but not started because the partition or pod is at its bound.
     backlog: VecDeque<OwnedMessage>,
+    /// Payload bytes in `backlog`.
+    backlog_bytes: usize,
+}
+
+/// Backlog size at which a partition is paused (it is resumed at half). Pausing drops
+/// librdkafka's prefetched records and each resume costs a fetch round trip (~500 ms measured
+/// on the mock cluster), so the backlog must be deep enough to hide it.
+#[derive(Debug, Clone, Copy)]
+struct BacklogLimits {
+    partition_records: usize,
+    partition_bytes: usize,
+    pod_records: usize,
+    pod_bytes: usize,
+}
+
+impl BacklogLimits {
+    fn new(per_partition: usize, total: usize) -> BacklogLimits {
+        BacklogLimits {
+            partition_records: per_partition.saturating_mul(16).max(1024),
+            partition_bytes: 16 << 20,
+            pod_records: total.saturating_mul(16).max(4096),
+            pod_bytes: 256 << 20,
+        }
+    }
 }
 
 /// Starts execution tasks.
@@ -159,6 +184,7 @@ impl PodContext {
                     paused: false,
                     running: 0,
                     backlog: VecDeque::new(),
+                    backlog_bytes: 0,
                 },
             );
             resume.add_partition(e.topic(), e.partition());
@@ -191,6 +217,7 @@ impl PodContext {
         for k in &keys {
             if let Some(p) = st.partitions.get_mut(k) {
                 p.backlog.clear();
+                p.backlog_bytes = 0;
             }
         }
         let budget = if self.closing.load(Ordering::Acquire) {
@@ -249,6 +276,7 @@ impl LoopState {
                 let Some(msg) = p.backlog.pop_front() else {
                     break;
                 };
+                p.backlog_bytes -= record_size(&msg);
                 spawner.spawn(msg, p.epoch);
                 p.running += 1;
                 running += 1;
@@ -307,19 +335,25 @@ impl LoopState {
         }
     }
 
-    /// Backpressure with hysteresis: a partition whose backlog reaches `per_partition` records
-    /// (or every partition, when the pod's backlog reaches `total`) is paused, and resumed once
-    /// the backlog is down to half. Running executions are bounded by [`LoopState::dispatch`];
-    /// the backlog keeps work ready while a resumed partition's next fetch is under way.
-    fn apply_backpressure(&mut self, consumer: &PodConsumer, per_partition: usize, total: usize) {
-        let pod_backlog = self.backlog();
+    /// Backpressure with hysteresis: a partition whose backlog reaches its limit (or every
+    /// partition, when the pod's backlog reaches the pod limit) is paused, and resumed once the
+    /// backlog is down to half. Running executions are bounded by [`LoopState::dispatch`].
+    fn apply_backpressure(&mut self, consumer: &PodConsumer, limits: BacklogLimits) {
+        let pod_records = self.backlog();
+        let pod_bytes: usize = self.partitions.values().map(|p| p.backlog_bytes).sum();
         let mut pause = TopicPartitionList::new();
         let mut resume = TopicPartitionList::new();
         for ((topic, partition), p) in self.partitions.iter_mut() {
             let want = if p.paused {
-                p.backlog.len() > per_partition / 2 || pod_backlog > total / 2
+                p.backlog.len() > limits.partition_records / 2
+                    || p.backlog_bytes > limits.partition_bytes / 2
+                    || pod_records > limits.pod_records / 2
+                    || pod_bytes > limits.pod_bytes / 2
             } else {
-                p.backlog.len() >= per_partition || pod_backlog >= total
+                p.backlog.len() >= limits.partition_records
+                    || p.backlog_bytes >= limits.partition_bytes
+                    || pod_records >= limits.pod_records
+                    || pod_bytes >= limits.pod_bytes
             };
             if want != p.paused {
                 p.paused = want;
@@ -598,13 +632,17 @@ fn consumer_loop(
 ) {
     let per_partition = deps.config.max_in_flight_per_partition.max(1);
     let total = deps.config.max_in_flight.max(1);
+    let limits = BacklogLimits::new(per_partition, total);
     let spawner = Spawner {
         deps: deps.clone(),
         tx,
         runtime,
     };
+    // Completions arrive on a channel, not through librdkafka, so poll briefly while executions
+    // run (a freed slot is refilled within a few ms) and longer when idle.
+    let mut poll_timeout = Duration::from_millis(50);
     while !stop.load(Ordering::Acquire) {
-        let polled = consumer.poll(Duration::from_millis(20));
+        let polled = consumer.poll(poll_timeout);
         let mut st = consumer.context().lock();
         match polled {
             None => {}
@@ -613,7 +651,11 @@ fn consumer_loop(
                 let key = (msg.topic().to_string(), msg.partition());
                 if let Some(p) = st.partitions.get_mut(&key) {
                     match p.tracker.start(msg.offset()) {
-                        Ok(()) => p.backlog.push_back(msg.detach()),
+                        Ok(()) => {
+                            let owned = msg.detach();
+                            p.backlog_bytes += record_size(&owned);
+                            p.backlog.push_back(owned);
+                        }
                         Err(e) => tracing::debug!(error = %e, "skipping redelivered record"),
                     }
                 }
@@ -623,7 +665,12 @@ fn consumer_loop(
             st.apply(&consumer, c);
         }
         st.dispatch(&spawner, per_partition, total);
-        st.apply_backpressure(&consumer, per_partition, total);
+        st.apply_backpressure(&consumer, limits);
+        poll_timeout = if st.running() > 0 {
+            Duration::from_millis(2)
+        } else {
+            Duration::from_millis(50)
+        };
     }
 
     // Shutdown: stop fetching, drain, flush, commit, leave.
@@ -638,6 +685,7 @@ fn consumer_loop(
         let _ = consumer.pause(&all);
         for p in st.partitions.values_mut() {
             p.backlog.clear();
+            p.backlog_bytes = 0;
         }
         let deadline = Instant::now() + ctx.drain_timeout;
         let left = st.drain(&consumer, deadline, LoopState::running);
@@ -662,6 +710,10 @@ fn consumer_loop(
     // in flight).
     drop(consumer);
     tracing::info!("consumer closed");
+}
+
+fn record_size(m: &OwnedMessage) -> usize {
+    m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len)
 }
 
 enum Decoded {

@@ -561,6 +561,12 @@ fn throughput_on_the_mock_cluster() {
         cfg.max_in_flight_per_partition = v;
         cfg.max_in_flight = v * 4;
     }
+    if let Ok(extra) = std::env::var("EXPRESSWAY_THROUGHPUT_KAFKA") {
+        for kv in extra.split(';').filter(|s| !s.is_empty()) {
+            let (k, v) = kv.split_once('=').unwrap();
+            cfg.kafka.push((k.into(), v.into()));
+        }
+    }
     let t0 = std::time::Instant::now();
     let exec = env.start(cfg, env.registry(&[("choose", CHOOSE)]));
     let mut results = env.reader("expressway.results");
