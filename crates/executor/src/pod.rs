@@ -114,9 +114,11 @@ struct BacklogLimits {
 }
 
 impl BacklogLimits {
-    fn new(per_partition: usize, total: usize) -> BacklogLimits {
+    fn new(per_partition: usize, total: usize, records: Option<usize>) -> BacklogLimits {
         BacklogLimits {
-            partition_records: per_partition.saturating_mul(16).max(1024),
+            partition_records: records
+                .unwrap_or_else(|| per_partition.saturating_mul(16).max(1024))
+                .max(1),
             partition_bytes: 16 << 20,
             pod_records: total.saturating_mul(16).max(4096),
             pod_bytes: 256 << 20,
@@ -365,6 +367,7 @@ impl LoopState {
             }
         }
         if pause.count() > 0 {
+            tracing::debug!(partitions = %describe(&pause), "backlog full: pausing");
             if let Err(e) = consumer.pause(&pause) {
                 tracing::warn!(error = %e, "pause failed");
             }
@@ -632,7 +635,7 @@ fn consumer_loop(
 ) {
     let per_partition = deps.config.max_in_flight_per_partition.max(1);
     let total = deps.config.max_in_flight.max(1);
-    let limits = BacklogLimits::new(per_partition, total);
+    let limits = BacklogLimits::new(per_partition, total, deps.config.backlog_per_partition);
     let spawner = Spawner {
         deps: deps.clone(),
         tx,

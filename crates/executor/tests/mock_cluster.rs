@@ -438,8 +438,10 @@ fn tight_in_flight_bounds_pause_and_resume_without_losing_work() {
     cfg.group = "g-bounds".into();
     cfg.max_in_flight_per_partition = 1;
     cfg.max_in_flight = 1;
+    // A backlog of 2 records pauses a partition almost at once: exercise pause/resume.
+    cfg.backlog_per_partition = Some(2);
     let exec = env.start(cfg, env.registry(&[("sleepy", SLEEPY)]));
-    let n = 12;
+    let n = 24;
     for i in 0..n {
         env.start_event(
             &format!("k{i}"),
