@@ -43,10 +43,16 @@ pub struct ExecutorConfig {
     pub definitions_topic: Option<String>,
     /// Topic bindings: every raw record of the topic is the input of the machine.
     pub bindings: Vec<(String, String)>,
-    /// Bound on running executions per partition (the partition is paused when reached).
+    /// Bound on running executions per partition. Further records wait in a per-partition
+    /// backlog; the partition is paused when its backlog is full (16x this many records, at
+    /// least 1024, or 16 MiB) and resumed at half.
     pub max_in_flight_per_partition: usize,
-    /// Bound on running executions in the pod (all partitions are paused when reached).
+    /// Bound on running executions in the pod; every partition is paused when the pod's backlog
+    /// is full (16x this many records, at least 4096, or 256 MiB) and resumed at half.
     pub max_in_flight: usize,
+    /// Override of the per-partition backlog depth (records) at which a partition is paused
+    /// (`None`: 16x `max_in_flight_per_partition`, at least 1024).
+    pub backlog_per_partition: Option<usize>,
     /// How long a revoke or shutdown waits for in-flight executions.
     pub drain_timeout: Duration,
     /// Extra librdkafka settings (applied to the consumers and the producer; the delivery
@@ -74,6 +80,7 @@ impl ExecutorConfig {
             bindings: Vec::new(),
             max_in_flight_per_partition: 64,
             max_in_flight: 1024,
+            backlog_per_partition: None,
             drain_timeout: Duration::from_secs(30),
             kafka: Vec::new(),
             log_format: LogFormat::Json,

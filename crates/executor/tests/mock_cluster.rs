@@ -438,8 +438,10 @@ fn tight_in_flight_bounds_pause_and_resume_without_losing_work() {
     cfg.group = "g-bounds".into();
     cfg.max_in_flight_per_partition = 1;
     cfg.max_in_flight = 1;
+    // A backlog of 2 records pauses a partition almost at once: exercise pause/resume.
+    cfg.backlog_per_partition = Some(2);
     let exec = env.start(cfg, env.registry(&[("sleepy", SLEEPY)]));
-    let n = 12;
+    let n = 24;
     for i in 0..n {
         env.start_event(
             &format!("k{i}"),
@@ -554,6 +556,19 @@ fn throughput_on_the_mock_cluster() {
     p.flush(Duration::from_secs(60)).unwrap();
     let mut cfg = env.config();
     cfg.group = "g-throughput".into();
+    if let Some(v) = std::env::var("EXPRESSWAY_THROUGHPUT_PER_PARTITION")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        cfg.max_in_flight_per_partition = v;
+        cfg.max_in_flight = v * 4;
+    }
+    if let Ok(extra) = std::env::var("EXPRESSWAY_THROUGHPUT_KAFKA") {
+        for kv in extra.split(';').filter(|s| !s.is_empty()) {
+            let (k, v) = kv.split_once('=').unwrap();
+            cfg.kafka.push((k.into(), v.into()));
+        }
+    }
     let t0 = std::time::Instant::now();
     let exec = env.start(cfg, env.registry(&[("choose", CHOOSE)]));
     let mut results = env.reader("expressway.results");
