@@ -57,7 +57,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async {
-        let pod = Pod::start(config, Some(&args.definitions), args.metrics_listen).await?;
+        let pod = Pod::start(config, Some(&args.definitions), args.metrics_listen, None).await?;
         let example = first_machine(&args.definitions).unwrap_or_else(|| "hello".into());
         println!("expressway dev: embedded Kafka-protocol broker (librdkafka mock cluster)");
         println!("  bootstrap: {brokers}");

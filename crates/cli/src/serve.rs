@@ -61,6 +61,10 @@ pub struct ServeArgs {
         default_value = "0.0.0.0:9464"
     )]
     pub metrics_listen: SocketAddr,
+    /// Task configuration (JSON; expressway-tasks): connections, functions, egress allowlist.
+    /// `kafka:publish` works with or without it.
+    #[arg(long, env = "EXPRESSWAY_TASKS_CONFIG")]
+    pub tasks_config: Option<PathBuf>,
     /// Encoding of log records: `json` or `protobuf` (`expressway.v1.ExecutionLogBatch`).
     #[arg(long, env = "EXPRESSWAY_LOG_FORMAT", default_value = "json")]
     pub log_format: expressway_executor::config::LogFormat,
@@ -161,8 +165,23 @@ impl Pod {
         config: ExecutorConfig,
         definitions: Option<&std::path::Path>,
         metrics_listen: SocketAddr,
+        tasks_config: Option<&std::path::Path>,
     ) -> anyhow::Result<Pod> {
         let prometheus = telemetry::install_recorder();
+        expressway_tasks::metrics::describe_metrics();
+        let tasks = match tasks_config {
+            Some(path) => expressway_tasks::TaskConfig::from_file(path)
+                .with_context(|| format!("loading the task configuration {}", path.display()))?,
+            None => expressway_tasks::TaskConfig::default(),
+        };
+        let clock: Arc<dyn expressway_engine::Clock> =
+            Arc::new(expressway_engine::runtime::TokioClock::new());
+        let publisher = expressway_executor::publisher::RdKafkaPublisher::new(&config)
+            .context("creating the kafka:publish producer")?;
+        let task_registry = tasks
+            .build_registry(clock.clone(), Some(Arc::new(publisher)))
+            .context("building the task resources")?;
+        let runtime = expressway_executor::engine_runtime_with_tasks(clock, task_registry);
         let registry = Arc::new(Registry::new(DEFAULT_REGION, DEFAULT_ACCOUNT));
         if let Some(dir) = definitions {
             let names = registry
@@ -173,7 +192,7 @@ impl Pod {
         let executor = Executor::start(
             config,
             registry.clone(),
-            expressway_executor::default_engine_runtime(),
+            runtime,
             tokio::runtime::Handle::current(),
         )
         .context("starting the executor")?;
@@ -217,6 +236,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.config(),
             args.definitions.as_deref(),
             args.metrics_listen,
+            args.tasks_config.as_deref(),
         )
         .await?;
         shutdown_signal().await;

@@ -10,10 +10,11 @@ pub mod config;
 mod definitions;
 pub mod offsets;
 pub mod pod;
+pub mod publisher;
 pub mod registry;
 pub mod telemetry;
 
 pub use config::ExecutorConfig;
 pub use offsets::OffsetTracker;
-pub use pod::{default_engine_runtime, Executor, ExecutorError};
+pub use pod::{default_engine_runtime, engine_runtime_with_tasks, Executor, ExecutorError};
 pub use registry::Registry;

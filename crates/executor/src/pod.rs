@@ -495,6 +495,20 @@ pub fn default_engine_runtime() -> Runtime {
     }
 }
 
+/// The engine runtime with a task registry built from `expressway-tasks` configuration (HTTP,
+/// functions, `kafka:publish`, native handlers). Those handlers export the task metrics
+/// themselves, so the registry is not wrapped again.
+pub fn engine_runtime_with_tasks(
+    clock: Arc<dyn expressway_engine::Clock>,
+    tasks: expressway_engine::tasks::Registry,
+) -> Runtime {
+    Runtime {
+        clock,
+        entropy: Arc::new(expressway_engine::runtime::OsEntropy),
+        tasks: Arc::new(tasks),
+    }
+}
+
 impl Executor {
     /// Starts the pod: creates the producer and the group consumer, subscribes, and starts the
     /// consumer thread (and the definitions follower). Executions run on `runtime`.

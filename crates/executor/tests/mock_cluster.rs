@@ -580,3 +580,52 @@ fn throughput_on_the_mock_cluster() {
     );
     exec.shutdown_blocking();
 }
+
+/// `kafka:publish` on a pod completes when the brokers acknowledge, and the record carries the
+/// key, value, headers and the task's Idempotency-Key.
+#[test]
+fn kafka_publish_task_writes_to_the_cluster() {
+    use expressway_executor::publisher::RdKafkaPublisher;
+    use std::sync::Arc;
+    let env = Env::new(1);
+    env.cluster.create_topic("orders.out", 1, 1).unwrap();
+    let mut cfg = env.config();
+    cfg.group = "g-publish".into();
+    let clock: Arc<dyn expressway_engine::Clock> =
+        Arc::new(expressway_engine::runtime::TokioClock::new());
+    let publisher = RdKafkaPublisher::new(&cfg).expect("producer");
+    let tasks = expressway_tasks::TaskConfig::default()
+        .build_registry(clock.clone(), Some(Arc::new(publisher)))
+        .expect("registry");
+    let def = r#"{"StartAt":"P","States":{"P":{"Type":"Task","Resource":"arn:aws:states:::kafka:publish",
+        "Parameters":{"Topic":"orders.out","Key.$":"$.id","Value.$":"$","Headers":{"source":"expressway"}},"End":true}}}"#;
+    let exec = expressway_executor::Executor::start(
+        cfg,
+        env.registry(&[("publish", def)]),
+        expressway_executor::engine_runtime_with_tasks(clock, tasks),
+        env.rt.handle().clone(),
+    )
+    .expect("executor starts");
+    env.start_event(
+        "k",
+        &json!({"stateMachine": "publish", "name": "p1", "input": {"id": "o-1", "total": 3}}),
+    );
+    let mut results = env.reader("expressway.results");
+    let r = results.at_least(1)[0].json();
+    assert_eq!(r["status"], "SUCCEEDED", "{r}");
+    assert_eq!(r["output"]["Topic"], "orders.out");
+    assert_eq!(r["output"]["Offset"], 0);
+    let mut out = env.reader("orders.out");
+    let rec = out.at_least(1)[0].clone();
+    assert_eq!(rec.key.as_deref(), Some("o-1"));
+    assert_eq!(rec.json(), json!({"id": "o-1", "total": 3}));
+    assert_eq!(rec.header("source").as_deref(), Some("expressway"));
+    assert!(
+        rec.header("Idempotency-Key")
+            .or_else(|| rec.header("idempotency-key"))
+            .is_some(),
+        "headers: {:?}",
+        rec.headers
+    );
+    exec.shutdown_blocking();
+}

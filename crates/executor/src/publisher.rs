@@ -1,0 +1,69 @@
+//! `kafka:publish` on a real cluster: the rdkafka implementation of
+//! [`expressway_tasks::KafkaPublisher`]. The future completes when the brokers acknowledge the
+//! record (idempotent producer, `acks=all`).
+
+use crate::config::ExecutorConfig;
+use expressway_tasks::{KafkaPublisher, KafkaRecord, PublishAck, PublishError};
+use futures::future::BoxFuture;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::time::Duration;
+
+/// Publishes Task records with their own idempotent producer.
+pub struct RdKafkaPublisher {
+    producer: FutureProducer,
+}
+
+impl RdKafkaPublisher {
+    /// A producer with the executor's broker and librdkafka settings.
+    pub fn new(config: &ExecutorConfig) -> Result<RdKafkaPublisher, KafkaError> {
+        let producer = crate::pod::client_config(
+            config,
+            &[("linger.ms", "5"), ("client.id", "expressway-tasks")],
+            &[("enable.idempotence", "true"), ("acks", "all")],
+        )
+        .create()?;
+        Ok(RdKafkaPublisher { producer })
+    }
+}
+
+fn classify(e: &KafkaError) -> PublishError {
+    match e.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
+            PublishError::UnknownTopic(e.to_string())
+        }
+        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize) => {
+            PublishError::MessageTooLarge(e.to_string())
+        }
+        _ => PublishError::Failed(e.to_string()),
+    }
+}
+
+impl KafkaPublisher for RdKafkaPublisher {
+    fn publish(&self, record: KafkaRecord) -> BoxFuture<'static, Result<PublishAck, PublishError>> {
+        let producer = self.producer.clone();
+        Box::pin(async move {
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for (k, v) in &record.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v),
+                });
+            }
+            let mut fr = FutureRecord::to(&record.topic)
+                .payload(&record.value)
+                .headers(headers);
+            if let Some(k) = &record.key {
+                fr = fr.key(k);
+            }
+            match producer.send(fr, Duration::from_secs(30)).await {
+                Ok(delivery) => Ok(PublishAck {
+                    partition: delivery.partition,
+                    offset: delivery.offset,
+                }),
+                Err((e, _)) => Err(classify(&e)),
+            }
+        })
+    }
+}
