@@ -523,8 +523,13 @@ impl Executor {
         for name in registry.names() {
             crate::telemetry::touch_machine(&name);
         }
-        for name in [names::REBALANCES, names::OFFSET_COMMITS, names::LOG_RECORDS] {
-            metrics::counter!(name).absolute(0);
+        // Export the pod-level series at zero before any traffic (same labels as when counted).
+        metrics::counter!(names::LOG_RECORDS).increment(0);
+        for kind in ["assign", "revoke"] {
+            metrics::counter!(names::REBALANCES, "kind" => kind).increment(0);
+        }
+        for result in ["ok", "error"] {
+            metrics::counter!(names::OFFSET_COMMITS, "result" => result).increment(0);
         }
         metrics::gauge!(names::IN_FLIGHT).increment(0.0);
 

@@ -1,0 +1,176 @@
+//! `expressway serve`, `start` and `tail` as processes, against librdkafka's mock cluster
+//! running in the test process.
+#![allow(clippy::unwrap_used)]
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_expressway"))
+}
+
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+fn cluster() -> (MockCluster<'static, DefaultProducerContext>, String) {
+    let c = MockCluster::new(1).unwrap();
+    for t in [
+        "expressway.start",
+        "expressway.logs",
+        "expressway.results",
+        "expressway.dlq",
+        "expressway.definitions",
+    ] {
+        c.create_topic(t, 1, 1).unwrap();
+    }
+    let b = c.bootstrap_servers();
+    (c, b)
+}
+
+/// Reads records of a one-partition topic from the beginning until `n` arrived.
+fn read(brokers: &str, topic: &str, n: usize) -> Vec<(Option<String>, Vec<u8>)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "kafka-cli-test")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let mut out = Vec::new();
+    while out.len() < n {
+        assert!(Instant::now() < deadline, "timed out reading {topic}");
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            out.push((
+                m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn start_produces_a_start_event() {
+    let (_c, brokers) = cluster();
+    let out = bin()
+        .args([
+            "start",
+            "--brokers",
+            &brokers,
+            "hello",
+            "--json",
+            "--key",
+            "k1",
+        ])
+        .args(["--input", r#"{"name":"Ada","amount":1}"#])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["topic"], "expressway.start");
+    assert_eq!(line["offset"], 0);
+    assert_eq!(line["name"], "expressway.start-0-0");
+    let recs = read(&brokers, "expressway.start", 1);
+    assert_eq!(recs[0].0.as_deref(), Some("k1"));
+    let ev = expressway_wire::StartEvent::from_json(&recs[0].1).unwrap();
+    assert_eq!(ev.state_machine.name, "hello");
+    assert_eq!(ev.input, json!({"name": "Ada", "amount": 1}));
+
+    let bad = bin()
+        .args(["start", "--brokers", &brokers, "hello", "--input", "{nope"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+}
+
+#[test]
+fn serve_runs_start_events_and_exits_0_on_sigterm() {
+    let (c, brokers) = cluster();
+    let mut serve = bin()
+        .arg("serve")
+        .env("EXPRESSWAY_BROKERS", &brokers)
+        .env("EXPRESSWAY_DEFINITIONS", repo("examples"))
+        .env("EXPRESSWAY_METRICS_LISTEN", "127.0.0.1:0")
+        .env("EXPRESSWAY_DRAIN_TIMEOUT", "5s")
+        .env(
+            "EXPRESSWAY_KAFKA",
+            "session.timeout.ms=6000;heartbeat.interval.ms=500",
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = bin()
+        .args(["start", "--brokers", &brokers, "hello", "--name", "via-cli"])
+        .args(["--input", r#"{"name":"Ada","amount":250}"#])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let results = read(&brokers, "expressway.results", 1);
+    assert_eq!(results[0].0.as_deref(), Some("via-cli"));
+    let v: Value = serde_json::from_slice(&results[0].1).unwrap();
+    assert_eq!(v["status"], "SUCCEEDED");
+    assert_eq!(v["output"]["tier"], "gold");
+
+    // `tail` prints the result, human-readable and as JSON.
+    for (flag, check) in [
+        ("--from-beginning", "SUCCEEDED via-cli"),
+        ("--json", "\"name\":\"via-cli\""),
+    ] {
+        let mut args = vec!["tail", "--brokers", brokers.as_str(), "--from-beginning"];
+        if flag == "--json" {
+            args.push("--json");
+        }
+        let mut tail = bin()
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(tail.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let _ = tail.kill();
+        let _ = tail.wait();
+        assert!(line.contains(check), "{flag}: {line}");
+    }
+
+    let status = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + DEADLINE;
+    let code = loop {
+        if let Some(s) = serve.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(Instant::now() < deadline, "serve did not exit");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(code, Some(0));
+    drop(c);
+}
