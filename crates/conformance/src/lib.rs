@@ -93,31 +93,54 @@ fn identity() -> Identity {
 
 /// Runs one case in-process, on tokio's paused clock (call inside a paused current-thread runtime).
 pub async fn run_in_process(case: &Case) -> Result<Value, String> {
+    let (req, outcome) = execute_case(
+        case,
+        LogConfig {
+            level: LogLevel::Off,
+            include_execution_data: false,
+        },
+    )
+    .await?;
+    Ok(outcome.result_object(&req))
+}
+
+/// Loads a case and runs it once on a fixed clock and seeded entropy (call inside a paused
+/// current-thread runtime, see [`virtual_time`]).
+pub async fn execute_case(
+    case: &Case,
+    log: LogConfig,
+) -> Result<
+    (
+        expressway_engine::ExecutionRequest,
+        expressway_engine::Outcome,
+    ),
+    String,
+> {
     let def = read(&case.dir, "definition.json")?;
     let input: Value = serde_json::from_str(&read(&case.dir, "input.json")?)
         .map_err(|e| format!("input.json: {e}"))?;
-    let machine = match expressway_asl::load_str(&def) {
-        Ok(m) => m,
-        Err(e) => return Err(format!("definition rejected: {e}")),
-    };
+    let machine =
+        expressway_asl::load_str(&def).map_err(|e| format!("definition rejected: {e}"))?;
     let clock = Arc::new(TokioClock::starting_at(1_767_225_600_000));
     let runtime = Runtime {
         clock: clock.clone(),
         entropy: Arc::new(SplitMix64::new(42)),
         tasks: Arc::new(Registry::new(clock)),
     };
-    let mut req = expressway_cli::local::request(
-        &identity(),
-        input,
-        LogConfig {
-            level: LogLevel::Off,
-            include_execution_data: false,
-        },
-    );
+    let mut req = expressway_cli::local::request(&identity(), input, log);
     // StartSyncExecution cases: the context object has no RedriveCount there.
     req.synchronous = case.path.contains("express_sync");
     let outcome = expressway_engine::execute(&machine, &req, &runtime).await;
-    Ok(outcome.result_object(&req))
+    Ok((req, outcome))
+}
+
+/// A current-thread runtime on tokio's paused clock: Waits and timeouts complete instantly.
+pub fn virtual_time() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// Runs one case through the `expressway run` binary.
@@ -177,11 +200,7 @@ pub fn grade_case(case: &Case, actual: Result<Value, String>) -> CaseResult {
 
 /// Runs every case in-process in virtual time.
 pub fn run_all_in_process(cases: &[Case]) -> Vec<CaseResult> {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-    {
+    let rt = match virtual_time() {
         Ok(rt) => rt,
         Err(e) => {
             return cases
@@ -264,11 +283,7 @@ fn parse_data_fields(v: &mut Value) {
 /// Runs every case that has recorded execution logs, once per recorded configuration, and compares
 /// the events (all of them, or the end event for `end_event.json`).
 pub fn check_execution_logs(cases: &[Case]) -> Vec<LogCheck> {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-    {
+    let rt = match virtual_time() {
         Ok(rt) => rt,
         Err(e) => {
             return vec![LogCheck {
@@ -329,25 +344,14 @@ async fn check_log_file(case: &Case, file: &Path) -> Result<(), String> {
         .get("events")
         .and_then(Value::as_array)
         .ok_or("no events")?;
-    let def = read(&case.dir, "definition.json")?;
-    let input: Value =
-        serde_json::from_str(&read(&case.dir, "input.json")?).map_err(|e| e.to_string())?;
-    let machine = expressway_asl::load_str(&def).map_err(|e| e.to_string())?;
-    let clock = Arc::new(TokioClock::starting_at(1_767_225_600_000));
-    let runtime = Runtime {
-        clock: clock.clone(),
-        entropy: Arc::new(SplitMix64::new(42)),
-        tasks: Arc::new(Registry::new(clock)),
-    };
-    let req = expressway_cli::local::request(
-        &identity(),
-        input,
+    let (req, outcome) = execute_case(
+        case,
         LogConfig {
             level,
             include_execution_data: include,
         },
-    );
-    let outcome = expressway_engine::execute(&machine, &req, &runtime).await;
+    )
+    .await?;
     let record = outcome.log_record(&req);
     let mut actual: Vec<Value> = record
         .get("events")
@@ -417,11 +421,7 @@ pub struct HistoryCheck {
 /// (AWS's history and Express log events share types and numbering). Cases whose recorded history was
 /// re-sorted by the test (noted in `meta.json`) are skipped.
 pub fn check_histories(cases: &[Case]) -> Vec<HistoryCheck> {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-    {
+    let rt = match virtual_time() {
         Ok(rt) => rt,
         Err(e) => {
             return vec![HistoryCheck {
@@ -452,25 +452,14 @@ pub fn check_histories(cases: &[Case]) -> Vec<HistoryCheck> {
             continue;
         };
         let actual = rt.block_on(async {
-            let def = read(&case.dir, "definition.json")?;
-            let input: Value =
-                serde_json::from_str(&read(&case.dir, "input.json")?).map_err(|e| e.to_string())?;
-            let machine = expressway_asl::load_str(&def).map_err(|e| e.to_string())?;
-            let clock = Arc::new(TokioClock::starting_at(1_767_225_600_000));
-            let runtime = Runtime {
-                clock: clock.clone(),
-                entropy: Arc::new(SplitMix64::new(42)),
-                tasks: Arc::new(Registry::new(clock)),
-            };
-            let req = expressway_cli::local::request(
-                &identity(),
-                input,
+            let (_, outcome) = execute_case(
+                case,
                 LogConfig {
                     level: LogLevel::All,
                     include_execution_data: false,
                 },
-            );
-            let outcome = expressway_engine::execute(&machine, &req, &runtime).await;
+            )
+            .await?;
             Ok::<Vec<String>, String>(
                 outcome
                     .events

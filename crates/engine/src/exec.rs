@@ -1386,30 +1386,11 @@ impl<'a> Exec<'a> {
                         if f.fatal {
                             return Err(f);
                         }
-                        match self.decide(&par.work, &mut counters, &f) {
-                            Decision::Retry(d) => {
-                                if !d.is_zero() {
-                                    self.rt.clock.sleep(d).await;
-                                }
-                            }
-                            Decision::Catch(i) => {
-                                *prev = self.log.emit(
-                                    "ParallelStateFailed",
-                                    *prev,
-                                    || self.now(),
-                                    Details::Empty,
-                                );
-                                break Err((f, Some(i)));
-                            }
-                            Decision::Fail => {
-                                self.log.emit(
-                                    "ParallelStateFailed",
-                                    *prev,
-                                    || self.now(),
-                                    Details::Empty,
-                                );
-                                break Err((f, None));
-                            }
+                        if let Some(outcome) = self
+                            .after_failure(&par.work, &mut counters, f, "ParallelStateFailed", prev)
+                            .await
+                        {
+                            break outcome;
                         }
                     }
                 }
@@ -1626,32 +1607,45 @@ impl<'a> Exec<'a> {
                                 .collect(),
                         ));
                     }
-                    Some(f) => match self.decide(&map.work, &mut counters, &f) {
-                        Decision::Retry(d) => {
-                            if !d.is_zero() {
-                                self.rt.clock.sleep(d).await;
-                            }
+                    Some(f) => {
+                        if let Some(outcome) = self
+                            .after_failure(&map.work, &mut counters, f, "MapStateFailed", prev)
+                            .await
+                        {
+                            break outcome;
                         }
-                        Decision::Catch(i) => {
-                            *prev = self.log.emit(
-                                "MapStateFailed",
-                                *prev,
-                                || self.now(),
-                                Details::Empty,
-                            );
-                            break Err((f, Some(i)));
-                        }
-                        Decision::Fail => {
-                            self.log
-                                .emit("MapStateFailed", *prev, || self.now(), Details::Empty);
-                            break Err((f, None));
-                        }
-                    },
+                    }
                 }
             };
             outcome
         };
         self.finish_work(state, &map.work, input, out, outcome, entered_id)
+    }
+
+    /// After a failed Parallel/Map attempt: waits and returns `None` to retry, or emits the state's
+    /// `...StateFailed` event and returns the outcome (caught or not).
+    async fn after_failure(
+        &self,
+        work: &Work,
+        counters: &mut [u32],
+        f: Failure,
+        failed_event: &'static str,
+        prev: &mut u64,
+    ) -> Option<Result<Value, (Failure, Option<usize>)>> {
+        let caught = match self.decide(work, counters, &f) {
+            Decision::Retry(d) => {
+                if !d.is_zero() {
+                    self.rt.clock.sleep(d).await;
+                }
+                return None;
+            }
+            Decision::Catch(i) => Some(i),
+            Decision::Fail => None,
+        };
+        *prev = self
+            .log
+            .emit(failed_event, *prev, || self.now(), Details::Empty);
+        Some(Err((f, caught)))
     }
 
     fn tolerance(
