@@ -174,3 +174,101 @@ fn serve_runs_start_events_and_exits_0_on_sigterm() {
     assert_eq!(code, Some(0));
     drop(c);
 }
+
+fn spawn_serve(brokers: &str, definitions: &std::path::Path) -> std::process::Child {
+    bin()
+        .arg("serve")
+        .env("EXPRESSWAY_BROKERS", brokers)
+        .env("EXPRESSWAY_DEFINITIONS", definitions)
+        .env("EXPRESSWAY_METRICS_LISTEN", "127.0.0.1:0")
+        .env("EXPRESSWAY_DRAIN_TIMEOUT", "5s")
+        .env(
+            "EXPRESSWAY_KAFKA",
+            "session.timeout.ms=6000;heartbeat.interval.ms=500",
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// A pod killed with SIGKILL mid-run loses nothing: its replacement re-runs the uncommitted tail,
+/// and a re-run execution has the same ARN (duplicates are recognisable).
+#[test]
+fn a_pod_killed_with_sigkill_is_replaced_without_losing_start_events() {
+    let (c, brokers) = cluster();
+    let defs = std::env::temp_dir().join(format!("expressway-sigkill-{}", std::process::id()));
+    std::fs::create_dir_all(&defs).unwrap();
+    std::fs::write(
+        defs.join("slow.asl.json"),
+        r#"{"StartAt":"Work","States":{"Work":{"Type":"Task","Resource":"arn:aws:states:::expressway:test",
+            "Parameters":{"SleepSeconds.$":"$.sleep","Result.$":"$.i"},"End":true}}}"#,
+    )
+    .unwrap();
+    let n = 20usize;
+    let producer: rdkafka::producer::BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    for i in 0..n {
+        let v = json!({"stateMachine": "slow", "name": format!("e{i}"), "input": {"i": i, "sleep": 0.25 * i as f64}}).to_string();
+        producer
+            .send(
+                rdkafka::producer::BaseRecord::<str, str>::to("expressway.start")
+                    .key("k")
+                    .payload(&v),
+            )
+            .unwrap();
+    }
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).unwrap();
+
+    let mut first = spawn_serve(&brokers, &defs);
+    // Kill the pod as soon as the first executions have finished, while the rest are running.
+    let _ = read(&brokers, "expressway.results", 1);
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let mut second = spawn_serve(&brokers, &defs);
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "sigkill-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("expressway.results", 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut arns: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut duplicates = 0usize;
+    while arns.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} executions finished: {:?}",
+            arns.len(),
+            arns.keys()
+        );
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let v: Value = serde_json::from_slice(m.payload().unwrap_or_default()).unwrap();
+            assert_eq!(v["status"], "SUCCEEDED", "{v}");
+            let name = v["name"].as_str().unwrap().to_string();
+            let arn = v["executionArn"].as_str().unwrap().to_string();
+            if let Some(previous) = arns.insert(name.clone(), arn.clone()) {
+                duplicates += 1;
+                assert_eq!(
+                    previous, arn,
+                    "a re-run of {name} has the same execution ARN"
+                );
+            }
+        }
+    }
+    println!(
+        "{n} start events, {} distinct results, {duplicates} duplicates",
+        arns.len()
+    );
+    let _ = second.kill();
+    let _ = second.wait();
+    let _ = std::fs::remove_dir_all(&defs);
+    drop(c);
+}
