@@ -1,0 +1,341 @@
+//! `loadtest`: produces start events for a machine (at a fixed rate or as fast as possible), reads
+//! the results topic, and prints one JSON summary: sent, completed, lost, duplicates, throughput and
+//! start-to-result latency percentiles. `--raw` first measures the broker's own produce+consume
+//! ceiling for records of the same size, so both figures come from one run.
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(
+    name = "loadtest",
+    about = "Drive Expressway with start events and report latency and throughput"
+)]
+struct Args {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "EXPRESSWAY_BROKERS")]
+    brokers: String,
+    /// The state machine to start.
+    #[arg(long)]
+    machine: String,
+    /// Execution input (JSON).
+    #[arg(long, default_value = "{}")]
+    input: String,
+    /// Number of start events.
+    #[arg(long, default_value_t = 10_000)]
+    count: usize,
+    /// Start events per second (0 = as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// How long to wait for results after the last event was sent.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    /// Start topic.
+    #[arg(long, default_value = "expressway.start")]
+    start_topic: String,
+    /// Results topic.
+    #[arg(long, default_value = "expressway.results")]
+    results_topic: String,
+    /// Also measure the broker's raw produce+consume ceiling on this scratch topic first.
+    #[arg(long)]
+    raw: bool,
+    /// Scratch topic for `--raw` (created if missing).
+    #[arg(long, default_value = "expressway.loadtest.raw")]
+    raw_topic: String,
+    /// Extra librdkafka settings, `KEY=VALUE` (repeatable).
+    #[arg(long = "kafka")]
+    kafka: Vec<String>,
+}
+
+fn client(args: &Args) -> anyhow::Result<ClientConfig> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &args.brokers);
+    for kv in &args.kafka {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("--kafka expects KEY=VALUE, got '{kv}'")
+        };
+        c.set(k, v);
+    }
+    Ok(c)
+}
+
+fn producer(args: &Args) -> anyhow::Result<BaseProducer> {
+    client(args)?
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .context("creating the producer")
+}
+
+/// A consumer assigned to every partition of `topic` at its current end.
+fn tail_consumer(args: &Args, topic: &str) -> anyhow::Result<BaseConsumer> {
+    let c: BaseConsumer = client(args)?
+        .set(
+            "group.id",
+            format!("expressway-loadtest-{}", std::process::id()),
+        )
+        .set("enable.auto.commit", "false")
+        .create()
+        .context("creating the consumer")?;
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .context("fetching metadata")?;
+    let partitions: Vec<i32> = md
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        bail!("topic '{topic}' has no partitions (does it exist?)");
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        let (_, high) = c
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .context("fetching watermarks")?;
+        tpl.add_partition_offset(topic, p, Offset::Offset(high))?;
+    }
+    c.assign(&tpl)?;
+    Ok(c)
+}
+
+fn send(p: &BaseProducer, topic: &str, key: &str, value: &[u8]) {
+    let mut rec = BaseRecord::<str, [u8]>::to(topic).key(key).payload(value);
+    loop {
+        match p.send(rec) {
+            Ok(()) => return,
+            Err((_, r)) => {
+                rec = r;
+                p.poll(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Produces and consumes `count` records of `size` bytes on a scratch topic: the broker's ceiling.
+fn raw_ceiling(args: &Args, size: usize) -> anyhow::Result<Value> {
+    let admin: AdminClient<DefaultClientContext> = client(args)?
+        .create()
+        .context("creating the admin client")?;
+    let topic = NewTopic::new(&args.raw_topic, 1, TopicReplication::Fixed(1));
+    // Creation fails harmlessly when the topic exists (or the broker does not support it).
+    let _ = futures_lite_block_on(admin.create_topics([&topic], &AdminOptions::new()));
+    let consumer = tail_consumer(args, &args.raw_topic)?;
+    let p = producer(args)?;
+    let payload = vec![b'x'; size];
+    let started = Instant::now();
+    for i in 0..args.count {
+        send(&p, &args.raw_topic, &i.to_string(), &payload);
+        p.poll(Duration::ZERO);
+    }
+    p.flush(Duration::from_secs(60))?;
+    let mut got = 0usize;
+    let deadline = Instant::now() + Duration::from_secs_f64(args.timeout);
+    while got < args.count && Instant::now() < deadline {
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+            got += 1;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok(
+        json!({"records": got, "record_bytes": size, "seconds": round3(secs), "records_per_second": (got as f64 / secs).round()}),
+    )
+}
+
+/// A minimal executor for the one admin future (rdkafka's futures need no runtime).
+fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct ThreadWaker(std::thread::Thread);
+    impl Wake for ThreadWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let input: Value = serde_json::from_str(&args.input).context("--input is not JSON")?;
+    let run_id = format!(
+        "lt{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos() % 100_000
+    );
+    let sample =
+        json!({"stateMachine": args.machine, "name": format!("{run_id}-0"), "input": input})
+            .to_string();
+    let raw = if args.raw {
+        Some(raw_ceiling(&args, sample.len())?)
+    } else {
+        None
+    };
+
+    let consumer = tail_consumer(&args, &args.results_topic)?;
+    let p = producer(&args)?;
+    let mut sent_at: HashMap<String, Instant> = HashMap::with_capacity(args.count);
+    let mut latencies: Vec<f64> = Vec::with_capacity(args.count);
+    let mut completed: HashMap<String, u32> = HashMap::with_capacity(args.count);
+    let mut statuses: HashMap<String, usize> = HashMap::new();
+    let started = Instant::now();
+    let mut last_progress = Instant::now();
+    let mut next = 0usize;
+    let deadline_after_send = Duration::from_secs_f64(args.timeout);
+    let mut all_sent_at: Option<Instant> = None;
+
+    let drain = |consumer: &BaseConsumer,
+                 sent_at: &HashMap<String, Instant>,
+                 latencies: &mut Vec<f64>,
+                 completed: &mut HashMap<String, u32>,
+                 statuses: &mut HashMap<String, usize>,
+                 wait: Duration| {
+        let mut first = true;
+        while let Some(Ok(m)) = consumer.poll(if first { wait } else { Duration::ZERO }) {
+            first = false;
+            let Some(name) = m.key().map(|k| String::from_utf8_lossy(k).into_owned()) else {
+                continue;
+            };
+            let Some(t0) = sent_at.get(&name) else {
+                continue;
+            };
+            let n = completed.entry(name).or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+                let status = serde_json::from_slice::<Value>(m.payload().unwrap_or_default())
+                    .ok()
+                    .and_then(|v| v.get("status").and_then(Value::as_str).map(str::to_string))
+                    .unwrap_or_else(|| "UNKNOWN".into());
+                *statuses.entry(status).or_default() += 1;
+            }
+        }
+    };
+
+    loop {
+        // Send what the rate allows.
+        let due = if args.rate > 0.0 {
+            ((started.elapsed().as_secs_f64() * args.rate) as usize + 1).min(args.count)
+        } else {
+            args.count
+        };
+        let batch_end = due.min(next + 5000);
+        while next < batch_end {
+            let name = format!("{run_id}-{next}");
+            let v = json!({"stateMachine": args.machine, "name": name, "input": input}).to_string();
+            sent_at.insert(name.clone(), Instant::now());
+            send(&p, &args.start_topic, &name, v.as_bytes());
+            next += 1;
+        }
+        p.poll(Duration::ZERO);
+        if next == args.count && all_sent_at.is_none() {
+            p.flush(Duration::from_secs(60))?;
+            all_sent_at = Some(Instant::now());
+        }
+        drain(
+            &consumer,
+            &sent_at,
+            &mut latencies,
+            &mut completed,
+            &mut statuses,
+            Duration::from_millis(if next < args.count { 1 } else { 50 }),
+        );
+        if last_progress.elapsed() >= Duration::from_secs(1) {
+            eprintln!(
+                "[{:>6.1}s] sent {next}/{} completed {} ({:.0}/s)",
+                started.elapsed().as_secs_f64(),
+                args.count,
+                completed.len(),
+                completed.len() as f64 / started.elapsed().as_secs_f64()
+            );
+            last_progress = Instant::now();
+        }
+        if completed.len() >= args.count
+            || all_sent_at.is_some_and(|t| t.elapsed() > deadline_after_send)
+        {
+            break;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let duplicates: u32 = completed.values().map(|n| n - 1).sum();
+    let throughput = completed.len() as f64 / secs;
+    let mut summary = json!({
+        "machine": args.machine,
+        "sent": next,
+        "completed": completed.len(),
+        "lost": next - completed.len(),
+        "duplicates": duplicates,
+        "statuses": statuses,
+        "seconds": round3(secs),
+        "executions_per_second": throughput.round(),
+        "target_rate": args.rate,
+        "latency_ms": {
+            "p50": round3(percentile(&latencies, 0.50)),
+            "p90": round3(percentile(&latencies, 0.90)),
+            "p99": round3(percentile(&latencies, 0.99)),
+            "max": round3(latencies.last().copied().unwrap_or(0.0)),
+        },
+    });
+    if let Some(raw) = raw {
+        let ceiling = raw
+            .get("records_per_second")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
+        summary["raw_broker"] = raw;
+        if ceiling > 0.0 {
+            summary["ratio_to_raw"] = json!(round3(throughput / ceiling));
+        }
+    }
+    println!("{summary}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_nearest_ranks() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 51.0);
+        assert_eq!(percentile(&v, 0.99), 99.0);
+        assert_eq!(percentile(&v, 1.0), 100.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn block_on_runs_a_ready_future() {
+        assert_eq!(futures_lite_block_on(async { 7 }), 7);
+    }
+}
