@@ -218,7 +218,7 @@ fn malformed_records_go_to_the_dlq_and_the_partition_continues() {
 }
 
 #[test]
-fn a_stopped_executor_hands_its_partitions_over_without_loss() {
+fn executors_hand_partitions_over_on_stop_and_join_without_loss() {
     let env = Env::new(4);
     let group = "g-handoff";
     let registry = env.registry(&[("echo", ECHO)]);
@@ -226,7 +226,7 @@ fn a_stopped_executor_hands_its_partitions_over_without_loss() {
     cfg.group = group.into();
     let a = env.start(cfg.clone(), registry.clone());
     wait_until("A assigned", || a.health().is_assigned());
-    let b = env.start(cfg, registry);
+    let b = env.start(cfg.clone(), registry.clone());
     wait_until("B assigned", || b.health().is_assigned());
 
     let first = 40;
@@ -238,9 +238,16 @@ fn a_stopped_executor_hands_its_partitions_over_without_loss() {
     }
     let mut results = env.reader("expressway.results");
     results.at_least(10);
+    let mut third = None;
     a.shutdown_blocking();
-    let total = 80;
+    let total = 120;
+    let joined_at = 80;
     for i in first..total {
+        if i == joined_at {
+            // A third executor joins mid-stream: another rebalance, still nothing lost.
+            let c = env.start(cfg.clone(), registry.clone());
+            third = Some(c);
+        }
         env.start_event(
             &format!("k{i}"),
             &json!({"stateMachine": "echo", "name": format!("e{i}"), "input": {"i": i}}),
@@ -276,6 +283,9 @@ fn a_stopped_executor_hands_its_partitions_over_without_loss() {
         });
     env.wait_committed(group, &per_partition);
     b.shutdown_blocking();
+    if let Some(c) = third {
+        c.shutdown_blocking();
+    }
 }
 
 #[test]
