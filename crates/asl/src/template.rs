@@ -132,6 +132,25 @@ pub enum PathFailure {
     UnknownVariable,
 }
 
+/// Size in bytes of the compact JSON text of `v`, computed without allocating (the payload
+/// limits of Step Functions are defined on this size).
+pub fn json_size(v: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Counter(0);
+    // Writing a `Value` to an infallible writer cannot fail.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
 /// Compact JSON text (as AWS quotes inputs inside causes).
 pub fn to_json(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()

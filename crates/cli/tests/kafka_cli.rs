@@ -108,20 +108,7 @@ fn start_produces_a_start_event() {
 #[test]
 fn serve_runs_start_events_and_exits_0_on_sigterm() {
     let (c, brokers) = cluster();
-    let mut serve = bin()
-        .arg("serve")
-        .env("EXPRESSWAY_BROKERS", &brokers)
-        .env("EXPRESSWAY_DEFINITIONS", repo("examples"))
-        .env("EXPRESSWAY_METRICS_LISTEN", "127.0.0.1:0")
-        .env("EXPRESSWAY_DRAIN_TIMEOUT", "5s")
-        .env(
-            "EXPRESSWAY_KAFKA",
-            "session.timeout.ms=6000;heartbeat.interval.ms=500",
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut serve = spawn_serve(&brokers, &repo("examples"));
     let out = bin()
         .args(["start", "--brokers", &brokers, "hello", "--name", "via-cli"])
         .args(["--input", r#"{"name":"Ada","amount":250}"#])

@@ -465,23 +465,12 @@ fn fits(v: &Value, limit: usize) -> bool {
             }
         }
     }
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
     let mut budget = limit as isize;
     bound(v, &mut budget);
     if budget >= 0 {
         return true;
     }
-    let mut counter = Counter(0);
-    serde_json::to_writer(&mut counter, v).is_ok() && counter.0 <= limit
+    expressway_asl::template::json_size(v) <= limit
 }
 
 fn select_path(p: &JsonPath, value: &Value, env: &Env<'_>) -> Result<Value, EvalError> {

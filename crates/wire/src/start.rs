@@ -228,26 +228,7 @@ fn check_name(name: Option<&str>) -> Result<(), StartError> {
     }
 }
 
-/// Counts bytes written without storing them.
-struct Counter(usize);
-
-impl std::io::Write for Counter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Size of the compact JSON text of `v`.
-pub fn json_size(v: &Value) -> usize {
-    let mut c = Counter(0);
-    // Writing a `Value` to an infallible writer cannot fail.
-    let _ = serde_json::to_writer(&mut c, v);
-    c.0
-}
+pub use expressway_asl::template::json_size;
 
 fn check_size(input: &Value) -> Result<(), StartError> {
     let size = json_size(input);
