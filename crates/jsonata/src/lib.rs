@@ -1,0 +1,5 @@
+//! JSONata for Expressway.
+
+mod error;
+
+pub use error::{Error, Result};
