@@ -1,5 +1,143 @@
-//! JSONata for Expressway.
+//! JSONata for Expressway: a parser and evaluator for JSONata 2.0 (the version AWS Step
+//! Functions implements), with Step Functions' additions (`$partition`, `$range`, `$hash`,
+//! `$random([seed])`, `$uuid`, `$parse`) and without `$eval`.
+//!
+//! Expressions are parsed once ([`Expression::parse`]) into an immutable, thread-safe tree and
+//! evaluated many times against borrowed `serde_json` input, which is never copied.
+//!
+//! ```
+//! use expressway_jsonata::{Expression, NoHost};
+//! let e = Expression::parse("$sum(items.price)").unwrap();
+//! let input = serde_json::json!({"items": [{"price": 2}, {"price": 3}]});
+//! assert_eq!(e.evaluate(Some(&input), &NoHost).unwrap(), Some(serde_json::json!(5)));
+//! ```
 
+mod ast;
+pub mod datetime;
 mod error;
+mod eval;
+mod functions;
+mod lexer;
+pub mod numfmt;
+mod parser;
+pub mod regex;
+mod signature;
+mod value;
+
+use std::rc::Rc;
 
 pub use error::{Error, Result};
+pub use eval::Limits;
+pub use value::{js_number_string, number_to_json};
+
+/// What an evaluation can read from its host: variables and sources of time and randomness.
+pub trait Host {
+    /// `$name` for names the expression does not bind itself.
+    fn variable(&self, _name: &str) -> Option<&serde_json::Value> {
+        None
+    }
+    /// Milliseconds since the epoch, for `$now()` and `$millis()` (read once per evaluation).
+    fn now_millis(&self) -> f64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as f64)
+            .unwrap_or(0.0)
+    }
+    /// A number in `[0, 1)`; deterministic for a given seed.
+    fn random(&self, seed: Option<f64>) -> f64 {
+        let s = match seed {
+            Some(s) => s.to_bits(),
+            None => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
+        };
+        // splitmix64
+        let mut z = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// A random v4 UUID for `$uuid()`.
+    fn uuid(&self) -> String {
+        let a = self.random(None).to_bits();
+        let b = self.random(Some(a as f64)).to_bits();
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            (a >> 32) as u32,
+            (a >> 16) as u16,
+            a as u16 & 0x0fff,
+            (b as u16 & 0x3fff) | 0x8000,
+            b >> 16 & 0xffff_ffff_ffff
+        )
+    }
+}
+
+/// A host with no variables.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHost;
+
+impl Host for NoHost {}
+
+/// A parsed expression; immutable and shareable between threads.
+#[derive(Debug)]
+pub struct Expression {
+    ast: ast::Node,
+    source: String,
+}
+
+impl Expression {
+    /// Parses `source`, reporting syntax errors with the reference implementation's codes.
+    pub fn parse(source: &str) -> Result<Expression> {
+        Ok(Expression {
+            ast: parser::parse(source)?,
+            source: source.to_string(),
+        })
+    }
+
+    /// The source text.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Evaluates against `input` (`None`: no input at all); `Ok(None)` is an undefined result.
+    pub fn evaluate(&self, input: Option<&serde_json::Value>, host: &dyn Host) -> Result<Option<serde_json::Value>> {
+        self.evaluate_with(input, &[], host, Limits::default())
+    }
+
+    /// Evaluates with extra variable bindings and limits.
+    pub fn evaluate_with(
+        &self,
+        input: Option<&serde_json::Value>,
+        bindings: &[(&str, &serde_json::Value)],
+        host: &dyn Host,
+        limits: Limits,
+    ) -> Result<Option<serde_json::Value>> {
+        let ctx = eval::Ctx::new(host, limits);
+        let root = ctx.frame(None);
+        for (k, v) in bindings {
+            root.bind(Rc::from(*k), value::Value::from_json(v));
+        }
+        let input_value = match input {
+            Some(j) => value::Value::from_json(j),
+            None => value::Value::Undefined,
+        };
+        root.bind(Rc::from("$"), input_value.clone());
+        let input_value = if input_value.is_array() {
+            value::Value::Array(Rc::new(value::Array {
+                items: vec![input_value],
+                seq: true,
+                outer_wrapper: true,
+                ..Default::default()
+            }))
+        } else {
+            input_value
+        };
+        let r = ctx.evaluate(&self.ast, &input_value, &root)?;
+        Ok(match r {
+            value::Value::Tuples(_) => r.to_json(),
+            other => other.to_json(),
+        })
+    }
+}

@@ -1,0 +1,323 @@
+//! Values during evaluation. Input JSON is borrowed (`J*` variants), never copied; values built by
+//! the expression are reference-counted. Arrays carry jsonata-js's sequence flags.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use indexmap::IndexMap;
+use serde_json::Value as J;
+
+use crate::eval::Func;
+
+/// An ordered JSON-like object built during evaluation.
+pub type Object<'a> = IndexMap<String, Value<'a>>;
+
+/// A tuple of a tuple stream (focus `@`, index `#` and parent `%` bindings plus `@`).
+pub(crate) type Tuple<'a> = Vec<(Rc<str>, Value<'a>)>;
+
+/// An array with jsonata-js's flags.
+#[derive(Debug, Default)]
+pub struct Array<'a> {
+    pub(crate) items: Vec<Value<'a>>,
+    /// A sequence (result of a path), which collapses to its single member.
+    pub(crate) seq: bool,
+    pub(crate) keep_singleton: Cell<bool>,
+    /// Built by an array constructor: not flattened by path steps.
+    pub(crate) cons: bool,
+    pub(crate) outer_wrapper: bool,
+}
+
+/// A value.
+#[derive(Debug, Clone, Default)]
+pub enum Value<'a> {
+    /// No value (JavaScript `undefined`).
+    #[default]
+    Undefined,
+    Null,
+    Bool(bool),
+    Number(f64),
+    Str(Rc<str>),
+    JStr(&'a str),
+    JArr(&'a [J]),
+    JObj(&'a serde_json::Map<String, J>),
+    Array(Rc<Array<'a>>),
+    Object(Rc<Object<'a>>),
+    Func(Rc<Func<'a>>),
+    /// A tuple stream (internal to path evaluation).
+    Tuples(Rc<Vec<Tuple<'a>>>),
+}
+
+impl<'a> Value<'a> {
+    pub fn from_json(j: &'a J) -> Value<'a> {
+        match j {
+            J::Null => Value::Null,
+            J::Bool(b) => Value::Bool(*b),
+            J::Number(n) => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
+            J::String(s) => Value::JStr(s),
+            J::Array(a) => Value::JArr(a),
+            J::Object(o) => Value::JObj(o),
+        }
+    }
+
+    /// Converts owned JSON into a value that owns its data.
+    pub fn from_owned_json(j: J) -> Value<'a> {
+        match j {
+            J::Null => Value::Null,
+            J::Bool(b) => Value::Bool(b),
+            J::Number(n) => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
+            J::String(s) => Value::Str(s.into()),
+            J::Array(a) => Value::array(a.into_iter().map(Value::from_owned_json).collect()),
+            J::Object(o) => Value::Object(Rc::new(o.into_iter().map(|(k, v)| (k, Value::from_owned_json(v))).collect())),
+        }
+    }
+
+    pub fn string(s: impl Into<Rc<str>>) -> Value<'a> {
+        Value::Str(s.into())
+    }
+
+    /// A plain array value.
+    pub fn array(items: Vec<Value<'a>>) -> Value<'a> {
+        Value::Array(Rc::new(Array { items, ..Default::default() }))
+    }
+
+    /// A sequence.
+    pub(crate) fn seq(items: Vec<Value<'a>>) -> Value<'a> {
+        Value::Array(Rc::new(Array { items, seq: true, ..Default::default() }))
+    }
+
+    pub fn object(o: Object<'a>) -> Value<'a> {
+        Value::Object(Rc::new(o))
+    }
+
+    pub fn is_undefined(&self) -> bool {
+        matches!(self, Value::Undefined)
+    }
+
+    pub fn is_array(&self) -> bool {
+        matches!(self, Value::JArr(_) | Value::Array(_))
+    }
+
+    pub fn is_object(&self) -> bool {
+        matches!(self, Value::JObj(_) | Value::Object(_))
+    }
+
+    pub fn is_function(&self) -> bool {
+        matches!(self, Value::Func(_))
+    }
+
+    pub fn is_string(&self) -> bool {
+        matches!(self, Value::Str(_) | Value::JStr(_))
+    }
+
+    pub fn is_number(&self) -> bool {
+        matches!(self, Value::Number(_))
+    }
+
+    pub(crate) fn is_sequence(&self) -> bool {
+        matches!(self, Value::Array(a) if a.seq)
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            Value::JStr(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Number(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// The signature symbol of this value's type.
+    pub(crate) fn symbol(&self) -> char {
+        match self {
+            Value::Undefined => 'm',
+            Value::Null => 'l',
+            Value::Bool(_) => 'b',
+            Value::Number(_) => 'n',
+            Value::Str(_) | Value::JStr(_) => 's',
+            Value::JArr(_) | Value::Array(_) | Value::Tuples(_) => 'a',
+            Value::JObj(_) | Value::Object(_) => 'o',
+            Value::Func(_) => 'f',
+        }
+    }
+
+    /// Number of members when an array.
+    pub fn len(&self) -> usize {
+        match self {
+            Value::JArr(a) => a.len(),
+            Value::Array(a) => a.items.len(),
+            Value::Tuples(t) => t.len(),
+            _ => 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Member `i` of an array.
+    pub fn get(&self, i: usize) -> Value<'a> {
+        match self {
+            Value::JArr(a) => a.get(i).map(Value::from_json).unwrap_or_default(),
+            Value::Array(a) => a.items.get(i).cloned().unwrap_or_default(),
+            _ => Value::Undefined,
+        }
+    }
+
+    /// The members of an array (empty for anything else).
+    pub fn members(&self) -> Vec<Value<'a>> {
+        match self {
+            Value::JArr(a) => a.iter().map(Value::from_json).collect(),
+            Value::Array(a) => a.items.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Arrays as their members, anything else (not undefined) as a one-member list.
+    pub fn to_members(&self) -> Vec<Value<'a>> {
+        match self {
+            Value::Undefined => Vec::new(),
+            v if v.is_array() => v.members(),
+            v => vec![v.clone()],
+        }
+    }
+
+    /// Field lookup on an object.
+    pub fn field(&self, key: &str) -> Value<'a> {
+        match self {
+            Value::JObj(o) => o.get(key).map(Value::from_json).unwrap_or_default(),
+            Value::Object(o) => o.get(key).cloned().unwrap_or_default(),
+            _ => Value::Undefined,
+        }
+    }
+
+    /// The entries of an object in order.
+    pub fn entries(&self) -> Vec<(String, Value<'a>)> {
+        match self {
+            Value::JObj(o) => o.iter().map(|(k, v)| (k.clone(), Value::from_json(v))).collect(),
+            Value::Object(o) => o.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The keys of an object in order.
+    pub fn keys(&self) -> Vec<String> {
+        match self {
+            Value::JObj(o) => o.keys().cloned().collect(),
+            Value::Object(o) => o.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub(crate) fn keep_singleton(&self) -> bool {
+        matches!(self, Value::Array(a) if a.keep_singleton.get())
+    }
+
+    pub(crate) fn is_cons(&self) -> bool {
+        matches!(self, Value::Array(a) if a.cons)
+    }
+
+    pub(crate) fn is_outer_wrapper(&self) -> bool {
+        matches!(self, Value::Array(a) if a.outer_wrapper)
+    }
+
+    /// Converts to JSON; `None` for undefined. Functions become `""` as in jsonata-js's `$string`.
+    pub fn to_json(&self) -> Option<J> {
+        Some(match self {
+            Value::Undefined => return None,
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Number(n) => number_to_json(*n),
+            Value::Str(s) => J::String(s.to_string()),
+            Value::JStr(s) => J::String(s.to_string()),
+            Value::JArr(a) => J::Array(a.to_vec()),
+            Value::JObj(o) => J::Object((*o).clone()),
+            Value::Array(a) => J::Array(a.items.iter().filter_map(Value::to_json).collect()),
+            Value::Object(o) => J::Object(o.iter().filter_map(|(k, v)| Some((k.clone(), v.to_json()?))).collect()),
+            Value::Func(_) => J::String(String::new()),
+            Value::Tuples(t) => J::Array(t.iter().filter_map(|t| tuple_focus(t).to_json()).collect()),
+        })
+    }
+
+    /// JSON for error values; undefined becomes null.
+    pub(crate) fn to_json_lossy(&self) -> J {
+        self.to_json().unwrap_or(J::Null)
+    }
+}
+
+pub(crate) fn tuple_focus<'a>(t: &Tuple<'a>) -> Value<'a> {
+    t.iter().find(|(k, _)| &**k == "@").map(|(_, v)| v.clone()).unwrap_or_default()
+}
+
+/// A JSON number: integers (within 2^53) as integers, so `1` prints as `1`.
+pub fn number_to_json(n: f64) -> J {
+    if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
+        if n == 0.0 {
+            return J::from(0);
+        }
+        J::from(n as i64)
+    } else {
+        serde_json::Number::from_f64(n).map(J::Number).unwrap_or(J::Null)
+    }
+}
+
+/// Deep equality as jsonata-js's `isDeepEqual`.
+pub(crate) fn deep_equal<'a>(a: &Value<'a>, b: &Value<'a>) -> bool {
+    match (a, b) {
+        (Value::Undefined, Value::Undefined) | (Value::Null, Value::Null) => true,
+        (Value::Bool(x), Value::Bool(y)) => x == y,
+        (Value::Number(x), Value::Number(y)) => x == y,
+        (x, y) if x.is_string() && y.is_string() => x.as_str() == y.as_str(),
+        (x, y) if x.is_array() && y.is_array() => {
+            x.len() == y.len() && (0..x.len()).all(|i| deep_equal(&x.get(i), &y.get(i)))
+        }
+        (x, y) if x.is_object() && y.is_object() => {
+            let xe = x.entries();
+            xe.len() == y.keys().len() && xe.iter().all(|(k, v)| deep_equal(v, &y.field(k)))
+        }
+        (Value::Func(x), Value::Func(y)) => Rc::ptr_eq(x, y),
+        _ => false,
+    }
+}
+
+/// JavaScript's `Number.prototype.toString()` for finite numbers.
+pub fn js_number_string(n: f64) -> String {
+    if n == 0.0 {
+        return "0".into();
+    }
+    if n.is_nan() {
+        return "NaN".into();
+    }
+    if n.is_infinite() {
+        return if n > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+    }
+    // shortest round-trip digits and exponent
+    let sci = format!("{:e}", n.abs());
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let k = digits.len() as i32;
+    let nexp = exp + 1; // position of the decimal point relative to the digits
+    let sign = if n < 0.0 { "-" } else { "" };
+    let body = if k <= nexp && nexp <= 21 {
+        format!("{digits}{}", "0".repeat((nexp - k) as usize))
+    } else if 0 < nexp && nexp <= 21 {
+        format!("{}.{}", &digits[..nexp as usize], &digits[nexp as usize..])
+    } else if -6 < nexp && nexp <= 0 {
+        format!("0.{}{digits}", "0".repeat((-nexp) as usize))
+    } else {
+        let e = nexp - 1;
+        let es = if e >= 0 { format!("+{e}") } else { e.to_string() };
+        if k == 1 {
+            format!("{digits}e{es}")
+        } else {
+            format!("{}.{}e{es}", &digits[..1], &digits[1..])
+        }
+    };
+    format!("{sign}{body}")
+}
