@@ -3,31 +3,66 @@
 //! The JSONata evaluator itself lives in its own crate; this module adapts it to ASL's fields,
 //! bindings (`$states`, variables) and AWS's `States.QueryEvaluationError` causes.
 
+use std::sync::Arc;
+
 use crate::template::{EvalEnv, EvalError};
+use expressway_jsonata::{Expression, Host};
 use serde_json::Value;
 
-/// A JSONata expression taken from a `{% ... %}` string.
+/// A JSONata expression taken from a `{% ... %}` string, parsed once when the definition loads.
 #[derive(Debug, Clone)]
 pub struct JsonataExpr {
     text: String,
+    expr: Arc<Expression>,
+}
+
+/// Adapts the state's evaluation environment to the JSONata evaluator: `$states`, variables,
+/// and the execution's sources of randomness.
+struct StateHost<'e> {
+    env: &'e dyn EvalEnv,
+}
+
+impl Host for StateHost<'_> {
+    fn variable(&self, name: &str) -> Option<&Value> {
+        if name == "states" {
+            return self.env.jsonata_states();
+        }
+        self.env.variable(name)
+    }
+
+    fn random(&self, seed: Option<f64>) -> f64 {
+        const SCALE: i64 = 1 << 52;
+        let r = self.env.random_int(0, SCALE - 1, seed.map(|s| s as i64));
+        r as f64 / SCALE as f64
+    }
+
+    fn uuid(&self) -> String {
+        self.env.uuid()
+    }
 }
 
 impl JsonataExpr {
     /// True when the string is a JSONata expression (`{% ... %}`).
     pub fn is_expression(s: &str) -> bool {
-        let t = s.trim();
-        t.len() >= 4 && t.starts_with("{%") && t.ends_with("%}")
+        s.len() >= 4 && s.starts_with("{%") && s.ends_with("%}")
     }
 
     /// Parses the text between `{%` and `%}`.
     pub fn parse(s: &str) -> Result<JsonataExpr, String> {
-        let t = s.trim();
-        let inner = t
+        let inner = s
             .strip_prefix("{%")
             .and_then(|r| r.strip_suffix("%}"))
             .ok_or("not a JSONata expression")?;
+        let text = inner.trim().to_string();
+        let expr = Expression::parse(&text).map_err(|e| {
+            format!(
+                "The JSONata expression '{text}' is invalid: {}: {}",
+                e.code, e.message
+            )
+        })?;
         Ok(JsonataExpr {
-            text: inner.trim().to_string(),
+            text,
+            expr: Arc::new(expr),
         })
     }
 
@@ -37,11 +72,35 @@ impl JsonataExpr {
     }
 
     /// Evaluates; an undefined result is an error naming `field`.
-    pub fn eval_required(&self, field: &str, _env: &dyn EvalEnv) -> Result<Value, EvalError> {
-        Err(EvalError::query(format!(
-            "The JSONata expression '{}' specified for the field '{field}' could not be evaluated: JSONata is not available in this build.",
-            self.text
-        )))
+    pub fn eval_required(&self, field: &str, env: &dyn EvalEnv) -> Result<Value, EvalError> {
+        match self.eval_optional(field, env)? {
+            Some(v) => Ok(v),
+            None => Err(EvalError::query(format!(
+                "The JSONata expression '{}' specified for the field '{field}' returned nothing (undefined).",
+                self.text
+            ))),
+        }
+    }
+
+    /// Evaluates; `None` when the expression returns nothing.
+    pub fn eval_optional(
+        &self,
+        field: &str,
+        env: &dyn EvalEnv,
+    ) -> Result<Option<Value>, EvalError> {
+        let host = StateHost { env };
+        let input = env.jsonata_states().and_then(|s| s.get("input"));
+        match self.expr.evaluate_with(input, &[], &host, Default::default()) {
+            Ok(v) => Ok(v),
+            Err(e) if e.code == expressway_jsonata::FUNCTION_RESULT => Err(EvalError::query(format!(
+                "The JSONata expression '{}' specified for the field '{field}' returned an unsupported result type.",
+                self.text
+            ))),
+            Err(e) => Err(EvalError::query(format!(
+                "The JSONata expression '{}' specified for the field '{field}' threw an error during evaluation. {}: {}",
+                self.text, e.code, e.message
+            ))),
+        }
     }
 }
 

@@ -67,6 +67,12 @@ fn engine(c: &mut Criterion) {
         c,
         "pipeline",
         include_str!("fixtures/pipeline.asl.json"),
+        input.clone(),
+    );
+    bench_machine(
+        c,
+        "pipeline_jsonata",
+        include_str!("fixtures/pipeline_jsonata.asl.json"),
         input,
     );
     let items: Vec<Value> = (0..100).map(Value::from).collect();

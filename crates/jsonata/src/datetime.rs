@@ -1,7 +1,11 @@
 //! Placeholder until the date/time module lands.
 use crate::error::{Error, Result};
 /// `$fromMillis`.
-pub fn format_datetime(_millis: f64, _picture: Option<&str>, _timezone: Option<&str>) -> Result<String> {
+pub fn format_datetime(
+    _millis: f64,
+    _picture: Option<&str>,
+    _timezone: Option<&str>,
+) -> Result<String> {
     Err(Error::new("D3999", "not implemented"))
 }
 /// `$toMillis`.

@@ -2,10 +2,14 @@
 
 use serde_json::Value;
 
-/// An error raised while parsing or evaluating an expression.
+/// An error raised while parsing or evaluating an expression (boxed: results stay small).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct Error {
+#[error("{}: {}", .0.code, .0.message)]
+pub struct Error(Box<ErrorDetail>);
+
+/// The fields of an [`Error`] (reachable through `Deref`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorDetail {
     /// The reference implementation's code, e.g. `"T2002"`.
     pub code: &'static str,
     /// Human-readable message (the reference implementation's wording where tests check it).
@@ -23,14 +27,14 @@ pub struct Error {
 impl Error {
     /// An error with a code and message only.
     pub fn new(code: &'static str, message: impl Into<String>) -> Error {
-        Error {
+        Error(Box::new(ErrorDetail {
             code,
             message: message.into(),
             position: None,
             token: None,
             value: None,
             function_name: None,
-        }
+        }))
     }
 
     /// Sets the position.
@@ -51,6 +55,19 @@ impl Error {
     pub fn value(mut self, value: Value) -> Error {
         self.value = Some(value);
         self
+    }
+}
+
+impl std::ops::Deref for Error {
+    type Target = ErrorDetail;
+    fn deref(&self) -> &ErrorDetail {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Error {
+    fn deref_mut(&mut self) -> &mut ErrorDetail {
+        &mut self.0
     }
 }
 

@@ -42,7 +42,7 @@ impl<'a> Frame<'a> {
 }
 
 /// A function value.
-pub enum Func<'a> {
+pub(crate) enum Func<'a> {
     Lambda {
         def: &'a Lambda,
         env: Rc<Frame<'a>>,
@@ -131,7 +131,9 @@ fn err(code: &'static str, msg: impl Into<String>) -> Error {
 fn is_numeric(v: &Value<'_>) -> Result<bool> {
     match v {
         Value::Number(n) if n.is_nan() => Ok(false),
-        Value::Number(n) if !n.is_finite() => Err(err("D1001", "Number out of range").value(serde_json::Value::Null)),
+        Value::Number(n) if !n.is_finite() => {
+            Err(err("D1001", "Number out of range").value(serde_json::Value::Null))
+        }
         Value::Number(_) => Ok(true),
         _ => Ok(false),
     }
@@ -185,7 +187,10 @@ fn flatten_into<'a>(v: Value<'a>, out: &mut Vec<Value<'a>>) {
 }
 
 fn tuple_get<'a>(t: &Tuple<'a>, key: &str) -> Value<'a> {
-    t.iter().find(|(k, _)| &**k == key).map(|(_, v)| v.clone()).unwrap_or_default()
+    t.iter()
+        .find(|(k, _)| &**k == key)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
 }
 
 fn tuple_set<'a>(t: &mut Tuple<'a>, key: Rc<str>, v: Value<'a>) {
@@ -240,7 +245,12 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    pub(crate) fn evaluate(&self, expr: &'a Node, input: &Value<'a>, env: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+    pub(crate) fn evaluate(
+        &self,
+        expr: &'a Node,
+        input: &Value<'a>,
+        env: &Rc<Frame<'a>>,
+    ) -> Result<Value<'a>> {
         let depth = self.depth.get() + 1;
         if depth > self.max_depth {
             return Err(err(
@@ -251,12 +261,18 @@ impl<'a> Ctx<'a> {
         }
         if let Some(d) = self.deadline {
             if Instant::now() > d {
-                return Err(err("U1001", "Expression evaluation timeout: Check for infinite loop").at(expr.pos));
+                return Err(err(
+                    "U1001",
+                    "Expression evaluation timeout: Check for infinite loop",
+                )
+                .at(expr.pos));
             }
         }
         self.depth.set(depth);
-        let r = if depth % 64 == 0 {
-            stacker::maybe_grow(256 * 1024, 4 * 1024 * 1024, || self.evaluate_inner(expr, input, env))
+        let r = if depth.is_multiple_of(64) {
+            stacker::maybe_grow(256 * 1024, 4 * 1024 * 1024, || {
+                self.evaluate_inner(expr, input, env)
+            })
         } else {
             self.evaluate_inner(expr, input, env)
         };
@@ -264,16 +280,26 @@ impl<'a> Ctx<'a> {
         r
     }
 
-    fn evaluate_inner(&self, expr: &'a Node, input: &Value<'a>, env: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+    fn evaluate_inner(
+        &self,
+        expr: &'a Node,
+        input: &Value<'a>,
+        env: &Rc<Frame<'a>>,
+    ) -> Result<Value<'a>> {
         let mut result = match &expr.kind {
-            Kind::Path { steps, keep_singleton } => self.eval_path(expr, steps, *keep_singleton, input, env)?,
-            Kind::Binary { op, lhs, rhs } => self.eval_binary(*op, lhs, rhs, input, env).map_err(|e| {
-                let mut e = e.at(expr.pos);
-                if e.token.is_none() {
-                    e.token = Some(op.symbol().to_string());
-                }
-                e
-            })?,
+            Kind::Path {
+                steps,
+                keep_singleton,
+            } => self.eval_path(expr, steps, *keep_singleton, input, env)?,
+            Kind::Binary { op, lhs, rhs } => {
+                self.eval_binary(*op, lhs, rhs, input, env).map_err(|e| {
+                    let mut e = e.at(expr.pos);
+                    if e.token.is_none() {
+                        e.token = Some(op.symbol().to_string());
+                    }
+                    e
+                })?
+            }
             Kind::Neg(e) => {
                 let v = self.evaluate(e, input, env)?;
                 match v {
@@ -319,8 +345,15 @@ impl<'a> Ctx<'a> {
             Kind::Null => Value::Null,
             Kind::Wildcard => eval_wildcard(input),
             Kind::Descendant => eval_descendants(input),
-            Kind::Parent(slot) => self.lookup(env, &ancestor_key(slot.label.load(std::sync::atomic::Ordering::Relaxed))),
-            Kind::Condition { cond, then, otherwise } => {
+            Kind::Parent(slot) => self.lookup(
+                env,
+                &ancestor_key(slot.label.load(std::sync::atomic::Ordering::Relaxed)),
+            ),
+            Kind::Condition {
+                cond,
+                then,
+                otherwise,
+            } => {
                 let c = self.evaluate(cond, input, env)?;
                 if boolean(&c).unwrap_or(false) {
                     self.evaluate(then, input, env)?
@@ -366,12 +399,21 @@ impl<'a> Ctx<'a> {
                 env: env.clone(),
                 input: input.clone(),
             })),
-            Kind::Partial { procedure, args } => self.eval_partial(expr, procedure, args, input, env)?,
+            Kind::Partial { procedure, args } => {
+                self.eval_partial(expr, procedure, args, input, env)?
+            }
             Kind::Apply { lhs, rhs } => self.eval_apply(expr, lhs, rhs, input, env)?,
-            Kind::Transform { .. } => Value::Func(Rc::new(Func::Transform { node: expr, env: env.clone() })),
+            Kind::Transform { .. } => Value::Func(Rc::new(Func::Transform {
+                node: expr,
+                env: env.clone(),
+            })),
             Kind::Placeholder => return Err(err("S0201", "Syntax error: ?").at(expr.pos)),
             Kind::Sort(_) => {
-                let seq = if input.is_array() { input.clone() } else { Value::seq(vec![input.clone()]) };
+                let seq = if input.is_array() {
+                    input.clone()
+                } else {
+                    Value::seq(vec![input.clone()])
+                };
                 self.eval_sort(expr, seq, env)?
             }
         };
@@ -467,7 +509,13 @@ impl<'a> Ctx<'a> {
         Ok(result)
     }
 
-    fn eval_step(&self, step: &'a Node, input: &Value<'a>, env: &Rc<Frame<'a>>, last: bool) -> Result<Value<'a>> {
+    fn eval_step(
+        &self,
+        step: &'a Node,
+        input: &Value<'a>,
+        env: &Rc<Frame<'a>>,
+        last: bool,
+    ) -> Result<Value<'a>> {
         if matches!(step.kind, Kind::Sort(_)) {
             let mut r = self.eval_sort(step, input.clone(), env)?;
             for stage in &step.stages {
@@ -540,7 +588,11 @@ impl<'a> Ctx<'a> {
         }
         let bindings = match tuples {
             Some(t) => t,
-            None => input.members().into_iter().map(|i| vec![(Rc::from("@"), i)]).collect(),
+            None => input
+                .members()
+                .into_iter()
+                .map(|i| vec![(Rc::from("@"), i)])
+                .collect(),
         };
         let mut result = Vec::new();
         for tb in &bindings {
@@ -560,7 +612,11 @@ impl<'a> Ctx<'a> {
                 }
                 continue;
             }
-            let items = if res.is_array() { res.members() } else { vec![res] };
+            let items = if res.is_array() {
+                res.members()
+            } else {
+                vec![res]
+            };
             for (bb, r) in items.into_iter().enumerate() {
                 let mut tuple = tb.clone();
                 if let Some(f) = &step.focus {
@@ -573,7 +629,11 @@ impl<'a> Ctx<'a> {
                     tuple_set(&mut tuple, Rc::from(&**ix), Value::Number(bb as f64));
                 }
                 if let Some(anc) = &step.ancestor {
-                    tuple_set(&mut tuple, ancestor_key(anc.label.load(std::sync::atomic::Ordering::Relaxed)), focus_in.clone());
+                    tuple_set(
+                        &mut tuple,
+                        ancestor_key(anc.label.load(std::sync::atomic::Ordering::Relaxed)),
+                        focus_in.clone(),
+                    );
                 }
                 result.push(tuple);
             }
@@ -584,7 +644,12 @@ impl<'a> Ctx<'a> {
         Ok(result)
     }
 
-    fn eval_stages(&self, stages: &'a [Stage], input: Vec<Tuple<'a>>, env: &Rc<Frame<'a>>) -> Result<Vec<Tuple<'a>>> {
+    fn eval_stages(
+        &self,
+        stages: &'a [Stage],
+        input: Vec<Tuple<'a>>,
+        env: &Rc<Frame<'a>>,
+    ) -> Result<Vec<Tuple<'a>>> {
         let mut result = input;
         for stage in stages {
             match stage {
@@ -604,7 +669,12 @@ impl<'a> Ctx<'a> {
         Ok(result)
     }
 
-    fn eval_filter(&self, pred: &'a Node, input: Value<'a>, env: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+    fn eval_filter(
+        &self,
+        pred: &'a Node,
+        input: Value<'a>,
+        env: &Rc<Frame<'a>>,
+    ) -> Result<Value<'a>> {
         if let Value::Tuples(ts) = &input {
             let len = ts.len();
             let mut out = Vec::new();
@@ -629,7 +699,11 @@ impl<'a> Ctx<'a> {
             }
             return Ok(Value::Tuples(Rc::new(out)));
         }
-        let items = if input.is_array() { input.members() } else { vec![input] };
+        let items = if input.is_array() {
+            input.members()
+        } else {
+            vec![input]
+        };
         let len = items.len();
         let mut out = Vec::new();
         if let Kind::Num(n) = pred.kind {
@@ -676,7 +750,14 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn eval_binary(&self, op: BinOp, lhs: &'a Node, rhs: &'a Node, input: &Value<'a>, env: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+    fn eval_binary(
+        &self,
+        op: BinOp,
+        lhs: &'a Node,
+        rhs: &'a Node,
+        input: &Value<'a>,
+        env: &Rc<Frame<'a>>,
+    ) -> Result<Value<'a>> {
         let l = self.evaluate(lhs, input, env)?;
         match op {
             BinOp::And => {
@@ -695,10 +776,18 @@ impl<'a> Ctx<'a> {
                 return Ok(Value::Bool(boolean(&r).unwrap_or(false)));
             }
             BinOp::Coalesce => {
-                return if l.is_undefined() { self.evaluate(rhs, input, env) } else { Ok(l) };
+                return if l.is_undefined() {
+                    self.evaluate(rhs, input, env)
+                } else {
+                    Ok(l)
+                };
             }
             BinOp::Elvis => {
-                return if boolean(&l).unwrap_or(false) { Ok(l) } else { self.evaluate(rhs, input, env) };
+                return if boolean(&l).unwrap_or(false) {
+                    Ok(l)
+                } else {
+                    self.evaluate(rhs, input, env)
+                };
             }
             _ => {}
         }
@@ -706,12 +795,24 @@ impl<'a> Ctx<'a> {
         match op {
             BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod => {
                 if !l.is_undefined() && !is_numeric(&l)? {
-                    return Err(err("T2001", format!("The left side of the {} operator must evaluate to a number", op.symbol()))
-                        .value(l.to_json_lossy()));
+                    return Err(err(
+                        "T2001",
+                        format!(
+                            "The left side of the {} operator must evaluate to a number",
+                            op.symbol()
+                        ),
+                    )
+                    .value(l.to_json_lossy()));
                 }
                 if !r.is_undefined() && !is_numeric(&r)? {
-                    return Err(err("T2002", format!("The right side of the {} operator must evaluate to a number", op.symbol()))
-                        .value(r.to_json_lossy()));
+                    return Err(err(
+                        "T2002",
+                        format!(
+                            "The right side of the {} operator must evaluate to a number",
+                            op.symbol()
+                        ),
+                    )
+                    .value(r.to_json_lossy()));
                 }
                 let (Some(a), Some(b)) = (l.as_f64(), r.as_f64()) else {
                     return Ok(Value::Undefined);
@@ -736,7 +837,11 @@ impl<'a> Ctx<'a> {
                 let lc = l.is_undefined() || l.is_string() || l.is_number();
                 let rc = r.is_undefined() || r.is_string() || r.is_number();
                 if !lc || !rc {
-                    let bad = if !(l.is_string() || l.is_number()) { &l } else { &r };
+                    let bad = if !(l.is_string() || l.is_number()) {
+                        &l
+                    } else {
+                        &r
+                    };
                     return Err(err(
                         "T2010",
                         format!("The expressions either side of operator \"{}\" must evaluate to numeric or string values", op.symbol()),
@@ -757,7 +862,9 @@ impl<'a> Ctx<'a> {
                         .value(l.to_json_lossy()))
                     }
                 };
-                let Some(ord) = ord else { return Ok(Value::Bool(false)) };
+                let Some(ord) = ord else {
+                    return Ok(Value::Bool(false));
+                };
                 use std::cmp::Ordering::*;
                 Ok(Value::Bool(match op {
                     BinOp::Lt => ord == Less,
@@ -767,19 +874,37 @@ impl<'a> Ctx<'a> {
                 }))
             }
             BinOp::Concat => {
-                let a = if l.is_undefined() { String::new() } else { functions::to_string(&l)? };
-                let b = if r.is_undefined() { String::new() } else { functions::to_string(&r)? };
+                let a = if l.is_undefined() {
+                    String::new()
+                } else {
+                    functions::to_string(&l)?
+                };
+                let b = if r.is_undefined() {
+                    String::new()
+                } else {
+                    functions::to_string(&r)?
+                };
                 Ok(Value::string(a + &b))
             }
             BinOp::Range => {
                 let int = |v: &Value<'_>| matches!(v, Value::Number(n) if n.fract() == 0.0 && n.is_finite());
                 if !l.is_undefined() && !int(&l) {
-                    return Err(err("T2003", "The left side of the range operator (..) must evaluate to an integer").value(l.to_json_lossy()));
+                    return Err(err(
+                        "T2003",
+                        "The left side of the range operator (..) must evaluate to an integer",
+                    )
+                    .value(l.to_json_lossy()));
                 }
                 if !r.is_undefined() && !int(&r) {
-                    return Err(err("T2004", "The right side of the range operator (..) must evaluate to an integer").value(r.to_json_lossy()));
+                    return Err(err(
+                        "T2004",
+                        "The right side of the range operator (..) must evaluate to an integer",
+                    )
+                    .value(r.to_json_lossy()));
                 }
-                let (Some(a), Some(b)) = (l.as_f64(), r.as_f64()) else { return Ok(Value::Undefined) };
+                let (Some(a), Some(b)) = (l.as_f64(), r.as_f64()) else {
+                    return Ok(Value::Undefined);
+                };
                 if a > b {
                     return Ok(Value::Undefined);
                 }
@@ -789,7 +914,9 @@ impl<'a> Ctx<'a> {
                         .value(serde_json::json!(size)));
                 }
                 let (a, b) = (a as i64, b as i64);
-                Ok(Value::seq((a..=b).map(|i| Value::Number(i as f64)).collect()))
+                Ok(Value::seq(
+                    (a..=b).map(|i| Value::Number(i as f64)).collect(),
+                ))
             }
             BinOp::In => {
                 if l.is_undefined() || r.is_undefined() {
@@ -802,18 +929,33 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn eval_group_expr(&self, g: &'a Group, input: Value<'a>, env: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+    fn eval_group_expr(
+        &self,
+        g: &'a Group,
+        input: Value<'a>,
+        env: &Rc<Frame<'a>>,
+    ) -> Result<Value<'a>> {
         self.eval_group(&g.pairs, g.pos, input, env)
     }
 
-    fn eval_group(&self, pairs: &'a [(Node, Node)], pos: usize, input: Value<'a>, env: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+    fn eval_group(
+        &self,
+        pairs: &'a [(Node, Node)],
+        pos: usize,
+        input: Value<'a>,
+        env: &Rc<Frame<'a>>,
+    ) -> Result<Value<'a>> {
         enum Data<'a> {
             Values(Value<'a>),
             Tuples(Vec<Tuple<'a>>),
         }
         let mut groups: IndexMap<String, (Data<'a>, usize)> = IndexMap::new();
         if let Value::Tuples(ts) = &input {
-            let ts: Vec<Tuple<'a>> = if ts.is_empty() { vec![Vec::new()] } else { (**ts).clone() };
+            let ts: Vec<Tuple<'a>> = if ts.is_empty() {
+                vec![Vec::new()]
+            } else {
+                (**ts).clone()
+            };
             for t in ts {
                 let tenv = self.frame_from_tuple(env, &t);
                 let ctx = tuple_focus(&t);
@@ -823,7 +965,12 @@ impl<'a> Ctx<'a> {
                     match groups.get_mut(&key) {
                         Some((data, idx)) => {
                             if *idx != pi {
-                                return Err(err("D1009", "Multiple key definitions evaluate to same key").at(pos).value(serde_json::json!(key)));
+                                return Err(err(
+                                    "D1009",
+                                    "Multiple key definitions evaluate to same key",
+                                )
+                                .at(pos)
+                                .value(serde_json::json!(key)));
                             }
                             if let Data::Tuples(v) = data {
                                 v.push(t.clone());
@@ -836,8 +983,16 @@ impl<'a> Ctx<'a> {
                 }
             }
         } else {
-            let items = if input.is_array() { input.members() } else { vec![input] };
-            let items = if items.is_empty() { vec![Value::Undefined] } else { items };
+            let items = if input.is_array() {
+                input.members()
+            } else {
+                vec![input]
+            };
+            let items = if items.is_empty() {
+                vec![Value::Undefined]
+            } else {
+                items
+            };
             for item in items {
                 for (pi, (k, _)) in pairs.iter().enumerate() {
                     let key = self.group_key(k, &item, env, pos)?;
@@ -845,7 +1000,12 @@ impl<'a> Ctx<'a> {
                     match groups.get_mut(&key) {
                         Some((data, idx)) => {
                             if *idx != pi {
-                                return Err(err("D1009", "Multiple key definitions evaluate to same key").at(pos).value(serde_json::json!(key)));
+                                return Err(err(
+                                    "D1009",
+                                    "Multiple key definitions evaluate to same key",
+                                )
+                                .at(pos)
+                                .value(serde_json::json!(key)));
                             }
                             if let Data::Values(v) = data {
                                 *v = append(std::mem::take(v), item.clone());
@@ -883,19 +1043,38 @@ impl<'a> Ctx<'a> {
         Ok(Value::object(result))
     }
 
-    fn group_key(&self, k: &'a Node, ctx: &Value<'a>, env: &Rc<Frame<'a>>, pos: usize) -> Result<Option<String>> {
+    fn group_key(
+        &self,
+        k: &'a Node,
+        ctx: &Value<'a>,
+        env: &Rc<Frame<'a>>,
+        pos: usize,
+    ) -> Result<Option<String>> {
         let key = self.evaluate(k, ctx, env)?;
         match key {
             Value::Undefined => Ok(None),
             ref s if s.is_string() => Ok(s.as_str().map(str::to_string)),
-            other => Err(err("T1003", format!("Key in object structure must evaluate to a string; got: {}", functions::stringify(&other, false).unwrap_or_default()))
-                .at(pos)
-                .value(other.to_json_lossy())),
+            other => Err(err(
+                "T1003",
+                format!(
+                    "Key in object structure must evaluate to a string; got: {}",
+                    functions::stringify(&other, false).unwrap_or_default()
+                ),
+            )
+            .at(pos)
+            .value(other.to_json_lossy())),
         }
     }
 
-    fn eval_sort(&self, expr: &'a Node, input: Value<'a>, env: &Rc<Frame<'a>>) -> Result<Value<'a>> {
-        let Kind::Sort(terms) = &expr.kind else { return Ok(input) };
+    fn eval_sort(
+        &self,
+        expr: &'a Node,
+        input: Value<'a>,
+        env: &Rc<Frame<'a>>,
+    ) -> Result<Value<'a>> {
+        let Kind::Sort(terms) = &expr.kind else {
+            return Ok(input);
+        };
         if let Value::Tuples(ts) = &input {
             if ts.len() <= 1 {
                 return Ok(input.clone());
@@ -922,11 +1101,24 @@ impl<'a> Ctx<'a> {
         Ok(Value::array(self.sort_keyed(terms, keyed, expr.pos)?))
     }
 
-    fn sort_keys(&self, terms: &'a [SortTerm], ctx: &Value<'a>, env: &Rc<Frame<'a>>) -> Result<Vec<Value<'a>>> {
-        terms.iter().map(|t| self.evaluate(&t.expr, ctx, env)).collect()
+    fn sort_keys(
+        &self,
+        terms: &'a [SortTerm],
+        ctx: &Value<'a>,
+        env: &Rc<Frame<'a>>,
+    ) -> Result<Vec<Value<'a>>> {
+        terms
+            .iter()
+            .map(|t| self.evaluate(&t.expr, ctx, env))
+            .collect()
     }
 
-    fn sort_keyed<T>(&self, terms: &[SortTerm], mut keyed: Vec<(Vec<Value<'a>>, T)>, pos: usize) -> Result<Vec<T>> {
+    fn sort_keyed<T>(
+        &self,
+        terms: &[SortTerm],
+        mut keyed: Vec<(Vec<Value<'a>>, T)>,
+        pos: usize,
+    ) -> Result<Vec<T>> {
         for (ti, _) in terms.iter().enumerate() {
             let mut has_str = false;
             let mut has_num = false;
@@ -943,7 +1135,11 @@ impl<'a> Ctx<'a> {
                 }
             }
             if has_str && has_num {
-                return Err(err("T2007", "Type mismatch within order-by clause. All values must be of the same type").at(pos));
+                return Err(err(
+                    "T2007",
+                    "Type mismatch within order-by clause. All values must be of the same type",
+                )
+                .at(pos));
             }
         }
         keyed.sort_by(|(a, _), (b, _)| {
@@ -955,7 +1151,9 @@ impl<'a> Ctx<'a> {
                     (true, false) => return Ordering::Greater,
                     (false, true) => return Ordering::Less,
                     _ => match (x, y) {
-                        (Value::Number(p), Value::Number(q)) => p.partial_cmp(q).unwrap_or(Ordering::Equal),
+                        (Value::Number(p), Value::Number(q)) => {
+                            p.partial_cmp(q).unwrap_or(Ordering::Equal)
+                        }
                         _ => x.as_str().cmp(&y.as_str()),
                     },
                 };
@@ -980,8 +1178,15 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    pub(crate) fn eval_function(&self, expr: &'a Node, input: &Value<'a>, env: &Rc<Frame<'a>>, applyto: Option<Value<'a>>) -> Result<Value<'a>> {
-        let (Kind::Call { procedure, args } | Kind::Partial { procedure, args }) = &expr.kind else {
+    pub(crate) fn eval_function(
+        &self,
+        expr: &'a Node,
+        input: &Value<'a>,
+        env: &Rc<Frame<'a>>,
+        applyto: Option<Value<'a>>,
+    ) -> Result<Value<'a>> {
+        let (Kind::Call { procedure, args } | Kind::Partial { procedure, args }) = &expr.kind
+        else {
             return Ok(Value::Undefined);
         };
         let proc = self.evaluate(procedure, input, env)?;
@@ -989,7 +1194,12 @@ impl<'a> Ctx<'a> {
         if proc.is_undefined() {
             if let (Kind::Path { .. }, Some(n)) = (&procedure.kind, &name) {
                 if !self.lookup(env, n).is_undefined() {
-                    return Err(err("T1005", format!("Attempted to invoke a non-function. Did you mean ${n}?")).at(expr.pos).token(n.clone()));
+                    return Err(err(
+                        "T1005",
+                        format!("Attempted to invoke a non-function. Did you mean ${n}?"),
+                    )
+                    .at(expr.pos)
+                    .token(n.clone()));
                 }
             }
         }
@@ -1011,35 +1221,54 @@ impl<'a> Ctx<'a> {
         })
     }
 
-    pub(crate) fn apply(&self, proc: &Value<'a>, args: Vec<Value<'a>>, input: &Value<'a>, env: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+    pub(crate) fn apply(
+        &self,
+        proc: &Value<'a>,
+        args: Vec<Value<'a>>,
+        input: &Value<'a>,
+        env: &Rc<Frame<'a>>,
+    ) -> Result<Value<'a>> {
         let mut result = self.apply_inner(proc, args, input, env)?;
-        loop {
-            let Value::Func(f) = &result else { break };
-            let Func::Thunk { call, env: tenv, input: tin } = &**f else { break };
-            let Kind::Call { procedure, args } = &call.kind else { break };
-            let (tenv, tin) = (tenv.clone(), tin.clone());
+        while let Some((call, tenv, tin)) = thunk_parts(&result) {
+            let Kind::Call { procedure, args } = &call.kind else {
+                break;
+            };
             let next = self.evaluate(procedure, &tin, &tenv)?;
             let mut evaluated = Vec::with_capacity(args.len());
             for a in args {
                 evaluated.push(self.evaluate(a, &tin, &tenv)?);
             }
             let name = Self::proc_name(procedure);
-            result = self.apply_inner(&next, evaluated, input, env).map_err(|mut e| {
-                if e.token.is_none() {
-                    e.token = name;
-                }
-                e
-            })?;
+            result = self
+                .apply_inner(&next, evaluated, input, env)
+                .map_err(|mut e| {
+                    if e.token.is_none() {
+                        e.token = name;
+                    }
+                    e
+                })?;
         }
         Ok(result)
     }
 
-    fn apply_inner(&self, proc: &Value<'a>, args: Vec<Value<'a>>, input: &Value<'a>, env: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+    fn apply_inner(
+        &self,
+        proc: &Value<'a>,
+        args: Vec<Value<'a>>,
+        input: &Value<'a>,
+        env: &Rc<Frame<'a>>,
+    ) -> Result<Value<'a>> {
         let Value::Func(f) = proc else {
-            return Err(err("T1006", "Attempted to invoke a non-function").value(proc.to_json_lossy()));
+            return Err(
+                err("T1006", "Attempted to invoke a non-function").value(proc.to_json_lossy())
+            );
         };
         match &**f {
-            Func::Lambda { def, env: cenv, input: cin } => {
+            Func::Lambda {
+                def,
+                env: cenv,
+                input: cin,
+            } => {
                 let args = match &def.signature {
                     Some(sig) => sig.validate(args, Some(input))?,
                     None => args,
@@ -1054,7 +1283,10 @@ impl<'a> Ctx<'a> {
             }
             Func::Thunk { .. } => Ok(proc.clone()),
             Func::Builtin(b) => {
-                let args = b.signature.validate(args, Some(input)).map_err(|e| e.token(b.name))?;
+                let args = b
+                    .signature
+                    .validate(args, Some(input))
+                    .map_err(|e| e.token(b.name))?;
                 (b.implementation)(self, args, input, env).map_err(|mut e| {
                     if e.function_name.is_none() {
                         e.function_name = Some(b.name.to_string());
@@ -1074,7 +1306,9 @@ impl<'a> Ctx<'a> {
                 self.apply(func, full, input, env)
             }
             Func::Regex(re) => functions::regex_call(re, args.first()),
-            Func::Transform { node, env: tenv } => self.transform(node, args.into_iter().next().unwrap_or_default(), tenv),
+            Func::Transform { node, env: tenv } => {
+                self.transform(node, args.into_iter().next().unwrap_or_default(), tenv)
+            }
             Func::Chain(first, second) => {
                 let mid = self.apply(first, args, input, env)?;
                 self.apply(second, vec![mid], input, env)
@@ -1082,7 +1316,14 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn eval_partial(&self, expr: &'a Node, procedure: &'a Node, args: &'a [Node], input: &Value<'a>, env: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+    fn eval_partial(
+        &self,
+        expr: &'a Node,
+        procedure: &'a Node,
+        args: &'a [Node],
+        input: &Value<'a>,
+        env: &Rc<Frame<'a>>,
+    ) -> Result<Value<'a>> {
         let mut evaluated = Vec::with_capacity(args.len());
         for a in args {
             if matches!(a.kind, Kind::Placeholder) {
@@ -1097,7 +1338,14 @@ impl<'a> Ctx<'a> {
             if proc.is_undefined() {
                 if let (Kind::Path { .. }, Some(n)) = (&procedure.kind, &name) {
                     if !self.lookup(env, n).is_undefined() {
-                        return Err(err("T1007", format!("Attempted to partially apply a non-function. Did you mean ${n}?")).at(expr.pos).token(n.clone()));
+                        return Err(err(
+                            "T1007",
+                            format!(
+                                "Attempted to partially apply a non-function. Did you mean ${n}?"
+                            ),
+                        )
+                        .at(expr.pos)
+                        .token(n.clone()));
                     }
                 }
             }
@@ -1105,19 +1353,32 @@ impl<'a> Ctx<'a> {
             e.token = name;
             return Err(e);
         }
-        Ok(Value::Func(Rc::new(Func::Partial { func: proc, args: evaluated })))
+        Ok(Value::Func(Rc::new(Func::Partial {
+            func: proc,
+            args: evaluated,
+        })))
     }
 
-    fn eval_apply(&self, expr: &'a Node, lhs: &'a Node, rhs: &'a Node, input: &Value<'a>, env: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+    fn eval_apply(
+        &self,
+        expr: &'a Node,
+        lhs: &'a Node,
+        rhs: &'a Node,
+        input: &Value<'a>,
+        env: &Rc<Frame<'a>>,
+    ) -> Result<Value<'a>> {
         let l = self.evaluate(lhs, input, env)?;
         if matches!(rhs.kind, Kind::Call { .. }) {
             return self.eval_function(rhs, input, env, Some(l));
         }
         let func = self.evaluate(rhs, input, env)?;
         if !func.is_function() {
-            return Err(err("T2006", "The right side of the function application operator ~> must be a function")
-                .at(expr.pos)
-                .value(func.to_json_lossy()));
+            return Err(err(
+                "T2006",
+                "The right side of the function application operator ~> must be a function",
+            )
+            .at(expr.pos)
+            .value(func.to_json_lossy()));
         }
         if l.is_function() {
             return Ok(Value::Func(Rc::new(Func::Chain(l, func))));
@@ -1126,12 +1387,23 @@ impl<'a> Ctx<'a> {
     }
 
     fn transform(&self, node: &'a Node, obj: Value<'a>, env: &Rc<Frame<'a>>) -> Result<Value<'a>> {
-        let Kind::Transform { pattern, update, delete } = &node.kind else { return Ok(Value::Undefined) };
+        let Kind::Transform {
+            pattern,
+            update,
+            delete,
+        } = &node.kind
+        else {
+            return Ok(Value::Undefined);
+        };
         if obj.is_undefined() {
             return Ok(Value::Undefined);
         }
         if !(obj.is_object() || obj.is_array()) {
-            return Err(err("T0410", "Argument 1 of function transform does not match function signature").value(obj.to_json_lossy()));
+            return Err(err(
+                "T0410",
+                "Argument 1 of function transform does not match function signature",
+            )
+            .value(obj.to_json_lossy()));
         }
         let copy = deep_copy(&obj);
         let matches = self.evaluate(pattern, &copy, env)?;
@@ -1148,18 +1420,41 @@ impl<'a> Ctx<'a> {
             if let Some(d) = delete {
                 let dv = self.evaluate(d, &m, env)?;
                 if !dv.is_undefined() {
-                    let items = if dv.is_array() { dv.members() } else { vec![dv.clone()] };
+                    let items = if dv.is_array() {
+                        dv.members()
+                    } else {
+                        vec![dv.clone()]
+                    };
                     if !items.iter().all(|i| i.is_string()) {
                         return Err(err("T2012", "The delete clause of the transform expression must evaluate to a string or array of strings")
                             .at(d.pos)
                             .value(dv.to_json_lossy()));
                     }
-                    dels = items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect();
+                    dels = items
+                        .iter()
+                        .filter_map(|i| i.as_str().map(str::to_string))
+                        .collect();
                 }
             }
-            changes.push((Rc::as_ptr(rc), if upd.is_undefined() { None } else { Some(upd) }, dels));
+            changes.push((
+                Rc::as_ptr(rc),
+                if upd.is_undefined() { None } else { Some(upd) },
+                dels,
+            ));
         }
         Ok(rebuild(&copy, &changes))
+    }
+}
+
+/// The parts of a tail-call thunk.
+#[allow(clippy::type_complexity)]
+fn thunk_parts<'a>(v: &Value<'a>) -> Option<(&'a Node, Rc<Frame<'a>>, Value<'a>)> {
+    match v {
+        Value::Func(f) => match &**f {
+            Func::Thunk { call, env, input } => Some((*call, env.clone(), input.clone())),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -1168,7 +1463,10 @@ type Change<'a> = (*const Object<'a>, Option<Value<'a>>, Vec<String>);
 fn rebuild<'a>(v: &Value<'a>, changes: &[Change<'a>]) -> Value<'a> {
     match v {
         Value::Object(rc) => {
-            let mut o: Object<'a> = rc.iter().map(|(k, v)| (k.clone(), rebuild(v, changes))).collect();
+            let mut o: Object<'a> = rc
+                .iter()
+                .map(|(k, v)| (k.clone(), rebuild(v, changes)))
+                .collect();
             let ptr = Rc::as_ptr(rc);
             for (p, upd, dels) in changes {
                 if *p == ptr {
@@ -1198,8 +1496,15 @@ fn rebuild<'a>(v: &Value<'a>, changes: &[Change<'a>]) -> Value<'a> {
 /// A copy in which every array and object is freshly owned (jsonata-js clones via JSON).
 pub(crate) fn deep_copy<'a>(v: &Value<'a>) -> Value<'a> {
     match v {
-        Value::JObj(_) | Value::Object(_) => Value::object(v.entries().into_iter().map(|(k, v)| (k, deep_copy(&v))).collect()),
-        Value::JArr(_) | Value::Array(_) => Value::array(v.members().iter().map(deep_copy).collect()),
+        Value::JObj(_) | Value::Object(_) => Value::object(
+            v.entries()
+                .into_iter()
+                .map(|(k, v)| (k, deep_copy(&v)))
+                .collect(),
+        ),
+        Value::JArr(_) | Value::Array(_) => {
+            Value::array(v.members().iter().map(deep_copy).collect())
+        }
         other => other.clone(),
     }
 }
@@ -1241,7 +1546,11 @@ pub(crate) fn lookup_field<'a>(input: &Value<'a>, key: &str) -> Value<'a> {
 }
 
 fn eval_wildcard<'a>(input: &Value<'a>) -> Value<'a> {
-    let input = if input.is_outer_wrapper() && !input.is_empty() { input.get(0) } else { input.clone() };
+    let input = if input.is_outer_wrapper() && !input.is_empty() {
+        input.get(0)
+    } else {
+        input.clone()
+    };
     let mut out = Vec::new();
     let mut plain = false;
     let values: Vec<Value<'a>> = if input.is_object() {

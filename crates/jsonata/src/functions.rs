@@ -96,8 +96,16 @@ static BUILTINS: LazyLock<HashMap<&'static str, Builtin>> = LazyLock::new(|| {
     table
         .iter()
         .map(|&(name, sig, implementation)| {
-            let signature = Signature::parse(sig).unwrap_or_else(|e| panic!("built-in signature {sig} of {name}: {e}"));
-            (name, Builtin { name, signature, implementation })
+            let signature = Signature::parse(sig)
+                .unwrap_or_else(|e| panic!("built-in signature {sig} of {name}: {e}"));
+            (
+                name,
+                Builtin {
+                    name,
+                    signature,
+                    implementation,
+                },
+            )
         })
         .collect()
 });
@@ -148,7 +156,11 @@ fn write_json(v: &Value<'_>, pretty: bool, indent: usize, out: &mut String) -> R
             if !n.is_finite() {
                 return Err(e("D1001", "Number out of range").value(serde_json::Value::Null));
             }
-            let n = if n.fract() == 0.0 { *n } else { js_round_to_15(*n) };
+            let n = if n.fract() == 0.0 {
+                *n
+            } else {
+                js_round_to_15(*n)
+            };
             out.push_str(&js_number_string(n));
         }
         Value::Str(_) | Value::JStr(_) => {
@@ -171,7 +183,11 @@ fn write_json(v: &Value<'_>, pretty: bool, indent: usize, out: &mut String) -> R
             out.push(']');
         }
         Value::JObj(_) | Value::Object(_) => {
-            let entries: Vec<_> = v.entries().into_iter().filter(|(_, v)| !v.is_undefined()).collect();
+            let entries: Vec<_> = v
+                .entries()
+                .into_iter()
+                .filter(|(_, v)| !v.is_undefined())
+                .collect();
             out.push('{');
             for (i, (k, m)) in entries.iter().enumerate() {
                 if i > 0 {
@@ -203,15 +219,28 @@ fn to_string_pretty(v: &Value<'_>, pretty: bool) -> Result<String> {
     match v {
         Value::Str(_) | Value::JStr(_) => Ok(text(v).to_string()),
         Value::Func(_) => Ok(String::new()),
-        Value::Number(n) if !n.is_finite() => Err(e("D3001", "Attempting to invoke string function on Infinity or NaN").value(serde_json::Value::Null)),
+        Value::Number(n) if !n.is_finite() => Err(e(
+            "D3001",
+            "Attempting to invoke string function on Infinity or NaN",
+        )
+        .value(serde_json::Value::Null)),
         _ => {
-            let v = if v.is_outer_wrapper() { v.get(0) } else { v.clone() };
+            let v = if v.is_outer_wrapper() {
+                v.get(0)
+            } else {
+                v.clone()
+            };
             stringify(&v, pretty)
         }
     }
 }
 
-fn string<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn string<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let v = arg(&args, 0);
     if v.is_undefined() {
         return Ok(Value::Undefined);
@@ -224,7 +253,12 @@ fn numbers<'a>(v: &Value<'a>) -> Vec<f64> {
     v.to_members().iter().map(num).collect()
 }
 
-fn sum<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn sum<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let v = arg(&args, 0);
     if v.is_undefined() {
         return Ok(Value::Undefined);
@@ -232,21 +266,49 @@ fn sum<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) 
     Ok(Value::Number(numbers(&v).iter().sum()))
 }
 
-fn count<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn count<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     Ok(Value::Number(arg(&args, 0).to_members().len() as f64))
 }
 
-fn max<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn max<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let ns = numbers(&arg(&args, 0));
-    Ok(ns.into_iter().reduce(f64::max).map(Value::Number).unwrap_or_default())
+    Ok(ns
+        .into_iter()
+        .reduce(f64::max)
+        .map(Value::Number)
+        .unwrap_or_default())
 }
 
-fn min<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn min<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let ns = numbers(&arg(&args, 0));
-    Ok(ns.into_iter().reduce(f64::min).map(Value::Number).unwrap_or_default())
+    Ok(ns
+        .into_iter()
+        .reduce(f64::min)
+        .map(Value::Number)
+        .unwrap_or_default())
 }
 
-fn average<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn average<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let ns = numbers(&arg(&args, 0));
     if ns.is_empty() {
         return Ok(Value::Undefined);
@@ -272,7 +334,12 @@ fn js_slice(len: usize, start: f64, end: Option<f64>) -> (usize, usize) {
     (s, e.max(s))
 }
 
-fn substring<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn substring<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
@@ -291,13 +358,22 @@ fn substring<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<
         if l <= 0.0 {
             return Ok(Value::string(""));
         }
-        let end = if start >= 0.0 { start + l } else { len + start + l };
+        let end = if start >= 0.0 {
+            start + l
+        } else {
+            len + start + l
+        };
         js_slice(chars.len(), start, Some(end))
     };
     Ok(Value::string(chars[a..b].iter().collect::<String>()))
 }
 
-fn substring_before<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn substring_before<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
@@ -309,7 +385,12 @@ fn substring_before<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc
     })
 }
 
-fn substring_after<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn substring_after<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
@@ -329,15 +410,30 @@ fn map_str<'a>(args: &[Value<'a>], f: impl Fn(&str) -> String) -> Result<Value<'
     Ok(Value::string(f(text(&s))))
 }
 
-fn lowercase<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn lowercase<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     map_str(&args, str::to_lowercase)
 }
 
-fn uppercase<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn uppercase<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     map_str(&args, str::to_uppercase)
 }
 
-fn length<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn length<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
@@ -345,7 +441,12 @@ fn length<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>
     Ok(Value::Number(text(&s).chars().count() as f64))
 }
 
-fn trim<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn trim<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     map_str(&args, |s| {
         let mut out = String::with_capacity(s.len());
         let mut in_ws = false;
@@ -365,7 +466,12 @@ fn trim<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>)
     })
 }
 
-fn pad<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn pad<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
@@ -382,22 +488,31 @@ fn pad<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) 
         return Ok(s.clone());
     }
     let padding: String = padc.chars().cycle().take(pad_len as usize).collect();
-    Ok(Value::string(if width > 0.0 { format!("{st}{padding}") } else { format!("{padding}{st}") }))
+    Ok(Value::string(if width > 0.0 {
+        format!("{st}{padding}")
+    } else {
+        format!("{padding}{st}")
+    }))
 }
 
 /// Matches of a regex following jsonata-js's matcher protocol (D1004 on a repeated empty match).
 fn regex_matches(re: &Regex, s: &str, limit: Option<usize>) -> Result<Vec<crate::regex::Match>> {
     let mut out: Vec<crate::regex::Match> = Vec::new();
-    let Some(first) = re.find_from(s, 0) else { return Ok(out) };
+    let Some(first) = re.find_from(s, 0) else {
+        return Ok(out);
+    };
     let mut last = first.range.end;
     out.push(first);
     loop {
         if limit.is_some_and(|l| out.len() >= l) || last >= s.len() {
             break;
         }
-        let Some(m) = re.find_from(s, last) else { break };
+        let Some(m) = re.find_from(s, last) else {
+            break;
+        };
         if m.range.is_empty() {
-            return Err(e("D1004", "Regular expression matches zero length string").value(serde_json::json!(re.source())));
+            return Err(e("D1004", "Regular expression matches zero length string")
+                .value(serde_json::json!(re.source())));
         }
         last = m.range.end;
         out.push(m);
@@ -412,13 +527,20 @@ fn utf16_index(s: &str, byte: usize) -> usize {
 fn match_object<'a>(s: &str, m: &crate::regex::Match) -> Value<'a> {
     let mut o = Object::new();
     o.insert("match".into(), Value::string(&s[m.range.clone()]));
-    o.insert("index".into(), Value::Number(utf16_index(s, m.range.start) as f64));
+    o.insert(
+        "index".into(),
+        Value::Number(utf16_index(s, m.range.start) as f64),
+    );
     o.insert(
         "groups".into(),
         Value::array(
             m.groups
                 .iter()
-                .map(|g| g.clone().map(|r| Value::string(&s[r])).unwrap_or_else(|| Value::string("")))
+                .map(|g| {
+                    g.clone()
+                        .map(|r| Value::string(&s[r]))
+                        .unwrap_or_else(|| Value::string(""))
+                })
                 .collect(),
         ),
     );
@@ -427,16 +549,29 @@ fn match_object<'a>(s: &str, m: &crate::regex::Match) -> Value<'a> {
 
 /// Calling a regex as a function: the first match object, as jsonata-js's matcher closure.
 pub(crate) fn regex_call<'a>(re: &Regex, s: Option<&Value<'a>>) -> Result<Value<'a>> {
-    let Some(st) = s.and_then(Value::as_str) else { return Ok(Value::Undefined) };
+    let Some(st) = s.and_then(Value::as_str) else {
+        return Ok(Value::Undefined);
+    };
     Ok(match re.find_from(st, 0) {
         Some(m) => {
             let mut o = Object::new();
             o.insert("match".into(), Value::string(&st[m.range.clone()]));
-            o.insert("start".into(), Value::Number(utf16_index(st, m.range.start) as f64));
-            o.insert("end".into(), Value::Number(utf16_index(st, m.range.end) as f64));
+            o.insert(
+                "start".into(),
+                Value::Number(utf16_index(st, m.range.start) as f64),
+            );
+            o.insert(
+                "end".into(),
+                Value::Number(utf16_index(st, m.range.end) as f64),
+            );
             o.insert(
                 "groups".into(),
-                Value::array(m.groups.iter().map(|g| g.clone().map(|r| Value::string(&st[r])).unwrap_or_default()).collect()),
+                Value::array(
+                    m.groups
+                        .iter()
+                        .map(|g| g.clone().map(|r| Value::string(&st[r])).unwrap_or_default())
+                        .collect(),
+                ),
             );
             Value::object(o)
         }
@@ -457,20 +592,32 @@ fn regex_of<'v>(v: &'v Value<'_>) -> Option<&'v Regex> {
 fn limit_arg(v: &Value<'_>, code: &'static str, what: &str) -> Result<Option<usize>> {
     match v {
         Value::Undefined => Ok(None),
-        Value::Number(n) if *n < 0.0 => Err(e(code, format!("Third argument of {what} function must evaluate to a positive number")).value(serde_json::json!(n))),
+        Value::Number(n) if *n < 0.0 => Err(e(
+            code,
+            format!("Third argument of {what} function must evaluate to a positive number"),
+        )
+        .value(serde_json::json!(n))),
         Value::Number(n) => Ok(Some(n.floor() as usize)),
         _ => Ok(None),
     }
 }
 
-fn match_<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn match_<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
     }
     let limit = limit_arg(&arg(&args, 2), "D3040", "match")?;
     let Some(re) = regex_of(&args[1]) else {
-        return Err(e("T0410", "Argument 2 of function match does not match function signature"));
+        return Err(e(
+            "T0410",
+            "Argument 2 of function match does not match function signature",
+        ));
     };
     let st = text(&s);
     if limit == Some(0) {
@@ -480,7 +627,12 @@ fn match_<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>
     Ok(Value::seq(ms.iter().map(|m| match_object(st, m)).collect()))
 }
 
-fn contains<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn contains<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
@@ -511,8 +663,16 @@ fn substitute(replacement: &str, m: &str, groups: &[Option<String>]) -> String {
                 pos += 1;
             }
             _ => {
-                let max_digits = if groups.is_empty() { 1 } else { (groups.len() as f64).log10().floor() as usize + 1 };
-                let digits: String = replacement[pos..].chars().take(max_digits).take_while(|c| c.is_ascii_digit()).collect();
+                let max_digits = if groups.is_empty() {
+                    1
+                } else {
+                    (groups.len() as f64).log10().floor() as usize + 1
+                };
+                let digits: String = replacement[pos..]
+                    .chars()
+                    .take(max_digits)
+                    .take_while(|c| c.is_ascii_digit())
+                    .collect();
                 let mut index: Option<usize> = digits.parse().ok();
                 if max_digits > 1 && index.is_some_and(|i| i > groups.len()) {
                     index = digits[..digits.len().saturating_sub(1)].parse().ok();
@@ -535,7 +695,12 @@ fn substitute(replacement: &str, m: &str, groups: &[Option<String>]) -> String {
     out
 }
 
-fn replace<'a>(ctx: &Ctx<'a>, args: Vec<Value<'a>>, input: &Value<'a>, env: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn replace<'a>(
+    ctx: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    input: &Value<'a>,
+    env: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
@@ -544,7 +709,10 @@ fn replace<'a>(ctx: &Ctx<'a>, args: Vec<Value<'a>>, input: &Value<'a>, env: &Rc<
     let pattern = arg(&args, 1);
     let replacement = arg(&args, 2);
     if pattern.as_str() == Some("") {
-        return Err(e("D3010", "Second argument of replace function cannot be an empty string"));
+        return Err(e(
+            "D3010",
+            "Second argument of replace function cannot be an empty string",
+        ));
     }
     let limit = limit_arg(&arg(&args, 3), "D3011", "replace")?;
     if limit == Some(0) {
@@ -571,7 +739,13 @@ fn replace<'a>(ctx: &Ctx<'a>, args: Vec<Value<'a>>, input: &Value<'a>, env: &Rc<
                         let r = ctx.apply(r, vec![Value::object(mo)], input, env)?;
                         match r.as_str() {
                             Some(x) => out.push_str(x),
-                            None => return Err(e("D3012", "Attempted to replace a matched string with a non-string value").value(r.to_json_lossy())),
+                            None => {
+                                return Err(e(
+                                    "D3012",
+                                    "Attempted to replace a matched string with a non-string value",
+                                )
+                                .value(r.to_json_lossy()))
+                            }
                         }
                     }
                     r => out.push_str(&substitute(text(r), p, &[])),
@@ -586,12 +760,22 @@ fn replace<'a>(ctx: &Ctx<'a>, args: Vec<Value<'a>>, input: &Value<'a>, env: &Rc<
             for m in &ms {
                 out.push_str(&st[pos..m.range.start]);
                 let whole = &st[m.range.clone()];
-                let groups: Vec<Option<String>> = m.groups.iter().map(|g| g.clone().map(|r| st[r].to_string())).collect();
+                let groups: Vec<Option<String>> = m
+                    .groups
+                    .iter()
+                    .map(|g| g.clone().map(|r| st[r].to_string()))
+                    .collect();
                 if replacement.is_function() {
                     let r = ctx.apply(&replacement, vec![match_object(st, m)], input, env)?;
                     match r.as_str() {
                         Some(x) => out.push_str(x),
-                        None => return Err(e("D3012", "Attempted to replace a matched string with a non-string value").value(r.to_json_lossy())),
+                        None => {
+                            return Err(e(
+                                "D3012",
+                                "Attempted to replace a matched string with a non-string value",
+                            )
+                            .value(r.to_json_lossy()))
+                        }
                     }
                 } else {
                     out.push_str(&substitute(text(&replacement), whole, &groups));
@@ -604,7 +788,12 @@ fn replace<'a>(ctx: &Ctx<'a>, args: Vec<Value<'a>>, input: &Value<'a>, env: &Rc<
     Ok(Value::string(out))
 }
 
-fn split<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn split<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
@@ -639,7 +828,12 @@ fn split<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>
     Ok(Value::array(parts.into_iter().map(Value::string).collect()))
 }
 
-fn join<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn join<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let a = arg(&args, 0);
     if a.is_undefined() {
         return Ok(Value::Undefined);
@@ -649,56 +843,104 @@ fn join<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>)
     Ok(Value::string(parts.join(sep.as_str().unwrap_or(""))))
 }
 
-fn format_number<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn format_number<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let n = arg(&args, 0);
     if n.is_undefined() {
         return Ok(Value::Undefined);
     }
     let opts = arg(&args, 2).to_json();
     let opts = opts.as_ref().and_then(|o| o.as_object());
-    Ok(Value::string(crate::numfmt::format_number(num(&n), text(&args[1]), opts)?))
+    Ok(Value::string(crate::numfmt::format_number(
+        num(&n),
+        text(&args[1]),
+        opts,
+    )?))
 }
 
-fn format_base<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn format_base<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let n = arg(&args, 0);
     if n.is_undefined() {
         return Ok(Value::Undefined);
     }
-    Ok(Value::string(crate::numfmt::format_base(num(&n), arg(&args, 1).as_f64())?))
+    Ok(Value::string(crate::numfmt::format_base(
+        num(&n),
+        arg(&args, 1).as_f64(),
+    )?))
 }
 
-fn format_integer<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn format_integer<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let n = arg(&args, 0);
     if n.is_undefined() {
         return Ok(Value::Undefined);
     }
-    Ok(Value::string(crate::numfmt::format_integer(num(&n), text(&args[1]))?))
+    Ok(Value::string(crate::numfmt::format_integer(
+        num(&n),
+        text(&args[1]),
+    )?))
 }
 
-fn parse_integer<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn parse_integer<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
     }
-    Ok(crate::numfmt::parse_integer(text(&s), text(&args[1]))?.map(Value::Number).unwrap_or_default())
+    Ok(crate::numfmt::parse_integer(text(&s), text(&args[1]))?
+        .map(Value::Number)
+        .unwrap_or_default())
 }
 
-fn to_millis<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn to_millis<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
     }
     let pic = arg(&args, 1);
-    Ok(crate::datetime::parse_datetime(text(&s), pic.as_str())?.map(Value::Number).unwrap_or_default())
+    Ok(crate::datetime::parse_datetime(text(&s), pic.as_str())?
+        .map(Value::Number)
+        .unwrap_or_default())
 }
 
-fn from_millis<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn from_millis<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let n = arg(&args, 0);
     if n.is_undefined() {
         return Ok(Value::Undefined);
     }
     let (pic, tz) = (arg(&args, 1), arg(&args, 2));
-    Ok(Value::string(crate::datetime::format_datetime(num(&n), pic.as_str(), tz.as_str())?))
+    Ok(Value::string(crate::datetime::format_datetime(
+        num(&n),
+        pic.as_str(),
+        tz.as_str(),
+    )?))
 }
 
 fn now_ms(ctx: &Ctx<'_>) -> f64 {
@@ -712,16 +954,35 @@ fn now_ms(ctx: &Ctx<'_>) -> f64 {
     }
 }
 
-fn now<'a>(ctx: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn now<'a>(
+    ctx: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let (pic, tz) = (arg(&args, 0), arg(&args, 1));
-    Ok(Value::string(crate::datetime::format_datetime(now_ms(ctx), pic.as_str(), tz.as_str())?))
+    Ok(Value::string(crate::datetime::format_datetime(
+        now_ms(ctx),
+        pic.as_str(),
+        tz.as_str(),
+    )?))
 }
 
-fn millis<'a>(ctx: &Ctx<'a>, _: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn millis<'a>(
+    ctx: &Ctx<'a>,
+    _: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     Ok(Value::Number(now_ms(ctx)))
 }
 
-fn number<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn number<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let v = arg(&args, 0);
     Ok(match &v {
         Value::Undefined => Value::Undefined,
@@ -731,10 +992,21 @@ fn number<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>
             let t = text(s);
             match parse_js_number(t) {
                 Some(n) => Value::Number(n),
-                None => return Err(e("D3030", format!("Unable to cast value to a number: {}", serde_json::to_string(t).unwrap_or_default())).value(v.to_json_lossy())),
+                None => {
+                    return Err(e(
+                        "D3030",
+                        format!(
+                            "Unable to cast value to a number: {}",
+                            serde_json::to_string(t).unwrap_or_default()
+                        ),
+                    )
+                    .value(v.to_json_lossy()))
+                }
             }
         }
-        other => return Err(e("D3030", "Unable to cast value to a number").value(other.to_json_lossy())),
+        other => {
+            return Err(e("D3030", "Unable to cast value to a number").value(other.to_json_lossy()))
+        }
     })
 }
 
@@ -805,15 +1077,30 @@ fn unary_num<'a>(args: &[Value<'a>], f: impl Fn(f64) -> f64) -> Result<Value<'a>
     Ok(Value::Number(f(num(&v))))
 }
 
-fn floor<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn floor<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     unary_num(&args, f64::floor)
 }
 
-fn ceil<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn ceil<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     unary_num(&args, f64::ceil)
 }
 
-fn abs<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn abs<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     unary_num(&args, f64::abs)
 }
 
@@ -826,7 +1113,12 @@ fn shift(n: f64, by: f64) -> f64 {
     format!("{m}e{}", ex + by).parse().unwrap_or(n)
 }
 
-fn round<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn round<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let v = arg(&args, 0);
     if v.is_undefined() {
         return Ok(Value::Undefined);
@@ -850,19 +1142,33 @@ fn round<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>
     Ok(Value::Number(r))
 }
 
-fn sqrt<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn sqrt<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let v = arg(&args, 0);
     if v.is_undefined() {
         return Ok(Value::Undefined);
     }
     let n = num(&v);
     if n < 0.0 {
-        return Err(e("D3060", "The sqrt function cannot be applied to a negative number").value(v.to_json_lossy()));
+        return Err(e(
+            "D3060",
+            "The sqrt function cannot be applied to a negative number",
+        )
+        .value(v.to_json_lossy()));
     }
     Ok(Value::Number(n.sqrt()))
 }
 
-fn power<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn power<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let v = arg(&args, 0);
     if v.is_undefined() {
         return Ok(Value::Undefined);
@@ -874,16 +1180,33 @@ fn power<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>
     Ok(Value::Number(r))
 }
 
-fn random<'a>(ctx: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn random<'a>(
+    ctx: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     Ok(Value::Number(ctx.host.random(arg(&args, 0).as_f64())))
 }
 
-fn boolean_fn<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn boolean_fn<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     Ok(boolean(&arg(&args, 0)).map(Value::Bool).unwrap_or_default())
 }
 
-fn not<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
-    Ok(boolean(&arg(&args, 0)).map(|b| Value::Bool(!b)).unwrap_or_default())
+fn not<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
+    Ok(boolean(&arg(&args, 0))
+        .map(|b| Value::Bool(!b))
+        .unwrap_or_default())
 }
 
 fn arity(f: &Value<'_>) -> usize {
@@ -905,7 +1228,12 @@ fn hof_args<'a>(f: &Value<'a>, v: Value<'a>, i: usize, all: &Value<'a>) -> Vec<V
     args
 }
 
-fn map<'a>(ctx: &Ctx<'a>, args: Vec<Value<'a>>, input: &Value<'a>, env: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn map<'a>(
+    ctx: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    input: &Value<'a>,
+    env: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let a = arg(&args, 0);
     if a.is_undefined() {
         return Ok(Value::Undefined);
@@ -921,7 +1249,12 @@ fn map<'a>(ctx: &Ctx<'a>, args: Vec<Value<'a>>, input: &Value<'a>, env: &Rc<Fram
     Ok(Value::seq(out))
 }
 
-fn filter<'a>(ctx: &Ctx<'a>, args: Vec<Value<'a>>, input: &Value<'a>, env: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn filter<'a>(
+    ctx: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    input: &Value<'a>,
+    env: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let a = arg(&args, 0);
     if a.is_undefined() {
         return Ok(Value::Undefined);
@@ -937,7 +1270,12 @@ fn filter<'a>(ctx: &Ctx<'a>, args: Vec<Value<'a>>, input: &Value<'a>, env: &Rc<F
     Ok(Value::seq(out))
 }
 
-fn single<'a>(ctx: &Ctx<'a>, args: Vec<Value<'a>>, input: &Value<'a>, env: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn single<'a>(
+    ctx: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    input: &Value<'a>,
+    env: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let a = arg(&args, 0);
     if a.is_undefined() {
         return Ok(Value::Undefined);
@@ -957,10 +1295,20 @@ fn single<'a>(ctx: &Ctx<'a>, args: Vec<Value<'a>>, input: &Value<'a>, env: &Rc<F
             found = Some(m);
         }
     }
-    found.ok_or_else(|| e("D3139", "The $single() function expected exactly 1 matching result.  Instead it matched 0."))
+    found.ok_or_else(|| {
+        e(
+            "D3139",
+            "The $single() function expected exactly 1 matching result.  Instead it matched 0.",
+        )
+    })
 }
 
-fn reduce<'a>(ctx: &Ctx<'a>, args: Vec<Value<'a>>, input: &Value<'a>, env: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn reduce<'a>(
+    ctx: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    input: &Value<'a>,
+    env: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let a = arg(&args, 0);
     if a.is_undefined() {
         return Ok(Value::Undefined);
@@ -968,7 +1316,10 @@ fn reduce<'a>(ctx: &Ctx<'a>, args: Vec<Value<'a>>, input: &Value<'a>, env: &Rc<F
     let f = arg(&args, 1);
     let n = arity(&f);
     if n < 2 {
-        return Err(e("D3050", "The second argument of reduce function must be a function with at least two arguments"));
+        return Err(e(
+            "D3050",
+            "The second argument of reduce function must be a function with at least two arguments",
+        ));
     }
     let items = a.members();
     let init = arg(&args, 2);
@@ -1002,7 +1353,12 @@ fn obj_hof_args<'a>(f: &Value<'a>, v: Value<'a>, k: &str, o: &Value<'a>) -> Vec<
     args
 }
 
-fn sift<'a>(ctx: &Ctx<'a>, args: Vec<Value<'a>>, input: &Value<'a>, env: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn sift<'a>(
+    ctx: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    input: &Value<'a>,
+    env: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let o = arg(&args, 0);
     if o.is_undefined() {
         return Ok(Value::Undefined);
@@ -1021,7 +1377,12 @@ fn sift<'a>(ctx: &Ctx<'a>, args: Vec<Value<'a>>, input: &Value<'a>, env: &Rc<Fra
     Ok(Value::object(out))
 }
 
-fn each<'a>(ctx: &Ctx<'a>, args: Vec<Value<'a>>, input: &Value<'a>, env: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn each<'a>(
+    ctx: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    input: &Value<'a>,
+    env: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let o = arg(&args, 0);
     if o.is_undefined() {
         return Ok(Value::Undefined);
@@ -1037,7 +1398,12 @@ fn each<'a>(ctx: &Ctx<'a>, args: Vec<Value<'a>>, input: &Value<'a>, env: &Rc<Fra
     Ok(Value::seq(out))
 }
 
-fn keys<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn keys<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let v = arg(&args, 0);
     let mut ks: Vec<String> = Vec::new();
     if v.is_array() {
@@ -1057,7 +1423,12 @@ fn keys<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>)
     Ok(Value::seq(ks.into_iter().map(Value::string).collect()))
 }
 
-fn lookup_fn<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn lookup_fn<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let v = lookup_field(&arg(&args, 0), text(&arg(&args, 1)));
     Ok(match &v {
         Value::Array(a) if a.seq && a.items.is_empty() => Value::Undefined,
@@ -1066,21 +1437,36 @@ fn lookup_fn<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<
     })
 }
 
-fn append_fn<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn append_fn<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     Ok(append(arg(&args, 0), arg(&args, 1)))
 }
 
-fn exists<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn exists<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     Ok(Value::Bool(!arg(&args, 0).is_undefined()))
 }
 
-fn spread<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn spread<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let v = arg(&args, 0);
     if v.is_undefined() {
         return Ok(Value::Undefined);
     }
     let mut out = Vec::new();
-    let mut push_obj = |o: &Value<'a>, out: &mut Vec<Value<'a>>| {
+    let push_obj = |o: &Value<'a>, out: &mut Vec<Value<'a>>| {
         for (k, v) in o.entries() {
             let mut single = Object::new();
             single.insert(k, v);
@@ -1103,7 +1489,12 @@ fn spread<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>
     Ok(Value::seq(out))
 }
 
-fn merge<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn merge<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let v = arg(&args, 0);
     if v.is_undefined() {
         return Ok(Value::Undefined);
@@ -1117,7 +1508,12 @@ fn merge<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>
     Ok(Value::object(out))
 }
 
-fn reverse<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn reverse<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let v = arg(&args, 0);
     if v.is_undefined() {
         return Ok(Value::Undefined);
@@ -1127,20 +1523,41 @@ fn reverse<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a
     Ok(Value::array(items))
 }
 
-fn error<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn error<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let msg = arg(&args, 0);
-    Err(e("D3137", msg.as_str().unwrap_or("$error() function evaluated")))
+    Err(e(
+        "D3137",
+        msg.as_str().unwrap_or("$error() function evaluated"),
+    ))
 }
 
-fn assert<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn assert<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     if matches!(arg(&args, 0), Value::Bool(true)) {
         return Ok(Value::Undefined);
     }
     let msg = arg(&args, 1);
-    Err(e("D3141", msg.as_str().unwrap_or("$assert() statement failed")))
+    Err(e(
+        "D3141",
+        msg.as_str().unwrap_or("$assert() statement failed"),
+    ))
 }
 
-fn type_fn<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn type_fn<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let v = arg(&args, 0);
     Ok(match v {
         Value::Undefined => Value::Undefined,
@@ -1154,7 +1571,12 @@ fn type_fn<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a
     })
 }
 
-fn sort<'a>(ctx: &Ctx<'a>, args: Vec<Value<'a>>, input: &Value<'a>, env: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn sort<'a>(
+    ctx: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    input: &Value<'a>,
+    env: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let v = arg(&args, 0);
     if v.is_undefined() {
         return Ok(Value::Undefined);
@@ -1172,13 +1594,21 @@ fn sort<'a>(ctx: &Ctx<'a>, args: Vec<Value<'a>>, input: &Value<'a>, env: &Rc<Fra
         }
         let mut items = items;
         items.sort_by(|a, b| match (a, b) {
-            (Value::Number(x), Value::Number(y)) => x.partial_cmp(y).unwrap_or(std::cmp::Ordering::Equal),
+            (Value::Number(x), Value::Number(y)) => {
+                x.partial_cmp(y).unwrap_or(std::cmp::Ordering::Equal)
+            }
             _ => a.as_str().cmp(&b.as_str()),
         });
         return Ok(Value::array(items));
     }
     // merge sort with "swap" comparator, as jsonata-js
-    fn msort<'a>(ctx: &Ctx<'a>, f: &Value<'a>, items: Vec<Value<'a>>, input: &Value<'a>, env: &Rc<Frame<'a>>) -> Result<Vec<Value<'a>>> {
+    fn msort<'a>(
+        ctx: &Ctx<'a>,
+        f: &Value<'a>,
+        items: Vec<Value<'a>>,
+        input: &Value<'a>,
+        env: &Rc<Frame<'a>>,
+    ) -> Result<Vec<Value<'a>>> {
         if items.len() <= 1 {
             return Ok(items);
         }
@@ -1205,7 +1635,12 @@ fn sort<'a>(ctx: &Ctx<'a>, args: Vec<Value<'a>>, input: &Value<'a>, env: &Rc<Fra
     Ok(Value::array(msort(ctx, &f, items, input, env)?))
 }
 
-fn shuffle<'a>(ctx: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn shuffle<'a>(
+    ctx: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let v = arg(&args, 0);
     if v.is_undefined() {
         return Ok(Value::Undefined);
@@ -1218,7 +1653,12 @@ fn shuffle<'a>(ctx: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<
     Ok(Value::array(items))
 }
 
-fn distinct<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn distinct<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let v = arg(&args, 0);
     if !v.is_array() {
         return Ok(v);
@@ -1229,29 +1669,62 @@ fn distinct<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'
             out.push(m);
         }
     }
-    Ok(if v.is_sequence() { Value::seq(out) } else { Value::array(out) })
+    Ok(if v.is_sequence() {
+        Value::seq(out)
+    } else {
+        Value::array(out)
+    })
 }
 
-fn zip<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn zip<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let arrays: Vec<Vec<Value<'a>>> = args.iter().map(Value::to_members).collect();
     let len = arrays.iter().map(Vec::len).min().unwrap_or(0);
-    Ok(Value::array((0..len).map(|i| Value::array(arrays.iter().map(|a| a[i].clone()).collect())).collect()))
+    Ok(Value::array(
+        (0..len)
+            .map(|i| Value::array(arrays.iter().map(|a| a[i].clone()).collect()))
+            .collect(),
+    ))
 }
 
-fn clone<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn clone<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     Ok(deep_copy(&arg(&args, 0)))
 }
 
-fn base64encode<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn base64encode<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     use base64::Engine;
-    map_str(&args, |s| base64::engine::general_purpose::STANDARD.encode(s.as_bytes()))
+    map_str(&args, |s| {
+        base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+    })
 }
 
-fn base64decode<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn base64decode<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     use base64::Engine;
     map_str(&args, |s| {
         let bytes = base64::engine::general_purpose::STANDARD
-            .decode(s.trim_end_matches('=').to_string() + &"=".repeat((4 - s.trim_end_matches('=').len() % 4) % 4))
+            .decode(
+                s.trim_end_matches('=').to_string()
+                    + &"=".repeat((4 - s.trim_end_matches('=').len() % 4) % 4),
+            )
             .unwrap_or_default();
         String::from_utf8_lossy(&bytes).into_owned()
     })
@@ -1276,7 +1749,16 @@ fn percent_decode(s: &str, reserved: &str, fname: &str) -> Result<String> {
     let b = s.as_bytes();
     let mut out: Vec<u8> = Vec::new();
     let mut i = 0;
-    let malformed = || e("D3140", format!("Malformed URL passed to ${fname}(): {}", serde_json::to_string(s).unwrap_or_default())).value(serde_json::json!(s));
+    let malformed = || {
+        e(
+            "D3140",
+            format!(
+                "Malformed URL passed to ${fname}(): {}",
+                serde_json::to_string(s).unwrap_or_default()
+            ),
+        )
+        .value(serde_json::json!(s))
+    };
     while i < b.len() {
         if b[i] == b'%' {
             let hex = s.get(i + 1..i + 3).ok_or_else(malformed)?;
@@ -1295,64 +1777,122 @@ fn percent_decode(s: &str, reserved: &str, fname: &str) -> Result<String> {
     String::from_utf8(out).map_err(|_| malformed())
 }
 
-fn encode_url_component<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn encode_url_component<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     map_str(&args, |s| percent_encode(s, "-_.!~*'()"))
 }
 
-fn encode_url<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn encode_url<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     map_str(&args, |s| percent_encode(s, "-_.!~*'();,/?:@&=+$#"))
 }
 
-fn decode_url_component<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn decode_url_component<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
     }
-    Ok(Value::string(percent_decode(text(&s), "", "decodeUrlComponent")?))
+    Ok(Value::string(percent_decode(
+        text(&s),
+        "",
+        "decodeUrlComponent",
+    )?))
 }
 
-fn decode_url<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn decode_url<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
     }
-    Ok(Value::string(percent_decode(text(&s), ";,/?:@&=+$#", "decodeUrl")?))
+    Ok(Value::string(percent_decode(
+        text(&s),
+        ";,/?:@&=+$#",
+        "decodeUrl",
+    )?))
 }
 
 // ---- Step Functions additions ----
 
-fn partition<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn partition<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let a = arg(&args, 0);
     if a.is_undefined() {
         return Ok(Value::Undefined);
     }
     let size = num(&arg(&args, 1));
-    if !(size >= 1.0) || size.fract() != 0.0 {
-        return Err(e("D3150", "The chunk size argument of $partition must be a positive integer").value(serde_json::json!(size)));
+    if size.is_nan() || size < 1.0 || size.fract() != 0.0 {
+        return Err(e(
+            "D3150",
+            "The chunk size argument of $partition must be a positive integer",
+        )
+        .value(serde_json::json!(size)));
     }
     let items = a.members();
-    Ok(Value::array(items.chunks(size as usize).map(|c| Value::array(c.to_vec())).collect()))
+    Ok(Value::array(
+        items
+            .chunks(size as usize)
+            .map(|c| Value::array(c.to_vec()))
+            .collect(),
+    ))
 }
 
-fn range<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn range<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let (start, end) = (num(&arg(&args, 0)), num(&arg(&args, 1)));
     let step = arg(&args, 2).as_f64().unwrap_or(1.0);
     if step == 0.0 || !step.is_finite() || !start.is_finite() || !end.is_finite() {
-        return Err(e("D3151", "The step argument of $range must be a non-zero number"));
+        return Err(e(
+            "D3151",
+            "The step argument of $range must be a non-zero number",
+        ));
     }
     let mut out = Vec::new();
     let mut x = start;
     while (step > 0.0 && x <= end) || (step < 0.0 && x >= end) {
         out.push(Value::Number(x));
         if out.len() > 1000 {
-            return Err(e("D3152", "The $range function can produce at most 1000 items"));
+            return Err(e(
+                "D3152",
+                "The $range function can produce at most 1000 items",
+            ));
         }
         x += step;
     }
-    Ok(Value::array(out))
+    Ok(Value::seq(out))
 }
 
-fn hash<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn hash<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     use sha2::Digest;
     let s = arg(&args, 0);
     if s.is_undefined() {
@@ -1371,19 +1911,36 @@ fn hash<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>)
             return Err(e("D3153", format!("The hash algorithm '{other}' is not supported; use MD5, SHA-1, SHA-256, SHA-384 or SHA-512")))
         }
     };
-    Ok(Value::string(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    Ok(Value::string(
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+    ))
 }
 
-fn uuid<'a>(ctx: &Ctx<'a>, _: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn uuid<'a>(
+    ctx: &Ctx<'a>,
+    _: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     Ok(Value::string(ctx.host.uuid()))
 }
 
-fn parse<'a>(_: &Ctx<'a>, args: Vec<Value<'a>>, _: &Value<'a>, _: &Rc<Frame<'a>>) -> Result<Value<'a>> {
+fn parse<'a>(
+    _: &Ctx<'a>,
+    args: Vec<Value<'a>>,
+    _: &Value<'a>,
+    _: &Rc<Frame<'a>>,
+) -> Result<Value<'a>> {
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
     }
-    let j: serde_json::Value = serde_json::from_str(text(&s))
-        .map_err(|err| e("D3154", format!("The argument of $parse is not valid JSON: {err}")).value(serde_json::json!(text(&s))))?;
+    let j: serde_json::Value = serde_json::from_str(text(&s)).map_err(|err| {
+        e(
+            "D3154",
+            format!("The argument of $parse is not valid JSON: {err}"),
+        )
+        .value(serde_json::json!(text(&s)))
+    })?;
     Ok(Value::from_owned_json(j))
 }

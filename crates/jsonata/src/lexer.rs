@@ -13,7 +13,10 @@ pub(crate) enum Tok {
     True,
     False,
     Null,
-    Regex { pattern: String, flags: String },
+    Regex {
+        pattern: String,
+        flags: String,
+    },
     End,
 }
 
@@ -91,8 +94,8 @@ impl<'s> Lexer<'s> {
             let r = self.rest();
             let trimmed = r.trim_start_matches([' ', '\t', '\n', '\r', '\u{b}']);
             self.pos += r.len() - trimmed.len();
-            if trimmed.starts_with("/*") {
-                match trimmed[2..].find("*/") {
+            if let Some(body) = trimmed.strip_prefix("/*") {
+                match body.find("*/") {
                     Some(end) => self.pos += 2 + end + 2,
                     None => {
                         return Err(Error::new("S0106", "Comment has no closing tag").at(self.pos))
@@ -125,7 +128,13 @@ impl<'s> Lexer<'s> {
                     self.pos += end + 1;
                     Tok::Name(name)
                 }
-                None => return Err(Error::new("S0105", "Quoted property name must be terminated with a backquote (`)").at(pos)),
+                None => {
+                    return Err(Error::new(
+                        "S0105",
+                        "Quoted property name must be terminated with a backquote (`)",
+                    )
+                    .at(pos))
+                }
             }
         } else if is_op_char(c) {
             let r = self.rest();
@@ -196,7 +205,11 @@ impl<'s> Lexer<'s> {
                 'u' => {
                     let hex: String = chars.by_ref().take(4).map(|(_, c)| c).collect();
                     let unit = u32::from_str_radix(&hex, 16).map_err(|_| {
-                        Error::new("S0104", "The escape sequence \\u must be followed by 4 hex digits").at(start)
+                        Error::new(
+                            "S0104",
+                            "The escape sequence \\u must be followed by 4 hex digits",
+                        )
+                        .at(start)
                     })?;
                     if (0xD800..0xDC00).contains(&unit) {
                         // a high surrogate: combine with a following \uDC00-\uDFFF
@@ -225,13 +238,20 @@ impl<'s> Lexer<'s> {
                     }
                 }
                 other => {
-                    return Err(Error::new("S0103", format!("Unsupported escape sequence: \\{other}"))
-                        .at(start)
-                        .token(other.to_string()))
+                    return Err(Error::new(
+                        "S0103",
+                        format!("Unsupported escape sequence: \\{other}"),
+                    )
+                    .at(start)
+                    .token(other.to_string()))
                 }
             }
         }
-        Err(Error::new("S0101", "String literal must be terminated by a matching quote").at(start))
+        Err(Error::new(
+            "S0101",
+            "String literal must be terminated by a matching quote",
+        )
+        .at(start))
     }
 
     fn number(&mut self) -> Result<Tok> {
@@ -294,7 +314,11 @@ impl<'s> Lexer<'s> {
                 '/' if !depth_class => {
                     let pattern = self.src[body_start..body_start + i].to_string();
                     if pattern.is_empty() {
-                        return Err(Error::new("S0301", "Empty regular expressions are not allowed").at(start));
+                        return Err(Error::new(
+                            "S0301",
+                            "Empty regular expressions are not allowed",
+                        )
+                        .at(start));
                     }
                     self.pos = body_start + i + 1;
                     let flags_len = self

@@ -26,9 +26,12 @@ mod value;
 
 use std::rc::Rc;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorDetail, Result};
 pub use eval::Limits;
 pub use value::{js_number_string, number_to_json};
+
+/// The error code [`Expression::evaluate`] returns when the result is a function.
+pub const FUNCTION_RESULT: &str = "X0001";
 
 /// What an evaluation can read from its host: variables and sources of time and randomness.
 pub trait Host {
@@ -102,7 +105,11 @@ impl Expression {
     }
 
     /// Evaluates against `input` (`None`: no input at all); `Ok(None)` is an undefined result.
-    pub fn evaluate(&self, input: Option<&serde_json::Value>, host: &dyn Host) -> Result<Option<serde_json::Value>> {
+    pub fn evaluate(
+        &self,
+        input: Option<&serde_json::Value>,
+        host: &dyn Host,
+    ) -> Result<Option<serde_json::Value>> {
         self.evaluate_with(input, &[], host, Limits::default())
     }
 
@@ -135,9 +142,12 @@ impl Expression {
             input_value
         };
         let r = ctx.evaluate(&self.ast, &input_value, &root)?;
-        Ok(match r {
-            value::Value::Tuples(_) => r.to_json(),
-            other => other.to_json(),
-        })
+        if r.is_function() {
+            return Err(Error::new(
+                FUNCTION_RESULT,
+                "The expression evaluated to a function, which has no JSON form",
+            ));
+        }
+        Ok(r.to_json())
     }
 }

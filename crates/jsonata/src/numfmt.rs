@@ -9,7 +9,11 @@ pub fn parse_integer(_s: &str, _picture: &str) -> Result<Option<f64>> {
     Err(Error::new("D3999", "not implemented"))
 }
 /// `$formatNumber`.
-pub fn format_number(_n: f64, _picture: &str, _options: Option<&serde_json::Map<String, serde_json::Value>>) -> Result<String> {
+pub fn format_number(
+    _n: f64,
+    _picture: &str,
+    _options: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<String> {
     Err(Error::new("D3999", "not implemented"))
 }
 /// `$formatBase`.

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
-use crate::ast::{BinOp, Group, Kind, Lambda, Node, SortTerm, Slot, Stage};
+use crate::ast::{BinOp, Group, Kind, Lambda, Node, Slot, SortTerm, Stage};
 use crate::error::{Error, Result};
 use crate::lexer::{Lexer, Tok, Token};
 use crate::signature::Signature;
@@ -95,7 +95,9 @@ impl<'s> Parser<'s> {
     fn advance(&mut self) -> Result<Token> {
         let next = self.lexer.next_token()?;
         if let Tok::Op(op @ ("!" | "~")) = next.tok {
-            return Err(Error::new("S0204", format!("Unknown operator: \"{op}\"")).at(next.pos).token(op));
+            return Err(Error::new("S0204", format!("Unknown operator: \"{op}\""))
+                .at(next.pos)
+                .token(op));
         }
         Ok(std::mem::replace(&mut self.node, next))
     }
@@ -106,7 +108,11 @@ impl<'s> Parser<'s> {
 
     fn expect(&mut self, op: &'static str) -> Result<Token> {
         if !self.is_op(op) {
-            let code = if self.node.tok == Tok::End { "S0203" } else { "S0202" };
+            let code = if self.node.tok == Tok::End {
+                "S0203"
+            } else {
+                "S0202"
+            };
             let msg = if self.node.tok == Tok::End {
                 format!("Expected \"{op}\" before end of expression")
             } else {
@@ -237,7 +243,9 @@ impl<'s> Parser<'s> {
     fn led(&mut self, t: Token, left: RawNode) -> Result<RawNode> {
         let pos = t.pos;
         let Tok::Op(op) = t.tok else {
-            return Err(Error::new("S0201", "Syntax error").at(pos).token(tok_text(&t.tok)));
+            return Err(Error::new("S0201", "Syntax error")
+                .at(pos)
+                .token(tok_text(&t.tok)));
         };
         let r = match op {
             "." | "+" | "-" | "*" | "/" | "%" | "=" | "<" | ">" | "!=" | "<=" | ">=" | "&"
@@ -384,7 +392,6 @@ impl<'s> Parser<'s> {
         };
         Ok(raw(r, pos))
     }
-
 }
 
 /// Parses and processes an expression.
@@ -394,16 +401,22 @@ pub(crate) fn parse(src: &str) -> Result<Node> {
     let mut p = Parser { lexer, node: first };
     let expr = p.expression_top()?;
     if p.node.tok != Tok::End {
-        return Err(Error::new("S0201", format!("Syntax error: \"{}\"", tok_text(&p.node.tok)))
-            .at(p.node.pos)
-            .token(tok_text(&p.node.tok)));
+        return Err(Error::new(
+            "S0201",
+            format!("Syntax error: \"{}\"", tok_text(&p.node.tok)),
+        )
+        .at(p.node.pos)
+        .token(tok_text(&p.node.tok)));
     }
     let mut cx = Process::default();
     let ast = cx.process(expr)?;
     if matches!(ast.kind, Kind::Parent(_)) || !ast.seeking_parent.is_empty() {
-        return Err(Error::new("S0217", "The object representing the 'parent' cannot be derived from this expression")
-            .at(ast.pos)
-            .token(ast.type_name()));
+        return Err(Error::new(
+            "S0217",
+            "The object representing the 'parent' cannot be derived from this expression",
+        )
+        .at(ast.pos)
+        .token(ast.type_name()));
     }
     Ok(ast)
 }
@@ -448,7 +461,9 @@ fn binop(op: &str) -> BinOp {
 }
 
 fn push_ancestry(result: &mut Node, value: &Node) {
-    result.seeking_parent.extend(value.seeking_parent.iter().cloned());
+    result
+        .seeking_parent
+        .extend(value.seeking_parent.iter().cloned());
     if let Kind::Parent(slot) = &value.kind {
         result.seeking_parent.push(slot.clone());
     }
@@ -509,9 +524,13 @@ impl Process {
     }
 
     fn resolve_ancestry(&mut self, path: &mut Node) -> Result<()> {
-        let Kind::Path { steps, .. } = &mut path.kind else { return Ok(()) };
+        let Kind::Path { steps, .. } = &mut path.kind else {
+            return Ok(());
+        };
         let mut steps_taken = std::mem::take(steps);
-        let Some(last) = steps_taken.len().checked_sub(1) else { return Ok(()) };
+        let Some(last) = steps_taken.len().checked_sub(1) else {
+            return Ok(());
+        };
         let mut slots: Vec<Arc<Slot>> = steps_taken[last].seeking_parent.clone();
         if let Kind::Parent(s) = &steps_taken[last].kind {
             slots.push(s.clone());
@@ -527,7 +546,10 @@ impl Process {
                 }
                 let mut i = index as usize;
                 index -= 1;
-                while index >= 0 && steps_taken[i].focus.is_some() && steps_taken[index as usize].focus.is_some() {
+                while index >= 0
+                    && steps_taken[i].focus.is_some()
+                    && steps_taken[index as usize].focus.is_some()
+                {
                     i = index as usize;
                     index -= 1;
                 }
@@ -550,7 +572,13 @@ impl Process {
                 let mut result = if matches!(lstep.kind, Kind::Path { .. }) {
                     lstep
                 } else {
-                    let mut p = Node::new(Kind::Path { steps: Vec::new(), keep_singleton: false }, lstep.pos);
+                    let mut p = Node::new(
+                        Kind::Path {
+                            steps: Vec::new(),
+                            keep_singleton: false,
+                        },
+                        lstep.pos,
+                    );
                     if let Kind::Parent(slot) = &lstep.kind {
                         p.seeking_parent = vec![slot.clone()];
                     }
@@ -611,7 +639,11 @@ impl Process {
                 {
                     let step = last_step(&mut result);
                     if step.group.is_some() {
-                        return Err(err_at("S0209", "A predicate cannot follow a grouping expression in a step", pos));
+                        return Err(err_at(
+                            "S0209",
+                            "A predicate cannot follow a grouping expression in a step",
+                            pos,
+                        ));
                     }
                     if !seeking.is_empty() {
                         for slot in seeking.drain(..) {
@@ -635,19 +667,32 @@ impl Process {
             Raw::GroupBy(lhs, pairs) => {
                 let mut result = self.process(*lhs)?;
                 if result.group.is_some() {
-                    return Err(err_at("S0210", "Each step can only have one grouping expression", pos));
+                    return Err(err_at(
+                        "S0210",
+                        "Each step can only have one grouping expression",
+                        pos,
+                    ));
                 }
                 let mut processed = Vec::new();
                 for (k, v) in pairs {
                     processed.push((self.process(k)?, self.process(v)?));
                 }
-                result.group = Some(Box::new(Group { pairs: processed, pos }));
+                result.group = Some(Box::new(Group {
+                    pairs: processed,
+                    pos,
+                }));
                 result
             }
             Raw::OrderBy(lhs, terms) => {
                 let mut result = self.process(*lhs)?;
                 if !matches!(result.kind, Kind::Path { .. }) {
-                    let p = Node::new(Kind::Path { steps: vec![result], keep_singleton: false }, pos);
+                    let p = Node::new(
+                        Kind::Path {
+                            steps: vec![result],
+                            keep_singleton: false,
+                        },
+                        pos,
+                    );
                     result = p;
                 }
                 let mut sort = Node::new(Kind::Sort(Vec::new()), pos);
@@ -666,10 +711,20 @@ impl Process {
             }
             Raw::Bind(lhs, rhs) => {
                 let Raw::Var(name) = lhs.raw else {
-                    return Err(err_at("S0212", "The left side of := must be a variable name (start with $)", pos));
+                    return Err(err_at(
+                        "S0212",
+                        "The left side of := must be a variable name (start with $)",
+                        pos,
+                    ));
                 };
                 let rhs = self.process(*rhs)?;
-                let mut n = Node::new(Kind::Bind { name: name.into(), rhs: Box::new(Node::new(Kind::Null, 0)) }, pos);
+                let mut n = Node::new(
+                    Kind::Bind {
+                        name: name.into(),
+                        rhs: Box::new(Node::new(Kind::Null, 0)),
+                    },
+                    pos,
+                );
                 push_ancestry(&mut n, &rhs);
                 if let Kind::Bind { rhs: r, .. } = &mut n.kind {
                     **r = rhs;
@@ -681,7 +736,11 @@ impl Process {
                 {
                     let step = last_step(&mut result);
                     if !step.stages.is_empty() || !step.predicate.is_empty() {
-                        return Err(err_at("S0215", "A context variable binding must precede any predicates on a step", pos));
+                        return Err(err_at(
+                            "S0215",
+                            "A context variable binding must precede any predicates on a step",
+                            pos,
+                        ));
                     }
                     if matches!(step.kind, Kind::Sort(_)) {
                         return Err(err_at("S0216", "A context variable binding must precede the 'order-by' clause on a step", pos));
@@ -701,7 +760,13 @@ impl Process {
                     if !inner.predicate.is_empty() {
                         inner.stages = std::mem::take(&mut inner.predicate);
                     }
-                    result = Node::new(Kind::Path { steps: vec![inner], keep_singleton: false }, pos);
+                    result = Node::new(
+                        Kind::Path {
+                            steps: vec![inner],
+                            keep_singleton: false,
+                        },
+                        pos,
+                    );
                 }
                 if let Kind::Path { steps, .. } = &mut result.kind {
                     if let Some(step) = steps.last_mut() {
@@ -719,7 +784,13 @@ impl Process {
                 let lhs = self.process(*lhs)?;
                 let rhs = self.process(*rhs)?;
                 let keep = lhs.keep_array || rhs.keep_array;
-                let mut n = Node::new(Kind::Apply { lhs: Box::new(lhs), rhs: Box::new(rhs) }, pos);
+                let mut n = Node::new(
+                    Kind::Apply {
+                        lhs: Box::new(lhs),
+                        rhs: Box::new(rhs),
+                    },
+                    pos,
+                );
                 n.keep_array = keep;
                 n
             }
@@ -729,7 +800,11 @@ impl Process {
                 let mut n = Node::new(Kind::Null, pos);
                 push_ancestry(&mut n, &lhs);
                 push_ancestry(&mut n, &rhs);
-                n.kind = Kind::Binary { op: binop(op), lhs: Box::new(lhs), rhs: Box::new(rhs) };
+                n.kind = Kind::Binary {
+                    op: binop(op),
+                    lhs: Box::new(lhs),
+                    rhs: Box::new(rhs),
+                };
                 n
             }
             Raw::Neg(e) => {
@@ -797,7 +872,11 @@ impl Process {
                     }
                     None => None,
                 };
-                n.kind = Kind::Condition { cond: Box::new(c), then: Box::new(t), otherwise: e };
+                n.kind = Kind::Condition {
+                    cond: Box::new(c),
+                    then: Box::new(t),
+                    otherwise: e,
+                };
                 n
             }
             Raw::Call(procedure, args, partial) => {
@@ -810,9 +889,15 @@ impl Process {
                 }
                 let procedure = Box::new(self.process(*procedure)?);
                 n.kind = if partial {
-                    Kind::Partial { procedure, args: out }
+                    Kind::Partial {
+                        procedure,
+                        args: out,
+                    }
                 } else {
-                    Kind::Call { procedure, args: out }
+                    Kind::Call {
+                        procedure,
+                        args: out,
+                    }
                 };
                 n
             }
@@ -835,12 +920,25 @@ impl Process {
                     Some(d) => Some(Box::new(self.process(*d)?)),
                     None => None,
                 };
-                Node::new(Kind::Transform { pattern, update, delete }, pos)
+                Node::new(
+                    Kind::Transform {
+                        pattern,
+                        update,
+                        delete,
+                    },
+                    pos,
+                )
             }
             Raw::Name(n) => {
                 let mut step = Node::new(Kind::Name(n.into()), pos);
                 step.keep_array = keep;
-                let mut p = Node::new(Kind::Path { steps: vec![step], keep_singleton: keep }, pos);
+                let mut p = Node::new(
+                    Kind::Path {
+                        steps: vec![step],
+                        keep_singleton: keep,
+                    },
+                    pos,
+                );
                 p.keep_array = false;
                 p
             }
@@ -888,7 +986,9 @@ fn tail_call_optimize(mut expr: Node) -> Node {
             let pos = expr.pos;
             Node::new(Kind::Thunk(Box::new(expr)), pos)
         }
-        Kind::Condition { then, otherwise, .. } => {
+        Kind::Condition {
+            then, otherwise, ..
+        } => {
             let t = std::mem::replace(&mut **then, Node::new(Kind::Null, 0));
             **then = tail_call_optimize(t);
             if let Some(e) = otherwise {

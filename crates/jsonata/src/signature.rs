@@ -24,13 +24,13 @@ struct Param {
 
 /// A parsed signature.
 #[derive(Debug, Clone)]
-pub struct Signature {
+pub(crate) struct Signature {
     params: Vec<Param>,
 }
 
 impl Signature {
     /// Parses a signature such as `<s-nn?:s>`.
-    pub fn parse(sig: &str) -> Result<Signature> {
+    pub(crate) fn parse(sig: &str) -> Result<Signature> {
         let chars: Vec<char> = sig.chars().collect();
         let mut params: Vec<Param> = Vec::new();
         let mut i = 1; // skip '<'
@@ -76,14 +76,22 @@ impl Signature {
                         .ok_or_else(|| Error::new("S0401", "Unmatched ( in signature"))?;
                     let choice: String = chars[i + 1..end].iter().collect();
                     if choice.contains('<') {
-                        return Err(Error::new("S0402", "Choice groups containing parameterized types are not supported"));
+                        return Err(Error::new(
+                            "S0402",
+                            "Choice groups containing parameterized types are not supported",
+                        ));
                     }
                     params.push(new(&format!("{choice}m"), '('));
                     i = end;
                 }
                 '<' => {
-                    let Some(p) = params.last_mut().filter(|p| p.kind == 'a' || p.kind == 'f') else {
-                        return Err(Error::new("S0401", "Type parameters can only be applied to functions and arrays").value(serde_json::json!(c.to_string())));
+                    let Some(p) = params.last_mut().filter(|p| p.kind == 'a' || p.kind == 'f')
+                    else {
+                        return Err(Error::new(
+                            "S0401",
+                            "Type parameters can only be applied to functions and arrays",
+                        )
+                        .value(serde_json::json!(c.to_string())));
                     };
                     let mut depth = 0;
                     let mut end = i;
@@ -102,8 +110,11 @@ impl Signature {
                     i = end;
                 }
                 _ => {
-                    return Err(Error::new("S0401", format!("Type parameter {c} is not valid in a signature"))
-                        .value(serde_json::json!(c.to_string())))
+                    return Err(Error::new(
+                        "S0401",
+                        format!("Type parameter {c} is not valid in a signature"),
+                    )
+                    .value(serde_json::json!(c.to_string())))
                 }
             }
             i += 1;
@@ -112,7 +123,14 @@ impl Signature {
     }
 
     /// Matches the parameters `params[pi..]` against `sig[si..]`; returns each parameter's span.
-    fn match_from(&self, params: &[Param], sig: &[u8], si: usize, full: bool, spans: &mut Vec<(usize, usize)>) -> bool {
+    fn match_from(
+        &self,
+        params: &[Param],
+        sig: &[u8],
+        si: usize,
+        full: bool,
+        spans: &mut Vec<(usize, usize)>,
+    ) -> bool {
         let Some(p) = params.first() else {
             return !full || si == sig.len();
         };
@@ -136,7 +154,11 @@ impl Signature {
 
     /// Validates arguments, substitutes the context for a missing `-` argument and wraps
     /// single values for array parameters.
-    pub(crate) fn validate<'a>(&self, args: Vec<Value<'a>>, context: Option<&Value<'a>>) -> Result<Vec<Value<'a>>> {
+    pub(crate) fn validate<'a>(
+        &self,
+        args: Vec<Value<'a>>,
+        context: Option<&Value<'a>>,
+    ) -> Result<Vec<Value<'a>>> {
         let sig: Vec<u8> = args.iter().map(|a| a.symbol() as u8).collect();
         let mut spans = Vec::with_capacity(self.params.len());
         if !self.match_from(&self.params, &sig, 0, true, &mut spans) {
@@ -153,19 +175,31 @@ impl Signature {
                     if param.context_set.as_bytes().contains(&sym) {
                         out.push(ctx);
                     } else {
-                        return Err(Error::new("T0411", format!("Context value is not a compatible type with argument {}", arg_index + 1))
-                            .value(ctx.to_json_lossy()));
+                        return Err(Error::new(
+                            "T0411",
+                            format!(
+                                "Context value is not a compatible type with argument {}",
+                                arg_index + 1
+                            ),
+                        )
+                        .value(ctx.to_json_lossy()));
                     }
                 } else {
                     // an absent optional argument (jsonata-js passes the argument at this index)
-                    out.push(args.get_mut(arg_index).and_then(Option::take).unwrap_or(Value::Undefined));
+                    out.push(
+                        args.get_mut(arg_index)
+                            .and_then(Option::take)
+                            .unwrap_or(Value::Undefined),
+                    );
                     arg_index += 1;
                 }
                 continue;
             }
-            for k in s..e {
-                let arg = args.get_mut(arg_index).and_then(Option::take).unwrap_or(Value::Undefined);
-                let single = sig[k];
+            for &single in &sig[s..e] {
+                let arg = args
+                    .get_mut(arg_index)
+                    .and_then(Option::take)
+                    .unwrap_or(Value::Undefined);
                 if param.kind == 'a' {
                     if single == b'm' {
                         out.push(Value::Undefined);
@@ -194,8 +228,11 @@ impl Signature {
                                     "s" => "strings",
                                     _ => "values",
                                 };
-                                return Err(Error::new("T0412", format!("Argument {} must be an array of {ty}", arg_index + 1))
-                                    .value(arg.to_json_lossy()));
+                                return Err(Error::new(
+                                    "T0412",
+                                    format!("Argument {} must be an array of {ty}", arg_index + 1),
+                                )
+                                .value(arg.to_json_lossy()));
                             }
                         }
                         if single != b'a' {
@@ -224,7 +261,10 @@ impl Signature {
             }
         }
         let value = args.get(good_to).map(|v| v.to_json_lossy());
-        let mut e = Error::new("T0410", format!("Argument {} does not match function signature", good_to + 1));
+        let mut e = Error::new(
+            "T0410",
+            format!("Argument {} does not match function signature", good_to + 1),
+        );
         e.value = value;
         e
     }

@@ -10,14 +10,14 @@ use serde_json::Value as J;
 use crate::eval::Func;
 
 /// An ordered JSON-like object built during evaluation.
-pub type Object<'a> = IndexMap<String, Value<'a>>;
+pub(crate) type Object<'a> = IndexMap<String, Value<'a>>;
 
 /// A tuple of a tuple stream (focus `@`, index `#` and parent `%` bindings plus `@`).
 pub(crate) type Tuple<'a> = Vec<(Rc<str>, Value<'a>)>;
 
 /// An array with jsonata-js's flags.
 #[derive(Debug, Default)]
-pub struct Array<'a> {
+pub(crate) struct Array<'a> {
     pub(crate) items: Vec<Value<'a>>,
     /// A sequence (result of a path), which collapses to its single member.
     pub(crate) seq: bool,
@@ -29,7 +29,7 @@ pub struct Array<'a> {
 
 /// A value.
 #[derive(Debug, Clone, Default)]
-pub enum Value<'a> {
+pub(crate) enum Value<'a> {
     /// No value (JavaScript `undefined`).
     #[default]
     Undefined,
@@ -48,7 +48,7 @@ pub enum Value<'a> {
 }
 
 impl<'a> Value<'a> {
-    pub fn from_json(j: &'a J) -> Value<'a> {
+    pub(crate) fn from_json(j: &'a J) -> Value<'a> {
         match j {
             J::Null => Value::Null,
             J::Bool(b) => Value::Bool(*b),
@@ -60,56 +60,67 @@ impl<'a> Value<'a> {
     }
 
     /// Converts owned JSON into a value that owns its data.
-    pub fn from_owned_json(j: J) -> Value<'a> {
+    pub(crate) fn from_owned_json(j: J) -> Value<'a> {
         match j {
             J::Null => Value::Null,
             J::Bool(b) => Value::Bool(b),
             J::Number(n) => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
             J::String(s) => Value::Str(s.into()),
             J::Array(a) => Value::array(a.into_iter().map(Value::from_owned_json).collect()),
-            J::Object(o) => Value::Object(Rc::new(o.into_iter().map(|(k, v)| (k, Value::from_owned_json(v))).collect())),
+            J::Object(o) => Value::Object(Rc::new(
+                o.into_iter()
+                    .map(|(k, v)| (k, Value::from_owned_json(v)))
+                    .collect(),
+            )),
         }
     }
 
-    pub fn string(s: impl Into<Rc<str>>) -> Value<'a> {
+    pub(crate) fn string(s: impl Into<Rc<str>>) -> Value<'a> {
         Value::Str(s.into())
     }
 
     /// A plain array value.
-    pub fn array(items: Vec<Value<'a>>) -> Value<'a> {
-        Value::Array(Rc::new(Array { items, ..Default::default() }))
+    pub(crate) fn array(items: Vec<Value<'a>>) -> Value<'a> {
+        Value::Array(Rc::new(Array {
+            items,
+            ..Default::default()
+        }))
     }
 
     /// A sequence.
     pub(crate) fn seq(items: Vec<Value<'a>>) -> Value<'a> {
-        Value::Array(Rc::new(Array { items, seq: true, ..Default::default() }))
+        Value::Array(Rc::new(Array {
+            items,
+            seq: true,
+            ..Default::default()
+        }))
     }
 
-    pub fn object(o: Object<'a>) -> Value<'a> {
+    pub(crate) fn object(o: Object<'a>) -> Value<'a> {
         Value::Object(Rc::new(o))
     }
 
-    pub fn is_undefined(&self) -> bool {
+    pub(crate) fn is_undefined(&self) -> bool {
         matches!(self, Value::Undefined)
     }
 
-    pub fn is_array(&self) -> bool {
+    pub(crate) fn is_array(&self) -> bool {
         matches!(self, Value::JArr(_) | Value::Array(_))
     }
 
-    pub fn is_object(&self) -> bool {
+    pub(crate) fn is_object(&self) -> bool {
         matches!(self, Value::JObj(_) | Value::Object(_))
     }
 
-    pub fn is_function(&self) -> bool {
+    pub(crate) fn is_function(&self) -> bool {
         matches!(self, Value::Func(_))
     }
 
-    pub fn is_string(&self) -> bool {
+    pub(crate) fn is_string(&self) -> bool {
         matches!(self, Value::Str(_) | Value::JStr(_))
     }
 
-    pub fn is_number(&self) -> bool {
+    pub(crate) fn is_number(&self) -> bool {
         matches!(self, Value::Number(_))
     }
 
@@ -117,7 +128,7 @@ impl<'a> Value<'a> {
         matches!(self, Value::Array(a) if a.seq)
     }
 
-    pub fn as_str(&self) -> Option<&str> {
+    pub(crate) fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) => Some(s),
             Value::JStr(s) => Some(s),
@@ -125,7 +136,7 @@ impl<'a> Value<'a> {
         }
     }
 
-    pub fn as_f64(&self) -> Option<f64> {
+    pub(crate) fn as_f64(&self) -> Option<f64> {
         match self {
             Value::Number(n) => Some(*n),
             _ => None,
@@ -147,7 +158,7 @@ impl<'a> Value<'a> {
     }
 
     /// Number of members when an array.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             Value::JArr(a) => a.len(),
             Value::Array(a) => a.items.len(),
@@ -156,12 +167,12 @@ impl<'a> Value<'a> {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Member `i` of an array.
-    pub fn get(&self, i: usize) -> Value<'a> {
+    pub(crate) fn get(&self, i: usize) -> Value<'a> {
         match self {
             Value::JArr(a) => a.get(i).map(Value::from_json).unwrap_or_default(),
             Value::Array(a) => a.items.get(i).cloned().unwrap_or_default(),
@@ -170,7 +181,7 @@ impl<'a> Value<'a> {
     }
 
     /// The members of an array (empty for anything else).
-    pub fn members(&self) -> Vec<Value<'a>> {
+    pub(crate) fn members(&self) -> Vec<Value<'a>> {
         match self {
             Value::JArr(a) => a.iter().map(Value::from_json).collect(),
             Value::Array(a) => a.items.clone(),
@@ -179,7 +190,7 @@ impl<'a> Value<'a> {
     }
 
     /// Arrays as their members, anything else (not undefined) as a one-member list.
-    pub fn to_members(&self) -> Vec<Value<'a>> {
+    pub(crate) fn to_members(&self) -> Vec<Value<'a>> {
         match self {
             Value::Undefined => Vec::new(),
             v if v.is_array() => v.members(),
@@ -188,7 +199,7 @@ impl<'a> Value<'a> {
     }
 
     /// Field lookup on an object.
-    pub fn field(&self, key: &str) -> Value<'a> {
+    pub(crate) fn field(&self, key: &str) -> Value<'a> {
         match self {
             Value::JObj(o) => o.get(key).map(Value::from_json).unwrap_or_default(),
             Value::Object(o) => o.get(key).cloned().unwrap_or_default(),
@@ -197,25 +208,24 @@ impl<'a> Value<'a> {
     }
 
     /// The entries of an object in order.
-    pub fn entries(&self) -> Vec<(String, Value<'a>)> {
+    pub(crate) fn entries(&self) -> Vec<(String, Value<'a>)> {
         match self {
-            Value::JObj(o) => o.iter().map(|(k, v)| (k.clone(), Value::from_json(v))).collect(),
+            Value::JObj(o) => o
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from_json(v)))
+                .collect(),
             Value::Object(o) => o.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             _ => Vec::new(),
         }
     }
 
     /// The keys of an object in order.
-    pub fn keys(&self) -> Vec<String> {
+    pub(crate) fn keys(&self) -> Vec<String> {
         match self {
             Value::JObj(o) => o.keys().cloned().collect(),
             Value::Object(o) => o.keys().cloned().collect(),
             _ => Vec::new(),
         }
-    }
-
-    pub(crate) fn keep_singleton(&self) -> bool {
-        matches!(self, Value::Array(a) if a.keep_singleton.get())
     }
 
     pub(crate) fn is_cons(&self) -> bool {
@@ -227,7 +237,7 @@ impl<'a> Value<'a> {
     }
 
     /// Converts to JSON; `None` for undefined. Functions become `""` as in jsonata-js's `$string`.
-    pub fn to_json(&self) -> Option<J> {
+    pub(crate) fn to_json(&self) -> Option<J> {
         Some(match self {
             Value::Undefined => return None,
             Value::Null => J::Null,
@@ -238,9 +248,15 @@ impl<'a> Value<'a> {
             Value::JArr(a) => J::Array(a.to_vec()),
             Value::JObj(o) => J::Object((*o).clone()),
             Value::Array(a) => J::Array(a.items.iter().filter_map(Value::to_json).collect()),
-            Value::Object(o) => J::Object(o.iter().filter_map(|(k, v)| Some((k.clone(), v.to_json()?))).collect()),
+            Value::Object(o) => J::Object(
+                o.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.to_json()?)))
+                    .collect(),
+            ),
             Value::Func(_) => J::String(String::new()),
-            Value::Tuples(t) => J::Array(t.iter().filter_map(|t| tuple_focus(t).to_json()).collect()),
+            Value::Tuples(t) => {
+                J::Array(t.iter().filter_map(|t| tuple_focus(t).to_json()).collect())
+            }
         })
     }
 
@@ -251,7 +267,10 @@ impl<'a> Value<'a> {
 }
 
 pub(crate) fn tuple_focus<'a>(t: &Tuple<'a>) -> Value<'a> {
-    t.iter().find(|(k, _)| &**k == "@").map(|(_, v)| v.clone()).unwrap_or_default()
+    t.iter()
+        .find(|(k, _)| &**k == "@")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
 }
 
 /// A JSON number: integers (within 2^53) as integers, so `1` prints as `1`.
@@ -262,7 +281,9 @@ pub fn number_to_json(n: f64) -> J {
         }
         J::from(n as i64)
     } else {
-        serde_json::Number::from_f64(n).map(J::Number).unwrap_or(J::Null)
+        serde_json::Number::from_f64(n)
+            .map(J::Number)
+            .unwrap_or(J::Null)
     }
 }
 
@@ -294,7 +315,11 @@ pub fn js_number_string(n: f64) -> String {
         return "NaN".into();
     }
     if n.is_infinite() {
-        return if n > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+        return if n > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
     }
     // shortest round-trip digits and exponent
     let sci = format!("{:e}", n.abs());
@@ -312,7 +337,11 @@ pub fn js_number_string(n: f64) -> String {
         format!("0.{}{digits}", "0".repeat((-nexp) as usize))
     } else {
         let e = nexp - 1;
-        let es = if e >= 0 { format!("+{e}") } else { e.to_string() };
+        let es = if e >= 0 {
+            format!("+{e}")
+        } else {
+            e.to_string()
+        };
         if k == 1 {
             format!("{digits}e{es}")
         } else {

@@ -21,7 +21,9 @@ fn suite_dir() -> PathBuf {
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
+        }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
         }
@@ -38,10 +40,12 @@ pub enum Outcome {
 pub fn run_case(dir: &Path, group: &str, case: &Value) -> Outcome {
     let expr = match (case.get("expr"), case.get("expr-file")) {
         (Some(Value::String(e)), _) => e.clone(),
-        (_, Some(Value::String(f))) => match std::fs::read_to_string(dir.join("groups").join(group).join(f)) {
-            Ok(t) => t,
-            Err(e) => return Outcome::Fail(format!("reading {f}: {e}")),
-        },
+        (_, Some(Value::String(f))) => {
+            match std::fs::read_to_string(dir.join("groups").join(group).join(f)) {
+                Ok(t) => t,
+                Err(e) => return Outcome::Fail(format!("reading {f}: {e}")),
+            }
+        }
         _ => return Outcome::Fail("no expression".into()),
     };
     let dataset;
@@ -49,7 +53,10 @@ pub fn run_case(dir: &Path, group: &str, case: &Value) -> Outcome {
         (Some(d), _) => Some(d),
         (None, Some(Value::String(name))) => {
             let p = dir.join("datasets").join(format!("{name}.json"));
-            dataset = match std::fs::read_to_string(&p).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()) {
+            dataset = match std::fs::read_to_string(&p)
+                .ok()
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            {
                 Some(v) => v,
                 None => return Outcome::Fail(format!("dataset {name}")),
             };
@@ -68,32 +75,50 @@ pub fn run_case(dir: &Path, group: &str, case: &Value) -> Outcome {
             max_depth: d.as_u64().unwrap_or(1000) as usize,
             timeout: Some(Duration::from_millis(t.as_u64().unwrap_or(1000))),
         },
-        _ => Limits { timeout: Some(Duration::from_secs(10)), ..Limits::default() },
+        _ => Limits {
+            timeout: Some(Duration::from_secs(10)),
+            ..Limits::default()
+        },
     };
-    let result = Expression::parse(&expr).and_then(|e| e.evaluate_with(input, &bref, &NoHost, limits));
-    let expected_code = case
-        .get("code")
-        .and_then(Value::as_str)
-        .or_else(|| case.get("error").and_then(|e| e.get("code")).and_then(Value::as_str));
+    let result =
+        Expression::parse(&expr).and_then(|e| e.evaluate_with(input, &bref, &NoHost, limits));
+    let expected_code = case.get("code").and_then(Value::as_str).or_else(|| {
+        case.get("error")
+            .and_then(|e| e.get("code"))
+            .and_then(Value::as_str)
+    });
     match (result, expected_code) {
         (Err(e), Some(code)) => {
             if e.code != code {
-                return Outcome::Fail(format!("expected error {code}, got {}: {}", e.code, e.message));
+                return Outcome::Fail(format!(
+                    "expected error {code}, got {}: {}",
+                    e.code, e.message
+                ));
             }
             if let Some(t) = case.get("token").and_then(Value::as_str) {
                 if e.token.as_deref() != Some(t) {
                     return Outcome::Fail(format!("token {:?} != {t}", e.token));
                 }
             }
-            if let Some(m) = case.get("error").and_then(|e| e.get("message")).and_then(Value::as_str) {
+            if let Some(m) = case
+                .get("error")
+                .and_then(|e| e.get("message"))
+                .and_then(Value::as_str)
+            {
                 if e.message != m {
                     return Outcome::Fail(format!("message {:?} != {m:?}", e.message));
                 }
             }
             Outcome::Pass
         }
-        (Err(e), None) => Outcome::Fail(format!("error {}: {} (pos {:?})", e.code, e.message, e.position)),
-        (Ok(r), Some(code)) => Outcome::Fail(format!("expected error {code}, got {}", r.map(|v| v.to_string()).unwrap_or("undefined".into()))),
+        (Err(e), None) => Outcome::Fail(format!(
+            "error {}: {} (pos {:?})",
+            e.code, e.message, e.position
+        )),
+        (Ok(r), Some(code)) => Outcome::Fail(format!(
+            "expected error {code}, got {}",
+            r.map(|v| v.to_string()).unwrap_or("undefined".into())
+        )),
         (Ok(r), None) => {
             if case.get("undefinedResult").is_some() {
                 return match r {
@@ -172,7 +197,14 @@ fn reference_suite_floors() {
     let mut below = Vec::new();
     eprintln!("{:<32} {:>6} {:>6}", "group", "pass", "cases");
     for (g, (p, t, s)) in &per_group {
-        eprintln!("{g:<32} {p:>6} {t:>6}{}", if *s > 0 { format!("  ({s} skipped)") } else { String::new() });
+        eprintln!(
+            "{g:<32} {p:>6} {t:>6}{}",
+            if *s > 0 {
+                format!("  ({s} skipped)")
+            } else {
+                String::new()
+            }
+        );
         pass += p;
         total += t;
         if !EXCLUDED.contains(&g.as_str()) {
@@ -185,7 +217,10 @@ fn reference_suite_floors() {
             }
         }
     }
-    eprintln!("all groups: {pass}/{total} ({:.1} %)", 100.0 * pass as f64 / total as f64);
+    eprintln!(
+        "all groups: {pass}/{total} ({:.1} %)",
+        100.0 * pass as f64 / total as f64
+    );
     eprintln!(
         "groups Step Functions offers: {pass_sfn}/{total_sfn} ({:.1} %)",
         100.0 * pass_sfn as f64 / total_sfn as f64
