@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::template::{EvalEnv, EvalError};
-use expressway_jsonata::{Expression, Host};
+use expressway_jsonata::{Expression, Host, HostObject, HostValue};
 use serde_json::Value;
 
 /// A JSONata expression taken from a `{% ... %}` string, parsed once when the definition loads.
@@ -20,14 +20,29 @@ pub struct JsonataExpr {
 /// and the execution's sources of randomness.
 struct StateHost<'e> {
     env: &'e dyn EvalEnv,
+    states: States<'e>,
+}
+
+/// `$states`, resolved member by member.
+struct States<'e> {
+    env: &'e dyn EvalEnv,
+}
+
+impl HostObject for States<'_> {
+    fn field(&self, name: &str) -> Option<&Value> {
+        self.env.states_member(name)
+    }
+    fn keys(&self) -> Vec<&str> {
+        vec!["input", "context", "result", "errorOutput"]
+    }
 }
 
 impl Host for StateHost<'_> {
-    fn variable(&self, name: &str) -> Option<&Value> {
+    fn variable(&self, name: &str) -> Option<HostValue<'_>> {
         if name == "states" {
-            return self.env.jsonata_states();
+            return Some(HostValue::Object(&self.states));
         }
-        self.env.variable(name)
+        self.env.variable(name).map(HostValue::Json)
     }
 
     fn random(&self, seed: Option<f64>) -> f64 {
@@ -88,8 +103,11 @@ impl JsonataExpr {
         field: &str,
         env: &dyn EvalEnv,
     ) -> Result<Option<Value>, EvalError> {
-        let host = StateHost { env };
-        let input = env.jsonata_states().and_then(|s| s.get("input"));
+        let host = StateHost {
+            env,
+            states: States { env },
+        };
+        let input = env.states_member("input");
         match self.expr.evaluate_with(input, &[], &host, Default::default()) {
             Ok(v) => Ok(v),
             Err(e) if e.code == expressway_jsonata::FUNCTION_RESULT => Err(EvalError::query(format!(

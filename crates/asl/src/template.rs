@@ -72,6 +72,11 @@ pub trait EvalEnv {
     fn jsonata_states(&self) -> Option<&Value> {
         None
     }
+    /// One member of `$states` (`input`, `context`, `result`, `errorOutput`), without building
+    /// the whole object.
+    fn states_member(&self, name: &str) -> Option<&Value> {
+        self.jsonata_states().and_then(|s| s.get(name))
+    }
 }
 
 /// Resolves a path against the environment, returning a reference where possible.

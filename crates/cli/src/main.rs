@@ -65,6 +65,10 @@ struct BenchArgs {
     /// How long to run.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
+    /// Run exactly this many executions per thread instead of timing (for instruction counts
+    /// under `valgrind --tool=callgrind`, which do not depend on machine noise).
+    #[arg(long)]
+    iterations: Option<u64>,
     /// Worker threads, each running executions back to back.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -222,6 +226,7 @@ fn cmd_bench(args: BenchArgs) -> ExitCode {
     let machine_name = machine_name_from_path(&args.definition);
     let duration = std::time::Duration::from_secs_f64(args.seconds.max(0.1));
     let threads = args.threads.max(1);
+    let iterations = args.iterations;
     let log = LogConfig {
         level: args.log_level,
         include_execution_data: args.log_level == LogLevel::All,
@@ -251,6 +256,15 @@ fn cmd_bench(args: BenchArgs) -> ExitCode {
                     };
                     let req = expressway_cli::local::request(&identity, input, log);
                     let (mut executions, mut transitions) = (0u64, 0u64);
+                    if let Some(n) = iterations {
+                        for _ in 0..n {
+                            let outcome =
+                                expressway_engine::execute(&machine, &req, &runtime).await;
+                            transitions += outcome.state_transitions;
+                            executions += 1;
+                        }
+                        return Ok((executions, transitions));
+                    }
                     let deadline = std::time::Instant::now() + duration;
                     while std::time::Instant::now() < deadline {
                         for _ in 0..64 {

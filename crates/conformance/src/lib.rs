@@ -2,6 +2,7 @@
 //! (virtual time) or through the `expressway run` binary, and grades it per the corpus README.
 
 pub mod compare;
+pub mod jsonata_suite;
 
 use compare::{grade, Grade};
 use expressway_cli::local::Identity;

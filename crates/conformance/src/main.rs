@@ -1,4 +1,5 @@
-//! `conformance [--dir D] [--cli PATH] [--category C] [--failures]`: prints pass/total per category.
+//! `conformance [--dir D] [--cli PATH] [--category C] [--failures] [--no-jsonata]`: prints pass/total
+//! per category of the LocalStack corpus, then per group of the JSONata reference suite.
 
 use expressway_conformance::{
     default_corpus_dir, grade_case, load_cases, run_all_in_process, run_via_cli, tally, CaseResult,
@@ -11,6 +12,7 @@ fn main() -> ExitCode {
     let mut cli: Option<PathBuf> = None;
     let mut category: Option<String> = None;
     let mut failures = false;
+    let mut jsonata = true;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -18,8 +20,9 @@ fn main() -> ExitCode {
             "--cli" => cli = args.next().map(PathBuf::from),
             "--category" => category = args.next(),
             "--failures" => failures = true,
+            "--no-jsonata" => jsonata = false,
             other => {
-                eprintln!("conformance: unknown argument '{other}' (use --dir D, --cli PATH, --category C, --failures)");
+                eprintln!("conformance: unknown argument '{other}' (use --dir D, --cli PATH, --category C, --failures, --no-jsonata)");
                 return ExitCode::from(64);
             }
         }
@@ -100,5 +103,37 @@ fn main() -> ExitCode {
         histories.len(),
         histories.iter().filter(|h| h.ok).count()
     );
+    if jsonata {
+        let dir = expressway_conformance::jsonata_suite::default_suite_dir();
+        match expressway_conformance::jsonata_suite::run_suite(&dir) {
+            Ok(report) => {
+                if failures {
+                    for f in &report.failures {
+                        println!("jsonata failure\t{f}");
+                    }
+                }
+                println!(
+                    "{:<40} {:>6} {:>9}",
+                    "JSONata suite group", "cases", "passed"
+                );
+                for (g, (p, t, s)) in &report.groups {
+                    let note = if *s > 0 {
+                        format!("  ({s} skipped)")
+                    } else {
+                        String::new()
+                    };
+                    println!("{g:<40} {t:>6} {p:>9}{note}");
+                }
+                let (p, t) = report.totals(false);
+                println!("{:<40} {t:>6} {p:>9}", "JSONata suite, all groups");
+                let (p, t) = report.totals(true);
+                println!("{:<40} {t:>6} {p:>9}", "JSONata suite, groups SFN offers");
+            }
+            Err(e) => {
+                eprintln!("conformance: {e}");
+                return ExitCode::from(66);
+            }
+        }
+    }
     ExitCode::SUCCESS
 }

@@ -406,6 +406,15 @@ impl EvalEnv for Env<'_> {
     fn uuid(&self) -> String {
         uuid_v4(self.exec.rt.entropy.as_ref())
     }
+    fn states_member(&self, name: &str) -> Option<&Value> {
+        match name {
+            "input" => Some(self.input),
+            "context" => Some(self.context()),
+            "result" => self.result,
+            "errorOutput" => self.error_output,
+            _ => None,
+        }
+    }
     fn jsonata_states(&self) -> Option<&Value> {
         Some(self.states.get_or_init(|| {
             let mut m = Map::with_capacity(4);
@@ -425,7 +434,12 @@ impl EvalEnv for Env<'_> {
 /// False for states whose output can only be a part of their (already size-checked) input.
 fn needs_size_check(state: &State) -> bool {
     if state.query_language == QueryLanguage::Jsonata {
-        return true;
+        // without Output, a Pass, Choice, Wait or Succeed state passes its input on unchanged
+        return state.output.is_some()
+            || !matches!(
+                state.kind,
+                Kind::Pass(_) | Kind::Choice(_) | Kind::Wait(_) | Kind::Succeed
+            );
     }
     match &state.kind {
         Kind::Choice(_) | Kind::Wait(_) | Kind::Succeed => false,

@@ -108,6 +108,8 @@ impl Default for Limits {
 /// Per-evaluation state.
 pub(crate) struct Ctx<'a> {
     pub(crate) host: &'a dyn Host,
+    /// `$$`: the input document.
+    root: Value<'a>,
     depth: Cell<usize>,
     max_depth: usize,
     deadline: Option<Instant>,
@@ -154,6 +156,7 @@ pub(crate) fn boolean(v: &Value<'_>) -> Option<bool> {
         },
         Value::JObj(o) => !o.is_empty(),
         Value::Object(o) => !o.is_empty(),
+        Value::Host(_) => !v.keys().is_empty(),
         Value::Func(_) => false,
         Value::Tuples(t) => !t.is_empty(),
     })
@@ -206,9 +209,10 @@ fn ancestor_key(label: usize) -> Rc<str> {
 }
 
 impl<'a> Ctx<'a> {
-    pub(crate) fn new(host: &'a dyn Host, limits: Limits) -> Ctx<'a> {
+    pub(crate) fn new(host: &'a dyn Host, limits: Limits, root: Value<'a>) -> Ctx<'a> {
         Ctx {
             host,
+            root,
             depth: Cell::new(0),
             max_depth: limits.max_depth,
             deadline: limits.timeout.map(|t| Instant::now() + t),
@@ -233,11 +237,16 @@ impl<'a> Ctx<'a> {
     }
 
     pub(crate) fn lookup(&self, env: &Rc<Frame<'a>>, name: &str) -> Value<'a> {
+        if name == "$" {
+            return self.root.clone();
+        }
         if let Some(v) = env.lookup(name) {
             return v;
         }
-        if let Some(v) = self.host.variable(name) {
-            return Value::from_json(v);
+        match self.host.variable(name) {
+            Some(crate::HostValue::Json(v)) => return Value::from_json(v),
+            Some(crate::HostValue::Object(o)) => return Value::Host(o),
+            None => {}
         }
         match functions::lookup(name) {
             Some(b) => Value::Func(Rc::new(Func::Builtin(b))),
@@ -452,16 +461,64 @@ impl<'a> Ctx<'a> {
         env: &Rc<Frame<'a>>,
     ) -> Result<Value<'a>> {
         let first_is_var = matches!(steps.first().map(|s| &s.kind), Some(Kind::Variable(_)));
-        let mut input_seq = if input.is_array() && !first_is_var {
+        let plain = !keep_singleton
+            && expr.group.is_none()
+            && steps.iter().all(|s| !s.tuple && !s.cons_array && !matches!(s.kind, Kind::Sort(_)));
+        if plain && !(input.is_array() && !first_is_var) {
+            // Fast path: while the context is a single value, step through it without
+            // building one-member sequences (the common `$states.input.a.b` shape).
+            let last = steps.len().saturating_sub(1);
+            let mut cur = input.clone();
+            for (ii, step) in steps.iter().enumerate() {
+                let mut res = self.evaluate(step, &cur, env)?;
+                for stage in &step.stages {
+                    if let Stage::Filter(p) = stage {
+                        res = self.eval_filter(p, res, env)?;
+                    }
+                }
+                if res.is_undefined() {
+                    return Ok(Value::Undefined);
+                }
+                if ii == last {
+                    return Ok(if res.is_sequence() {
+                        Value::seq(res.members())
+                    } else if res.is_array() || !expr.keep_array {
+                        res
+                    } else {
+                        Value::seq(vec![res])
+                    });
+                }
+                if res.is_array() && !res.is_cons() {
+                    // many values from here on: continue on the general path
+                    return self.eval_path_from(expr, steps, ii + 1, Value::seq(res.members()), keep_singleton, env);
+                }
+                cur = res;
+            }
+            return Ok(Value::Undefined);
+        }
+        let input_seq = if input.is_array() && !first_is_var {
             input.clone()
         } else {
             Value::seq(vec![input.clone()])
         };
+        self.eval_path_from(expr, steps, 0, input_seq, keep_singleton, env)
+    }
+
+    fn eval_path_from(
+        &self,
+        expr: &'a Node,
+        steps: &'a [Node],
+        start: usize,
+        input_seq: Value<'a>,
+        keep_singleton: bool,
+        env: &Rc<Frame<'a>>,
+    ) -> Result<Value<'a>> {
+        let mut input_seq = input_seq;
         let mut result = Value::Undefined;
         let mut tuples: Option<Vec<Tuple<'a>>> = None;
         let mut is_tuple = false;
         let last = steps.len().saturating_sub(1);
-        for (ii, step) in steps.iter().enumerate() {
+        for (ii, step) in steps.iter().enumerate().skip(start) {
             if step.tuple {
                 is_tuple = true;
             }
@@ -949,7 +1006,7 @@ impl<'a> Ctx<'a> {
             Values(Value<'a>),
             Tuples(Vec<Tuple<'a>>),
         }
-        let mut groups: IndexMap<String, (Data<'a>, usize)> = IndexMap::new();
+        let mut groups: IndexMap<String, (Data<'a>, usize), foldhash::fast::RandomState> = IndexMap::default();
         if let Value::Tuples(ts) = &input {
             let ts: Vec<Tuple<'a>> = if ts.is_empty() {
                 vec![Vec::new()]
@@ -1018,7 +1075,7 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
-        let mut result: Object<'a> = IndexMap::with_capacity(groups.len());
+        let mut result: Object<'a> = IndexMap::with_capacity_and_hasher(groups.len(), Default::default());
         for (key, (data, pi)) in groups {
             let v = match data {
                 Data::Values(ctx) => self.evaluate(&pairs[pi].1, &ctx, env)?,
@@ -1541,6 +1598,7 @@ pub(crate) fn lookup_field<'a>(input: &Value<'a>, key: &str) -> Value<'a> {
         }
         Value::JObj(o) => o.get(key).map(Value::from_json).unwrap_or_default(),
         Value::Object(o) => o.get(key).cloned().unwrap_or_default(),
+        Value::Host(h) => h.field(key).map(Value::from_json).unwrap_or_default(),
         _ => Value::Undefined,
     }
 }

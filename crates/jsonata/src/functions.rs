@@ -20,7 +20,7 @@ pub(crate) struct Builtin {
     pub(crate) implementation: Impl,
 }
 
-static BUILTINS: LazyLock<HashMap<&'static str, Builtin>> = LazyLock::new(|| {
+static BUILTINS: LazyLock<HashMap<&'static str, Builtin, foldhash::fast::FixedState>> = LazyLock::new(|| {
     let table: &[(&'static str, &'static str, Impl)] = &[
         ("sum", "<a<n>:n>", sum),
         ("count", "<a:n>", count),
@@ -182,7 +182,7 @@ fn write_json(v: &Value<'_>, pretty: bool, indent: usize, out: &mut String) -> R
             }
             out.push(']');
         }
-        Value::JObj(_) | Value::Object(_) => {
+        Value::JObj(_) | Value::Object(_) | Value::Host(_) => {
             let entries: Vec<_> = v
                 .entries()
                 .into_iter()
@@ -525,7 +525,7 @@ fn utf16_index(s: &str, byte: usize) -> usize {
 }
 
 fn match_object<'a>(s: &str, m: &crate::regex::Match) -> Value<'a> {
-    let mut o = Object::new();
+    let mut o = Object::default();
     o.insert("match".into(), Value::string(&s[m.range.clone()]));
     o.insert(
         "index".into(),
@@ -554,7 +554,7 @@ pub(crate) fn regex_call<'a>(re: &Regex, s: Option<&Value<'a>>) -> Result<Value<
     };
     Ok(match re.find_from(st, 0) {
         Some(m) => {
-            let mut o = Object::new();
+            let mut o = Object::default();
             o.insert("match".into(), Value::string(&st[m.range.clone()]));
             o.insert(
                 "start".into(),
@@ -732,7 +732,7 @@ fn replace<'a>(
                 out.push_str(&st[pos..idx]);
                 match &replacement {
                     r if r.is_function() => {
-                        let mut mo = Object::new();
+                        let mut mo = Object::default();
                         mo.insert("match".into(), Value::string(p));
                         mo.insert("index".into(), Value::Number(utf16_index(st, idx) as f64));
                         mo.insert("groups".into(), Value::array(Vec::new()));
@@ -1364,7 +1364,7 @@ fn sift<'a>(
         return Ok(Value::Undefined);
     }
     let f = arg(&args, 1);
-    let mut out = Object::new();
+    let mut out = Object::default();
     for (k, v) in o.entries() {
         let r = ctx.apply(&f, obj_hof_args(&f, v.clone(), &k, &o), input, env)?;
         if boolean(&r).unwrap_or(false) {
@@ -1468,7 +1468,7 @@ fn spread<'a>(
     let mut out = Vec::new();
     let push_obj = |o: &Value<'a>, out: &mut Vec<Value<'a>>| {
         for (k, v) in o.entries() {
-            let mut single = Object::new();
+            let mut single = Object::default();
             single.insert(k, v);
             out.push(Value::object(single));
         }
@@ -1499,7 +1499,7 @@ fn merge<'a>(
     if v.is_undefined() {
         return Ok(Value::Undefined);
     }
-    let mut out = Object::new();
+    let mut out = Object::default();
     for m in v.members() {
         for (k, val) in m.entries() {
             out.insert(k, val);

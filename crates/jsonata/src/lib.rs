@@ -33,10 +33,32 @@ pub use value::{js_number_string, number_to_json};
 /// The error code [`Expression::evaluate`] returns when the result is a function.
 pub const FUNCTION_RESULT: &str = "X0001";
 
+/// An object whose members the host resolves on demand, so that a large variable such as
+/// Step Functions' `$states` is never assembled when an expression reads one member of it.
+pub trait HostObject {
+    /// Member `name`, if present.
+    fn field(&self, name: &str) -> Option<&serde_json::Value>;
+    /// The member names that may be present, in order.
+    fn keys(&self) -> Vec<&str>;
+}
+
+impl std::fmt::Debug for dyn HostObject + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.keys()).finish()
+    }
+}
+
+/// The value of a host variable.
+#[derive(Clone, Copy)]
+pub enum HostValue<'h> {
+    Json(&'h serde_json::Value),
+    Object(&'h dyn HostObject),
+}
+
 /// What an evaluation can read from its host: variables and sources of time and randomness.
 pub trait Host {
     /// `$name` for names the expression does not bind itself.
-    fn variable(&self, _name: &str) -> Option<&serde_json::Value> {
+    fn variable(&self, _name: &str) -> Option<HostValue<'_>> {
         None
     }
     /// Milliseconds since the epoch, for `$now()` and `$millis()` (read once per evaluation).
@@ -121,16 +143,15 @@ impl Expression {
         host: &dyn Host,
         limits: Limits,
     ) -> Result<Option<serde_json::Value>> {
-        let ctx = eval::Ctx::new(host, limits);
-        let root = ctx.frame(None);
-        for (k, v) in bindings {
-            root.bind(Rc::from(*k), value::Value::from_json(v));
-        }
         let input_value = match input {
             Some(j) => value::Value::from_json(j),
             None => value::Value::Undefined,
         };
-        root.bind(Rc::from("$"), input_value.clone());
+        let ctx = eval::Ctx::new(host, limits, input_value.clone());
+        let root = ctx.frame(None);
+        for (k, v) in bindings {
+            root.bind(Rc::from(*k), value::Value::from_json(v));
+        }
         let input_value = if input_value.is_array() {
             value::Value::Array(Rc::new(value::Array {
                 items: vec![input_value],
@@ -148,6 +169,7 @@ impl Expression {
                 "The expression evaluated to a function, which has no JSON form",
             ));
         }
-        Ok(r.to_json())
+        drop(ctx);
+        Ok(r.into_json())
     }
 }

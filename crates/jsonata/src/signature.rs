@@ -159,6 +159,9 @@ impl Signature {
         args: Vec<Value<'a>>,
         context: Option<&Value<'a>>,
     ) -> Result<Vec<Value<'a>>> {
+        if self.matches_plainly(&args) {
+            return Ok(args);
+        }
         let sig: Vec<u8> = args.iter().map(|a| a.symbol() as u8).collect();
         let mut spans = Vec::with_capacity(self.params.len());
         if !self.match_from(&self.params, &sig, 0, true, &mut spans) {
@@ -248,6 +251,33 @@ impl Signature {
             }
         }
         Ok(out)
+    }
+
+    /// True when every argument fits its parameter one to one and nothing needs substituting
+    /// or wrapping (the common case, checked without allocating).
+    fn matches_plainly(&self, args: &[Value<'_>]) -> bool {
+        if args.len() > self.params.len() {
+            return false;
+        }
+        for (i, p) in self.params.iter().enumerate() {
+            match args.get(i) {
+                Some(a) => {
+                    let sym = a.symbol() as u8;
+                    if p.quant == Quant::Plus || !p.set.as_bytes().contains(&sym) {
+                        return false;
+                    }
+                    if p.kind == 'a' && (sym != b'a' || p.subtype.is_some()) {
+                        return false;
+                    }
+                }
+                None => {
+                    if p.quant != Quant::Optional || p.context {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
     }
 
     fn validation_error(&self, args: &[Value<'_>], sig: &[u8]) -> Error {

@@ -10,7 +10,7 @@ use serde_json::Value as J;
 use crate::eval::Func;
 
 /// An ordered JSON-like object built during evaluation.
-pub(crate) type Object<'a> = IndexMap<String, Value<'a>>;
+pub(crate) type Object<'a> = IndexMap<String, Value<'a>, foldhash::fast::RandomState>;
 
 /// A tuple of a tuple stream (focus `@`, index `#` and parent `%` bindings plus `@`).
 pub(crate) type Tuple<'a> = Vec<(Rc<str>, Value<'a>)>;
@@ -43,6 +43,8 @@ pub(crate) enum Value<'a> {
     Array(Rc<Array<'a>>),
     Object(Rc<Object<'a>>),
     Func(Rc<Func<'a>>),
+    /// An object the host resolves member by member (e.g. Step Functions' `$states`).
+    Host(&'a dyn crate::HostObject),
     /// A tuple stream (internal to path evaluation).
     Tuples(Rc<Vec<Tuple<'a>>>),
 }
@@ -109,7 +111,7 @@ impl<'a> Value<'a> {
     }
 
     pub(crate) fn is_object(&self) -> bool {
-        matches!(self, Value::JObj(_) | Value::Object(_))
+        matches!(self, Value::JObj(_) | Value::Object(_) | Value::Host(_))
     }
 
     pub(crate) fn is_function(&self) -> bool {
@@ -152,7 +154,7 @@ impl<'a> Value<'a> {
             Value::Number(_) => 'n',
             Value::Str(_) | Value::JStr(_) => 's',
             Value::JArr(_) | Value::Array(_) | Value::Tuples(_) => 'a',
-            Value::JObj(_) | Value::Object(_) => 'o',
+            Value::JObj(_) | Value::Object(_) | Value::Host(_) => 'o',
             Value::Func(_) => 'f',
         }
     }
@@ -203,6 +205,7 @@ impl<'a> Value<'a> {
         match self {
             Value::JObj(o) => o.get(key).map(Value::from_json).unwrap_or_default(),
             Value::Object(o) => o.get(key).cloned().unwrap_or_default(),
+            Value::Host(h) => h.field(key).map(Value::from_json).unwrap_or_default(),
             _ => Value::Undefined,
         }
     }
@@ -215,6 +218,11 @@ impl<'a> Value<'a> {
                 .map(|(k, v)| (k.clone(), Value::from_json(v)))
                 .collect(),
             Value::Object(o) => o.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Value::Host(h) => h
+                .keys()
+                .into_iter()
+                .filter_map(|k| h.field(k).map(|v| (k.to_string(), Value::from_json(v))))
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -224,6 +232,7 @@ impl<'a> Value<'a> {
         match self {
             Value::JObj(o) => o.keys().cloned().collect(),
             Value::Object(o) => o.keys().cloned().collect(),
+            Value::Host(h) => h.keys().into_iter().filter(|k| h.field(k).is_some()).map(str::to_string).collect(),
             _ => Vec::new(),
         }
     }
@@ -254,10 +263,31 @@ impl<'a> Value<'a> {
                     .collect(),
             ),
             Value::Func(_) => J::String(String::new()),
+            Value::Host(_) => J::Object(self.entries().into_iter().filter_map(|(k, v)| Some((k, v.to_json()?))).collect()),
             Value::Tuples(t) => {
                 J::Array(t.iter().filter_map(|t| tuple_focus(t).to_json()).collect())
             }
         })
+    }
+
+    /// Like [`Value::to_json`], but moves what this value owns alone instead of copying it.
+    pub(crate) fn into_json(self) -> Option<J> {
+        match self {
+            Value::Object(o) => match Rc::try_unwrap(o) {
+                Ok(map) => Some(J::Object(
+                    map.into_iter()
+                        .filter_map(|(k, v)| Some((k, v.into_json()?)))
+                        .collect(),
+                )),
+                Err(shared) => Value::Object(shared).to_json(),
+            },
+            Value::Array(a) => match Rc::try_unwrap(a) {
+                Ok(arr) => Some(J::Array(arr.items.into_iter().filter_map(Value::into_json).collect())),
+                Err(shared) => Value::Array(shared).to_json(),
+            },
+            Value::Str(s) => Some(J::String(s.to_string())),
+            other => other.to_json(),
+        }
     }
 
     /// JSON for error values; undefined becomes null.
