@@ -295,8 +295,9 @@ fn fragment(date: &Fields, component: char) -> Fragment {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Width {
-    min: Option<usize>,
-    max: Option<usize>,
+    /// `None` when absent or `*`; NaN when not a number (as the reference's `parseInt`).
+    min: Option<f64>,
+    max: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -308,8 +309,9 @@ struct Marker {
     presentation2: Option<char>,
     names: Option<LetterCase>,
     integer_format: Option<IntegerFormat>,
-    /// Year only: number of digits to keep (-1: all).
-    n: i64,
+    /// Year only: number of digits to keep (-1: all; NaN for an unreadable width, which
+    /// formats as "NaN" like the reference).
+    n: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -328,17 +330,10 @@ fn default_presentation(component: char) -> Option<&'static str> {
     })
 }
 
-fn parse_width(w: Option<&str>) -> Option<usize> {
+fn parse_width(w: Option<&str>) -> Option<f64> {
     match w {
         None | Some("*") => None,
-        Some(s) => {
-            let v = js_parse_int(s);
-            if v.is_finite() && v >= 0.0 {
-                Some(v as usize)
-            } else {
-                None
-            }
-        }
+        Some(s) => Some(js_parse_int(s)),
     }
 }
 
@@ -395,7 +390,7 @@ fn analyse_marker(marker: &[char], spec: &mut [Part]) -> Result<Marker> {
         presentation2: None,
         names: None,
         integer_format: None,
-        n: -1,
+        n: -1.0,
     };
     let pres_mod: String = match marker.iter().rposition(|&c| c == ',') {
         Some(comma) => {
@@ -460,18 +455,19 @@ fn analyse_marker(marker: &[char], spec: &mut [Part]) -> Result<Marker> {
         if let (Some(min), Some(mandatory)) =
             (def.width.and_then(|w| w.min), format.mandatory_digits)
         {
-            if mandatory < min {
-                format.mandatory_digits = Some(min);
+            if (mandatory as f64) < min {
+                format.mandatory_digits = Some(min as usize);
             }
         }
         if comp == 'Y' {
-            def.n = -1;
+            def.n = -1.0;
             if let Some(max) = def.width.and_then(|w| w.max) {
-                def.n = max as i64;
-                format.mandatory_digits = Some(max);
+                def.n = max;
+                // a NaN or negative count pads nothing, like 0
+                format.mandatory_digits = Some(if max > 0.0 { max as usize } else { 0 });
             } else if let (Some(m), Some(o)) = (format.mandatory_digits, format.optional_digits) {
                 if m + o >= 2 {
-                    def.n = (m + o) as i64;
+                    def.n = (m + o) as f64;
                 }
             }
         }
@@ -528,8 +524,8 @@ fn format_component(
         let Fragment::Number(mut v) = value else {
             return Ok("undefined".into());
         };
-        if component == 'Y' && marker.n != -1 {
-            v %= 10f64.powi(marker.n.min(300) as i32);
+        if component == 'Y' && marker.n != -1.0 {
+            v %= 10f64.powf(marker.n);
         }
         if let Some(names) = marker.names {
             let name = match component {
@@ -551,8 +547,8 @@ fn format_component(
             };
             let mut name = apply_case(name, names);
             if let Some(max) = marker.width.and_then(|w| w.max) {
-                if name.chars().count() > max {
-                    name = name.chars().take(max).collect();
+                if (name.chars().count() as f64) > max {
+                    name = name.chars().take(max.max(0.0) as usize).collect();
                 }
             }
             Ok(name)
@@ -773,10 +769,14 @@ fn marker_matcher(marker: &Marker) -> Result<(String, Parser)> {
     if let Some(format) = &marker.integer_format {
         return Ok((integer_regex(format)?, Parser::Integer(format.clone())));
     }
-    let max = marker.width.and_then(|w| w.max).filter(|&m| m > 0);
+    // (a zero or NaN width is falsy in the reference and means "whole names")
+    let max = marker
+        .width
+        .and_then(|w| w.max)
+        .filter(|&m| m != 0.0 && !m.is_nan());
     let name = |s: &str| -> String {
         match max {
-            Some(m) => s.chars().take(m).collect(),
+            Some(m) => s.chars().take(m.max(0.0) as usize).collect(),
             None => s.to_string(),
         }
     };

@@ -616,7 +616,7 @@ const ROMAN_NUMERALS: [(f64, &str); 13] = [
 const ROMAN_LIMIT: f64 = 1e7;
 
 pub(crate) fn decimal_to_roman(value: f64) -> Result<String> {
-    if value > ROMAN_LIMIT || value.is_nan() {
+    if value > ROMAN_LIMIT {
         return Err(Error::new(
             "D3130",
             "Formatting a number this large in roman numerals is not supported",
@@ -859,24 +859,22 @@ pub fn format_base(n: f64, radix: Option<f64>) -> Result<String> {
     if radix == 10.0 || !value.is_finite() {
         return Ok(js_number_to_string(value));
     }
+    // V8's DoubleToRadixCString for integral values: digits beyond a double's precision are zeros
     let radix = radix as u32;
+    let r = f64::from(radix);
     let negative = value < 0.0;
-    let mut v = value.abs();
+    let mut integer = value.abs().floor();
     let mut digits = Vec::new();
-    if v < 2f64.powi(127) {
-        let mut i = v as u128;
-        if i == 0 {
-            digits.push('0');
-        }
-        while i > 0 {
-            digits.push(char::from_digit((i % radix as u128) as u32, radix).unwrap_or('0'));
-            i /= radix as u128;
-        }
-    } else {
-        while v >= 1.0 {
-            let rem = v % radix as f64;
-            digits.push(char::from_digit(rem as u32, radix).unwrap_or('0'));
-            v = ((v - rem) / radix as f64).floor();
+    while integer / r >= 2f64.powi(53) {
+        integer /= r;
+        digits.push('0');
+    }
+    loop {
+        let remainder = integer % r;
+        digits.push(char::from_digit(remainder as u32, radix).unwrap_or('0'));
+        integer = (integer - remainder) / r;
+        if integer <= 0.0 {
+            break;
         }
     }
     if negative {
@@ -1470,6 +1468,11 @@ mod tests {
         assert_eq!(
             format_base(5890840712243076.0, None).expect("big"),
             "5890840712243076"
+        );
+        // beyond 2^53 the digits a double cannot hold are zeros, as in V8
+        assert_eq!(
+            format_base(1e21, Some(36.0)).expect("big"),
+            "5v1j4f4ds7c000"
         );
         assert_eq!(
             format_base(1.0, Some(37.0)).expect_err("radix").code,
