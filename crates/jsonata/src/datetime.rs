@@ -715,7 +715,8 @@ fn integer_regex(format: &IntegerFormat) -> Result<String> {
         Primary::Letters => if upper { "[A-Z]+" } else { "[a-z]+" }.to_string(),
         Primary::Roman => if upper { "[MDCLXVI]+" } else { "[mdclxvi]+" }.to_string(),
         Primary::Words => {
-            let mut alternatives: Vec<String> = word_values().into_iter().map(|(k, _)| k).collect();
+            let mut alternatives: Vec<String> =
+                word_values().iter().map(|(k, _)| k.clone()).collect();
             alternatives.push("and".into());
             alternatives.push("[\\-, ]".into());
             format!("(?:{})+", alternatives.join("|"))
@@ -803,6 +804,29 @@ fn marker_matcher(marker: &Marker) -> Result<(String, Parser)> {
     Ok(("[a-zA-Z]+".into(), Parser::Names(table)))
 }
 
+/// Compiles (case-insensitively) the matcher of a picture, keeping recent ones.
+fn picture_regex(pattern: &str) -> Result<regex::Regex> {
+    type Cache = std::sync::Mutex<HashMap<String, regex::Regex>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Ok(map) = cache.lock() {
+        if let Some(re) = map.get(pattern) {
+            return Ok(re.clone());
+        }
+    }
+    let re = regex::RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .build()
+        .map_err(|e| Error::new("D3136", format!("Unsupported date/time picture: {e}")))?;
+    if let Ok(mut map) = cache.lock() {
+        if map.len() >= 64 {
+            map.clear();
+        }
+        map.insert(pattern.to_string(), re.clone());
+    }
+    Ok(re)
+}
+
 /// JS truthiness of a parsed component.
 fn truthy(v: Option<&Option<f64>>) -> bool {
     matches!(v, Some(Some(x)) if *x != 0.0 && !x.is_nan())
@@ -855,10 +879,7 @@ pub fn parse_datetime_at(s: &str, picture: Option<&str>, now_millis: f64) -> Res
         }
     }
     regex.push('$');
-    let matcher = regex::RegexBuilder::new(&regex)
-        .case_insensitive(true)
-        .build()
-        .map_err(|e| Error::new("D3136", format!("Unsupported date/time picture: {e}")))?;
+    let matcher = picture_regex(&regex)?;
     let Some(captures) = matcher.captures(s) else {
         return Ok(None);
     };
@@ -980,11 +1001,14 @@ fn d3110(s: &str) -> Error {
 /// with JS `Date.parse` semantics for the value (out-of-range days roll over, `24:00:00` is
 /// the end of the day).
 fn parse_iso8601(s: &str) -> Result<Option<f64>> {
-    let re = regex::Regex::new(
-        r"^([0-9]{4})(-[01][0-9])?(-[0-3][0-9])?(T([0-2][0-9]):([0-5][0-9]):([0-5][0-9]))?(\.[0-9]+)?([+-][0-2][0-9]:?[0-5][0-9]|Z)?$",
-    )
-    .map_err(|e| Error::new("D3110", e.to_string()))?;
-    let Some(c) = re.captures(s) else {
+    static ISO: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let re = ISO.get_or_init(|| {
+        regex::Regex::new(
+            r"^([0-9]{4})(-[01][0-9])?(-[0-3][0-9])?(T([0-2][0-9]):([0-5][0-9]):([0-5][0-9]))?(\.[0-9]+)?([+-][0-2][0-9]:?[0-5][0-9]|Z)?$",
+        )
+        .ok()
+    });
+    let Some(c) = re.as_ref().and_then(|re| re.captures(s)) else {
         return Err(d3110(s));
     };
     let num = |i: usize, skip: usize| -> Option<f64> {
@@ -1027,6 +1051,9 @@ fn parse_iso8601(s: &str) -> Result<Option<f64>> {
             let digits: String = tz[1..].chars().filter(char::is_ascii_digit).collect();
             let h: f64 = digits[..2].parse().unwrap_or(0.0);
             let m: f64 = digits[2..].parse().unwrap_or(0.0);
+            if h > 23.0 {
+                return Ok(None);
+            }
             t -= sign * (h * 60.0 + m) * 60_000.0;
         }
     }

@@ -154,18 +154,31 @@ pub fn js_round(value: f64, precision: i32) -> f64 {
     result
 }
 
-/// JS `parseInt(s)` (radix 10): optional whitespace and sign, then the longest run of ASCII digits.
+/// JS `parseInt(s)` without a radix: optional whitespace and sign, then the longest run of
+/// ASCII digits (hexadecimal after `0x`).
 pub(crate) fn js_parse_int(s: &str) -> f64 {
     let t = s.trim_start();
     let (negative, rest) = match t.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, t.strip_prefix('+').unwrap_or(t)),
     };
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    // like parseInt, a "0x" prefix means hexadecimal
+    let (radix, rest) = match rest.get(..2) {
+        Some("0x" | "0X") => (16, &rest[2..]),
+        _ => (10, rest),
+    };
+    let digits: String = rest.chars().take_while(|c| c.is_digit(radix)).collect();
     if digits.is_empty() {
         return f64::NAN;
     }
-    let v: f64 = digits.parse().unwrap_or(f64::NAN);
+    let v = if radix == 10 {
+        digits.parse::<f64>().unwrap_or(f64::NAN)
+    } else {
+        digits
+            .chars()
+            .filter_map(|c| c.to_digit(radix))
+            .fold(0.0, |acc, d| acc * f64::from(radix) + f64::from(d))
+    };
     if negative {
         -v
     } else {
@@ -506,7 +519,12 @@ pub(crate) fn number_to_words(value: f64, ordinal: bool) -> String {
 
 /// The word table used for parsing numbers in words, in the reference's insertion order
 /// (the order matters for the parsing regex's alternation).
-pub(crate) fn word_values() -> Vec<(String, f64)> {
+pub(crate) fn word_values() -> &'static [(String, f64)] {
+    static TABLE: std::sync::OnceLock<Vec<(String, f64)>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(build_word_values)
+}
+
+fn build_word_values() -> Vec<(String, f64)> {
     let mut out: Vec<(String, f64)> = Vec::new();
     let mut set = |k: String, v: f64| {
         if let Some(e) = out.iter_mut().find(|(key, _)| *key == k) {
@@ -808,13 +826,19 @@ pub(crate) fn parse_integer_with(value: &str, format: &IntegerFormat) -> Result<
                 digits.retain(|c| !format.separators.iter().any(|s| s.character == *c));
             }
             if format.zero_code != 0x30 {
-                digits = digits
-                    .iter()
-                    .map(|&c| {
-                        char::from_u32((c as u32 + 0x30).wrapping_sub(format.zero_code))
-                            .unwrap_or('\u{fffd}')
-                    })
-                    .collect();
+                // shift the digit family down to ASCII; a character below the family's zero
+                // cannot be shifted (the reference throws a RangeError there): not a number
+                let mut shifted = Vec::with_capacity(digits.len());
+                for c in digits {
+                    match (c as u32 + 0x30)
+                        .checked_sub(format.zero_code)
+                        .and_then(char::from_u32)
+                    {
+                        Some(d) => shifted.push(d),
+                        None => return Ok(f64::NAN),
+                    }
+                }
+                digits = shifted;
             }
             js_parse_int(&digits.into_iter().collect::<String>())
         }
