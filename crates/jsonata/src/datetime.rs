@@ -330,6 +330,10 @@ fn default_presentation(component: char) -> Option<&'static str> {
     })
 }
 
+/// Largest minimum width honoured (the reference would build the padding until JS runs out of
+/// string length).
+const MAX_WIDTH: usize = 10_000;
+
 fn parse_width(w: Option<&str>) -> Option<f64> {
     match w {
         None | Some("*") => None,
@@ -472,6 +476,12 @@ fn analyse_marker(marker: &[char], spec: &mut [Part]) -> Result<Marker> {
             }
         }
         // an integer directly after another integer: the earlier one's width must be exact
+        if format.mandatory_digits.unwrap_or(0) > MAX_WIDTH {
+            return Err(Error::new(
+                "D1001",
+                format!("Number out of range: width modifier above {MAX_WIDTH} in date/time picture string"),
+            ));
+        }
         if let Some(Part::Marker(previous)) = spec.last_mut() {
             if let Some(pf) = previous.integer_format.as_mut() {
                 pf.parse_width = pf.mandatory_digits;

@@ -492,7 +492,7 @@ fn words_lookup(num: f64, prev: bool, ordinal: bool) -> String {
             words.push_str("th");
         }
     } else {
-        let mut mag = (num.log10() / 3.0).floor() as usize;
+        let mut mag = ((num.log10() / 3.0).floor() as usize).max(1);
         if mag > MAGNITUDES.len() {
             mag = MAGNITUDES.len();
         }
@@ -708,7 +708,15 @@ pub(crate) fn format_integer_with(value: f64, format: &IntegerFormat) -> Result<
     let negative = value < 0.0;
     let value = value.abs();
     let mut out = match format.primary {
-        Primary::Letters => decimal_to_letters(value, format.case == LetterCase::Upper),
+        Primary::Letters => {
+            if value.is_infinite() {
+                return Err(Error::new(
+                    "D1001",
+                    "Number out of range: cannot format an infinite number as letters",
+                ));
+            }
+            decimal_to_letters(value, format.case == LetterCase::Upper)
+        }
         Primary::Roman => {
             let r = decimal_to_roman(value)?;
             if format.case == LetterCase::Upper {
@@ -724,7 +732,7 @@ pub(crate) fn format_integer_with(value: f64, format: &IntegerFormat) -> Result<
                     "Formatting a non-finite number in words is not supported",
                 ));
             }
-            let w = number_to_words(value, format.ordinal);
+            let w = number_to_words(value.floor(), format.ordinal);
             match format.case {
                 LetterCase::Upper => w.to_uppercase(),
                 LetterCase::Lower => w.to_lowercase(),
