@@ -1166,4 +1166,89 @@ mod tests {
             Some(1_521_812_700_000.0)
         );
     }
+
+    #[test]
+    fn timezone_markers() {
+        let ms = 1_531_310_400_000.0; // 2018-07-11T12:00:00Z
+        let tz = |picture: &str, zone: &str| {
+            format_datetime(ms, Some(picture), Some(zone)).expect("format")
+        };
+        assert_eq!(tz("[H01]:[m01] [Z]", "-0500"), "07:00 -05:00");
+        assert_eq!(tz("[Z0]", "+0530"), "+5:30");
+        assert_eq!(tz("[Z0101]", "+0530"), "+0530");
+        assert_eq!(tz("[z]", "-0500"), "GMT-05:00");
+        assert_eq!(tz("[Z01:01t]", "+0000"), "Z");
+        assert_eq!(tz("[Z01:01]", "+0000"), "+00:00");
+        // like the reference, "-0530" is read as -6 hours and -30 minutes
+        assert_eq!(tz("[H01]:[m01] [Z]", "-0530"), "05:30 -06:30");
+        assert_eq!(tz("[Z0]", "-0530"), "-6:-30");
+        assert_eq!(
+            format_datetime(ms, Some("[Z010101]"), Some("+0100"))
+                .expect_err("too many digits")
+                .code,
+            "D3134"
+        );
+    }
+
+    #[test]
+    fn picture_syntax() {
+        let ms = 1_521_801_216_617.0;
+        assert_eq!(fmt(ms, "[[[Y]]]"), "[2018]");
+        assert_eq!(fmt(ms, "[ Y 0001 ]"), "2018");
+        assert_eq!(fmt(ms, "[Y,2]"), "18");
+        assert_eq!(fmt(ms, "[FNn,3-3] [MN,*-3]"), "Fri MAR");
+        assert_eq!(fmt(ms, "[h]:[m01] [PN]"), "10:33 AM");
+        assert_eq!(fmt(ms, "[E] [C]"), "ISO ISO");
+        let err = |p: &str| {
+            format_datetime(ms, Some(p), None)
+                .expect_err("bad picture")
+                .code
+        };
+        assert_eq!(err("[Y"), "D3135");
+        assert_eq!(err("[q]"), "D3132");
+        assert_eq!(err("[YN]"), "D3133");
+        assert_eq!(err("[D##0०]"), "D3131");
+    }
+
+    #[test]
+    fn parse_twelve_hour_clock_and_zones() {
+        let p = |s: &str, picture: &str| parse_datetime_at(s, Some(picture), 0.0).expect("parse");
+        assert_eq!(
+            p("4/4/2018 12:06 am", "[D1]/[M1]/[Y0001] [h]:[m] [P]"),
+            Some(1_522_800_360_000.0)
+        );
+        assert_eq!(
+            p("4/4/2018 12:06 pm", "[D1]/[M1]/[Y0001] [h]:[m] [P]"),
+            Some(1_522_843_560_000.0)
+        );
+        assert_eq!(
+            p(
+                "2020-09-09 08:00:00 +02:00",
+                "[Y0001]-[M01]-[D01] [H01]:[m01]:[s01] [Z]"
+            ),
+            Some(1_599_631_200_000.0)
+        );
+        // a gap between specified components cannot be defaulted
+        assert_eq!(
+            parse_datetime_at("2018-22", Some("[Y]-[D]"), 0.0)
+                .expect_err("gap")
+                .code,
+            "D3136"
+        );
+        // ISO week dates cannot be parsed
+        assert_eq!(
+            parse_datetime_at("2018-32-5", Some("[X]-[W]-[F1]"), 0.0)
+                .expect_err("week date")
+                .code,
+            "D3136"
+        );
+    }
+
+    #[test]
+    fn week_in_month() {
+        // 2017-01-01 (Sunday) belongs to the 5th week of December 2016
+        assert_eq!(fmt(1_483_272_000_000.0, "[w] [xNn]"), "5 December");
+        // 2018-08-01 (Wednesday) is in the 1st week of August
+        assert_eq!(fmt(1_533_038_400_000.0, "[w] [xNn]"), "1 August");
+    }
 }

@@ -1528,4 +1528,50 @@ mod tests {
             "1.234.567,89"
         );
     }
+
+    #[test]
+    fn format_number_exponents_and_errors() {
+        assert_eq!(
+            format_number(1234.5678, "00.000e0", None).expect("fmt"),
+            "12.346e2"
+        );
+        assert_eq!(format_number(0.234, "0.0e0", None).expect("fmt"), "2.3e-1");
+        assert_eq!(format_number(-42.0, "0e0", None).expect("fmt"), "-4e1");
+        assert_eq!(format_number(0.0, "0.00e0", None).expect("fmt"), "0.00e0");
+        let code = |p: &str| format_number(1.0, p, None).expect_err("bad picture").code;
+        assert_eq!(code("#;#;#"), "D3080");
+        assert_eq!(code("#.0.0"), "D3081");
+        assert_eq!(code("0,,0"), "D3089");
+        assert_eq!(code("%%"), "D3086");
+    }
+
+    #[test]
+    fn format_integer_grouping_and_digit_families() {
+        assert_eq!(
+            format_integer(1_234_567_890.0, "#,##0").expect("fmt"),
+            "1,234,567,890"
+        );
+        assert_eq!(
+            format_integer(1_234_567_890.0, "#:###,##0").expect("fmt"),
+            "1234:567,890"
+        );
+        assert_eq!(format_integer(12340.0, "###١").expect("fmt"), "١٢٣٤٠");
+        assert_eq!(format_integer(-3.0, "0000").expect("fmt"), "-0003");
+        assert_eq!(
+            format_integer(1.0, "##0०").expect_err("mixed").code,
+            "D3131"
+        );
+        assert_eq!(
+            format_integer(1.0, "α").expect_err("sequence").code,
+            "D3130"
+        );
+        assert_eq!(
+            parse_integer("١٢٣٤٠", "###١").expect("parse"),
+            Some(12340.0)
+        );
+        assert_eq!(
+            parse_integer("12345,67,890", "##,##,##0").expect("parse"),
+            Some(1_234_567_890.0)
+        );
+    }
 }
