@@ -15,7 +15,8 @@ use serde_json::Value;
 
 use crate::numfmt::{
     analyse_integer_picture, format_integer, format_integer_with, js_number_to_string,
-    js_parse_int, parse_integer_with, word_values, IntegerFormat, LetterCase, Primary,
+    js_parse_int, parse_integer_with, sequence_error, word_values, IntegerFormat, LetterCase,
+    Primary,
 };
 use crate::{Error, Result};
 
@@ -640,6 +641,10 @@ fn format_component(
 /// epoch. Without a picture the result is ISO 8601 (`2018-03-23T10:33:36.617Z`, or with a
 /// timezone `+hhmm`, `...-05:00`).
 ///
+/// Errors: D3132 (unknown component), D3133 (names for a component that has none), D3134
+/// (timezone with more than four digits), D3135 (unclosed `[`), D3130/D3131 (integer pictures).
+/// An undefined `millis` gives undefined: that is the caller's check.
+///
 /// The timezone is read like the reference does (`parseInt`, then hours = ⌊n/100⌋ and
 /// minutes = n % 100), so negative zones with minutes (`-0530`) give the reference's results.
 pub fn format_datetime(
@@ -742,10 +747,7 @@ fn integer_regex(format: &IntegerFormat) -> Result<String> {
             }
             r
         }
-        Primary::Sequence => {
-            // reuse the formatter's error
-            return format_integer_with(0.0, format).map(|_| String::new());
-        }
+        Primary::Sequence => return Err(sequence_error(&format.token)),
     })
 }
 
@@ -863,7 +865,9 @@ pub fn parse_datetime(s: &str, picture: Option<&str>) -> Result<Option<f64>> {
 /// Without a picture the timestamp must be ISO 8601 (else D3110); a timestamp without an offset
 /// is read as UTC. With a picture, a timestamp that does not match gives `Ok(None)` (undefined).
 /// Leading components missing from the picture are taken from `now_millis` (the evaluation's
-/// fixed `$now()`), trailing ones default to their minimum.
+/// fixed `$now()`), trailing ones default to their minimum; a gap between specified components,
+/// or an ISO week date, is D3136. Where the reference would return NaN (e.g. an out-of-range
+/// year), this returns `Ok(None)`.
 pub fn parse_datetime_at(s: &str, picture: Option<&str>, now_millis: f64) -> Result<Option<f64>> {
     let Some(picture) = picture else {
         return parse_iso8601(s);

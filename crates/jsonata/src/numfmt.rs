@@ -703,6 +703,18 @@ pub(crate) fn letters_to_decimal(letters: &str, upper: bool) -> f64 {
         .sum()
 }
 
+/// D3130: a numbering sequence other than decimal digits, letters, roman numerals or words.
+pub(crate) fn sequence_error(token: &str) -> Error {
+    Error::new(
+        "D3130",
+        format!(
+            "Formatting or parsing an integer as a sequence starting with {} is not supported by this implementation",
+            Value::from(token)
+        ),
+    )
+    .value(Value::from(token))
+}
+
 /// Formats an (already integral) value with an analysed integer picture.
 pub(crate) fn format_integer_with(value: f64, format: &IntegerFormat) -> Result<String> {
     let negative = value < 0.0;
@@ -741,14 +753,7 @@ pub(crate) fn format_integer_with(value: f64, format: &IntegerFormat) -> Result<
         }
         Primary::Decimal => format_decimal(value, format),
         Primary::Sequence => {
-            return Err(Error::new(
-                "D3130",
-                format!(
-                    "Formatting or parsing an integer as a sequence starting with {} is not supported by this implementation",
-                    Value::from(format.token.clone())
-                ),
-            )
-            .value(Value::from(format.token.clone())));
+            return Err(sequence_error(&format.token));
         }
     };
     if negative {
@@ -802,7 +807,10 @@ fn format_decimal(value: f64, format: &IntegerFormat) -> String {
     digits.into_iter().collect()
 }
 
-/// `$formatInteger(number, picture)`.
+/// `$formatInteger(number, picture)` (XPath `fn:format-integer`): the number is floored, then
+/// written with a decimal digit pattern (`0`, `#,##0`, any Unicode digit family, `;o` for
+/// ordinals), `a`/`A` letters, `i`/`I` roman numerals or `w`/`W`/`Ww` English words.
+/// (An undefined number gives undefined: that is the caller's check.)
 pub fn format_integer(n: f64, picture: &str) -> Result<String> {
     let format = analyse_integer_picture(picture)?;
     format_integer_with(n.floor(), &format)
@@ -851,19 +859,14 @@ pub(crate) fn parse_integer_with(value: &str, format: &IntegerFormat) -> Result<
             js_parse_int(&digits.into_iter().collect::<String>())
         }
         Primary::Sequence => {
-            return Err(Error::new(
-                "D3130",
-                format!(
-                    "Formatting or parsing an integer as a sequence starting with {} is not supported by this implementation",
-                    Value::from(format.token.clone())
-                ),
-            )
-            .value(Value::from(format.token.clone())));
+            return Err(sequence_error(&format.token));
         }
     })
 }
 
-/// `$parseInteger(string, picture)`. `Ok(None)` when the text is not a number in that format.
+/// `$parseInteger(string, picture)`, the inverse of [`format_integer`]. Like the reference, the
+/// text is not validated against the picture; `Ok(None)` when it does not read as a number (the
+/// reference returns NaN there).
 pub fn parse_integer(s: &str, picture: &str) -> Result<Option<f64>> {
     let format = analyse_integer_picture(picture)?;
     let v = parse_integer_with(s, &format)?;
@@ -1273,7 +1276,11 @@ fn insert_at(s: &[char], at: isize, what: &[char]) -> Vec<char> {
     out
 }
 
-/// `$formatNumber(number, picture, options?)` (XPath `fn:format-number`).
+/// `$formatNumber(number, picture, options?)` (XPath `fn:format-number`): `#,##0.00`-style
+/// pictures with an optional negative sub-picture after `;`, `%`, `‰`, exponents (`0.0e0`),
+/// and the options `decimal-separator`, `grouping-separator`, `exponent-separator`,
+/// `minus-sign`, `infinity`, `NaN`, `percent`, `per-mille`, `zero-digit`, `digit`,
+/// `pattern-separator` (string values). Picture errors are D3080–D3093.
 pub fn format_number(
     n: f64,
     picture: &str,
