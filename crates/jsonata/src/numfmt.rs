@@ -17,14 +17,62 @@ use crate::{Error, Result};
 // JS number helpers
 // ---------------------------------------------------------------------------------------------
 
-/// Shortest round-trip digits and decimal exponent of a finite, non-zero, positive double:
-/// `value = 0.d1d2d3... × 10^n`.
-fn shortest_digits(value: f64) -> (Vec<u8>, i32) {
-    let sci = format!("{value:e}");
-    let (mantissa, exponent) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+/// Digits (as ASCII) and decimal exponent of a scientific rendering `d.ddd…e±x`.
+fn split_scientific(sci: &str) -> (Vec<u8>, i32) {
+    let (mantissa, exponent) = sci.split_once('e').unwrap_or((sci, "0"));
     let digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    (digits, exponent + 1)
+    (digits, exponent.parse().unwrap_or(0))
+}
+
+fn digits_to_f64(digits: &[u8], exponent: i32) -> f64 {
+    let s = String::from_utf8_lossy(digits);
+    format!("0.{s}e{exponent}").parse().unwrap_or(f64::NAN)
+}
+
+/// Shortest round-trip digits and decimal exponent of a finite, non-zero, positive double:
+/// `value = 0.d1d2d3... × 10^n`. When two shortest candidates are equally close to the value,
+/// the one with an even last digit is chosen (as ECMAScript's Number::toString requires).
+fn shortest_digits(value: f64) -> (Vec<u8>, i32) {
+    let (mut digits, exponent) = split_scientific(&format!("{value:e}"));
+    let n = exponent + 1;
+    let k = digits.len();
+    if k < 16 {
+        // with fewer digits the candidates are further apart than the double's precision,
+        // so both cannot round-trip
+        return (digits, n);
+    }
+    // exact expansion: is the value exactly halfway between two k-digit candidates?
+    let (exact, exact_exponent) = split_scientific(&format!("{value:.1100e}"));
+    if exact_exponent == exponent
+        && exact.len() > k
+        && exact[k] == b'5'
+        && exact[k + 1..].iter().all(|&d| d == b'0')
+    {
+        let lower = exact[..k].to_vec();
+        let mut upper = lower.clone();
+        let mut i = k;
+        let mut carried = true;
+        while carried && i > 0 {
+            i -= 1;
+            if upper[i] == b'9' {
+                upper[i] = b'0';
+            } else {
+                upper[i] += 1;
+                carried = false;
+            }
+        }
+        if !carried {
+            let even = |d: &[u8]| d.last().is_some_and(|&c| (c - b'0') % 2 == 0);
+            let preferred = if even(&lower) { lower } else { upper };
+            if digits_to_f64(&preferred, n) == value {
+                digits = preferred;
+                while digits.len() > 1 && digits.last() == Some(&b'0') {
+                    digits.pop();
+                }
+            }
+        }
+    }
+    (digits, n)
 }
 
 /// JS `Number.prototype.toString()` (radix 10).
@@ -95,7 +143,7 @@ pub fn js_to_fixed(value: f64, dp: usize) -> String {
     }
     let split = digits.len() - dp;
     let mut out = String::new();
-    let negative = value < 0.0 && digits.iter().any(|&d| d != 0);
+    let negative = value < 0.0;
     if negative {
         out.push('-');
     }
@@ -1448,6 +1496,16 @@ mod tests {
         assert_eq!(js_number_to_string(1.5e300), "1.5e+300");
         assert_eq!(js_number_to_string(-42.0), "-42");
         assert_eq!(js_number_to_string(1e20), "100000000000000000000");
+        // halfway between two shortest candidates: the even one
+        assert_eq!(
+            js_number_to_string(1739887805852403.25),
+            "1739887805852403.2"
+        );
+        assert_eq!(
+            js_number_to_string(10841607917017.8125),
+            "10841607917017.812"
+        );
+        assert_eq!(js_to_fixed(-0.0000001, 2), "-0.00");
     }
 
     #[test]
