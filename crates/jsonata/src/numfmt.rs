@@ -62,7 +62,7 @@ fn shortest_digits(value: f64) -> (Vec<u8>, i32) {
             }
         }
         if !carried {
-            let even = |d: &[u8]| d.last().is_some_and(|&c| (c - b'0') % 2 == 0);
+            let even = |d: &[u8]| d.last().is_some_and(|&c| (c - b'0').is_multiple_of(2));
             let preferred = if even(&lower) { lower } else { upper };
             if digits_to_f64(&preferred, n) == value {
                 digits = preferred;
