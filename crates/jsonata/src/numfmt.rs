@@ -1488,6 +1488,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::excessive_precision)] // exact binary values on purpose
     fn js_to_string_forms() {
         assert_eq!(js_number_to_string(1e21), "1e+21");
         assert_eq!(js_number_to_string(1e-7), "1e-7");
