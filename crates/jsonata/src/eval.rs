@@ -463,8 +463,10 @@ impl<'a> Ctx<'a> {
         let first_is_var = matches!(steps.first().map(|s| &s.kind), Some(Kind::Variable(_)));
         let plain = !keep_singleton
             && expr.group.is_none()
-            && steps.iter().all(|s| !s.tuple && !s.cons_array && !matches!(s.kind, Kind::Sort(_)));
-        if plain && !(input.is_array() && !first_is_var) {
+            && steps
+                .iter()
+                .all(|s| !s.tuple && !s.cons_array && !matches!(s.kind, Kind::Sort(_)));
+        if plain && (first_is_var || !input.is_array()) {
             // Fast path: while the context is a single value, step through it without
             // building one-member sequences (the common `$states.input.a.b` shape).
             let last = steps.len().saturating_sub(1);
@@ -490,7 +492,14 @@ impl<'a> Ctx<'a> {
                 }
                 if res.is_array() && !res.is_cons() {
                     // many values from here on: continue on the general path
-                    return self.eval_path_from(expr, steps, ii + 1, Value::seq(res.members()), keep_singleton, env);
+                    return self.eval_path_from(
+                        expr,
+                        steps,
+                        ii + 1,
+                        Value::seq(res.members()),
+                        keep_singleton,
+                        env,
+                    );
                 }
                 cur = res;
             }
@@ -1006,7 +1015,8 @@ impl<'a> Ctx<'a> {
             Values(Value<'a>),
             Tuples(Vec<Tuple<'a>>),
         }
-        let mut groups: IndexMap<String, (Data<'a>, usize), foldhash::fast::RandomState> = IndexMap::default();
+        let mut groups: IndexMap<String, (Data<'a>, usize), foldhash::fast::RandomState> =
+            IndexMap::default();
         if let Value::Tuples(ts) = &input {
             let ts: Vec<Tuple<'a>> = if ts.is_empty() {
                 vec![Vec::new()]
@@ -1075,7 +1085,8 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
-        let mut result: Object<'a> = IndexMap::with_capacity_and_hasher(groups.len(), Default::default());
+        let mut result: Object<'a> =
+            IndexMap::with_capacity_and_hasher(groups.len(), Default::default());
         for (key, (data, pi)) in groups {
             let v = match data {
                 Data::Values(ctx) => self.evaluate(&pairs[pi].1, &ctx, env)?,

@@ -20,95 +20,96 @@ pub(crate) struct Builtin {
     pub(crate) implementation: Impl,
 }
 
-static BUILTINS: LazyLock<HashMap<&'static str, Builtin, foldhash::fast::FixedState>> = LazyLock::new(|| {
-    let table: &[(&'static str, &'static str, Impl)] = &[
-        ("sum", "<a<n>:n>", sum),
-        ("count", "<a:n>", count),
-        ("max", "<a<n>:n>", max),
-        ("min", "<a<n>:n>", min),
-        ("average", "<a<n>:n>", average),
-        ("string", "<x-b?:s>", string),
-        ("substring", "<s-nn?:s>", substring),
-        ("substringBefore", "<s-s:s>", substring_before),
-        ("substringAfter", "<s-s:s>", substring_after),
-        ("lowercase", "<s-:s>", lowercase),
-        ("uppercase", "<s-:s>", uppercase),
-        ("length", "<s-:n>", length),
-        ("trim", "<s-:s>", trim),
-        ("pad", "<s-ns?:s>", pad),
-        ("match", "<s-f<s:o>n?:a<o>>", match_),
-        ("contains", "<s-(sf):b>", contains),
-        ("replace", "<s-(sf)(sf)n?:s>", replace),
-        ("split", "<s-(sf)n?:a<s>>", split),
-        ("join", "<a<s>s?:s>", join),
-        ("formatNumber", "<n-so?:s>", format_number),
-        ("formatBase", "<n-n?:s>", format_base),
-        ("formatInteger", "<n-s:s>", format_integer),
-        ("parseInteger", "<s-s:n>", parse_integer),
-        ("number", "<(nsb)-:n>", number),
-        ("floor", "<n-:n>", floor),
-        ("ceil", "<n-:n>", ceil),
-        ("round", "<n-n?:n>", round),
-        ("abs", "<n-:n>", abs),
-        ("sqrt", "<n-:n>", sqrt),
-        ("power", "<n-n:n>", power),
-        ("random", "<n?:n>", random),
-        ("boolean", "<x-:b>", boolean_fn),
-        ("not", "<x-:b>", not),
-        ("map", "<af>", map),
-        ("zip", "<a+>", zip),
-        ("filter", "<af>", filter),
-        ("single", "<af?>", single),
-        ("reduce", "<afj?:j>", reduce),
-        ("sift", "<o-f?:o>", sift),
-        ("keys", "<x-:a<s>>", keys),
-        ("lookup", "<x-s:x>", lookup_fn),
-        ("append", "<xx:a>", append_fn),
-        ("exists", "<x:b>", exists),
-        ("spread", "<x-:a<o>>", spread),
-        ("merge", "<a<o>:o>", merge),
-        ("reverse", "<a:a>", reverse),
-        ("each", "<o-f:a>", each),
-        ("error", "<s?:x>", error),
-        ("assert", "<bs?:x>", assert),
-        ("type", "<x:s>", type_fn),
-        ("sort", "<af?:a>", sort),
-        ("shuffle", "<a:a>", shuffle),
-        ("distinct", "<x:x>", distinct),
-        ("base64encode", "<s-:s>", base64encode),
-        ("base64decode", "<s-:s>", base64decode),
-        ("encodeUrlComponent", "<s-:s>", encode_url_component),
-        ("encodeUrl", "<s-:s>", encode_url),
-        ("decodeUrlComponent", "<s-:s>", decode_url_component),
-        ("decodeUrl", "<s-:s>", decode_url),
-        ("toMillis", "<s-s?:n>", to_millis),
-        ("fromMillis", "<n-s?s?:s>", from_millis),
-        ("clone", "<(oa)-:o>", clone),
-        ("now", "<s?s?:s>", now),
-        ("millis", "<:n>", millis),
-        // Step Functions additions
-        ("partition", "<an:a>", partition),
-        ("range", "<nnn?:a>", range),
-        ("hash", "<s-s?:s>", hash),
-        ("uuid", "<:s>", uuid),
-        ("parse", "<s-:x>", parse),
-    ];
-    table
-        .iter()
-        .map(|&(name, sig, implementation)| {
-            let signature = Signature::parse(sig)
-                .unwrap_or_else(|e| panic!("built-in signature {sig} of {name}: {e}"));
-            (
-                name,
-                Builtin {
+static BUILTINS: LazyLock<HashMap<&'static str, Builtin, foldhash::fast::FixedState>> =
+    LazyLock::new(|| {
+        let table: &[(&'static str, &'static str, Impl)] = &[
+            ("sum", "<a<n>:n>", sum),
+            ("count", "<a:n>", count),
+            ("max", "<a<n>:n>", max),
+            ("min", "<a<n>:n>", min),
+            ("average", "<a<n>:n>", average),
+            ("string", "<x-b?:s>", string),
+            ("substring", "<s-nn?:s>", substring),
+            ("substringBefore", "<s-s:s>", substring_before),
+            ("substringAfter", "<s-s:s>", substring_after),
+            ("lowercase", "<s-:s>", lowercase),
+            ("uppercase", "<s-:s>", uppercase),
+            ("length", "<s-:n>", length),
+            ("trim", "<s-:s>", trim),
+            ("pad", "<s-ns?:s>", pad),
+            ("match", "<s-f<s:o>n?:a<o>>", match_),
+            ("contains", "<s-(sf):b>", contains),
+            ("replace", "<s-(sf)(sf)n?:s>", replace),
+            ("split", "<s-(sf)n?:a<s>>", split),
+            ("join", "<a<s>s?:s>", join),
+            ("formatNumber", "<n-so?:s>", format_number),
+            ("formatBase", "<n-n?:s>", format_base),
+            ("formatInteger", "<n-s:s>", format_integer),
+            ("parseInteger", "<s-s:n>", parse_integer),
+            ("number", "<(nsb)-:n>", number),
+            ("floor", "<n-:n>", floor),
+            ("ceil", "<n-:n>", ceil),
+            ("round", "<n-n?:n>", round),
+            ("abs", "<n-:n>", abs),
+            ("sqrt", "<n-:n>", sqrt),
+            ("power", "<n-n:n>", power),
+            ("random", "<n?:n>", random),
+            ("boolean", "<x-:b>", boolean_fn),
+            ("not", "<x-:b>", not),
+            ("map", "<af>", map),
+            ("zip", "<a+>", zip),
+            ("filter", "<af>", filter),
+            ("single", "<af?>", single),
+            ("reduce", "<afj?:j>", reduce),
+            ("sift", "<o-f?:o>", sift),
+            ("keys", "<x-:a<s>>", keys),
+            ("lookup", "<x-s:x>", lookup_fn),
+            ("append", "<xx:a>", append_fn),
+            ("exists", "<x:b>", exists),
+            ("spread", "<x-:a<o>>", spread),
+            ("merge", "<a<o>:o>", merge),
+            ("reverse", "<a:a>", reverse),
+            ("each", "<o-f:a>", each),
+            ("error", "<s?:x>", error),
+            ("assert", "<bs?:x>", assert),
+            ("type", "<x:s>", type_fn),
+            ("sort", "<af?:a>", sort),
+            ("shuffle", "<a:a>", shuffle),
+            ("distinct", "<x:x>", distinct),
+            ("base64encode", "<s-:s>", base64encode),
+            ("base64decode", "<s-:s>", base64decode),
+            ("encodeUrlComponent", "<s-:s>", encode_url_component),
+            ("encodeUrl", "<s-:s>", encode_url),
+            ("decodeUrlComponent", "<s-:s>", decode_url_component),
+            ("decodeUrl", "<s-:s>", decode_url),
+            ("toMillis", "<s-s?:n>", to_millis),
+            ("fromMillis", "<n-s?s?:s>", from_millis),
+            ("clone", "<(oa)-:o>", clone),
+            ("now", "<s?s?:s>", now),
+            ("millis", "<:n>", millis),
+            // Step Functions additions
+            ("partition", "<an:a>", partition),
+            ("range", "<nnn?:a>", range),
+            ("hash", "<s-s?:s>", hash),
+            ("uuid", "<:s>", uuid),
+            ("parse", "<s-:x>", parse),
+        ];
+        table
+            .iter()
+            .map(|&(name, sig, implementation)| {
+                let signature = Signature::parse(sig)
+                    .unwrap_or_else(|e| panic!("built-in signature {sig} of {name}: {e}"));
+                (
                     name,
-                    signature,
-                    implementation,
-                },
-            )
-        })
-        .collect()
-});
+                    Builtin {
+                        name,
+                        signature,
+                        implementation,
+                    },
+                )
+            })
+            .collect()
+    });
 
 /// The built-in function named `name`.
 pub(crate) fn lookup(name: &str) -> Option<&'static Builtin> {
@@ -910,7 +911,7 @@ fn parse_integer<'a>(
 }
 
 fn to_millis<'a>(
-    _: &Ctx<'a>,
+    ctx: &Ctx<'a>,
     args: Vec<Value<'a>>,
     _: &Value<'a>,
     _: &Rc<Frame<'a>>,
@@ -920,9 +921,11 @@ fn to_millis<'a>(
         return Ok(Value::Undefined);
     }
     let pic = arg(&args, 1);
-    Ok(crate::datetime::parse_datetime(text(&s), pic.as_str())?
-        .map(Value::Number)
-        .unwrap_or_default())
+    Ok(
+        crate::datetime::parse_datetime_at(text(&s), pic.as_str(), now_ms(ctx))?
+            .map(Value::Number)
+            .unwrap_or_default(),
+    )
 }
 
 fn from_millis<'a>(

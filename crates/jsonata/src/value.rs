@@ -232,7 +232,12 @@ impl<'a> Value<'a> {
         match self {
             Value::JObj(o) => o.keys().cloned().collect(),
             Value::Object(o) => o.keys().cloned().collect(),
-            Value::Host(h) => h.keys().into_iter().filter(|k| h.field(k).is_some()).map(str::to_string).collect(),
+            Value::Host(h) => h
+                .keys()
+                .into_iter()
+                .filter(|k| h.field(k).is_some())
+                .map(str::to_string)
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -263,7 +268,12 @@ impl<'a> Value<'a> {
                     .collect(),
             ),
             Value::Func(_) => J::String(String::new()),
-            Value::Host(_) => J::Object(self.entries().into_iter().filter_map(|(k, v)| Some((k, v.to_json()?))).collect()),
+            Value::Host(_) => J::Object(
+                self.entries()
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k, v.to_json()?)))
+                    .collect(),
+            ),
             Value::Tuples(t) => {
                 J::Array(t.iter().filter_map(|t| tuple_focus(t).to_json()).collect())
             }
@@ -282,7 +292,9 @@ impl<'a> Value<'a> {
                 Err(shared) => Value::Object(shared).to_json(),
             },
             Value::Array(a) => match Rc::try_unwrap(a) {
-                Ok(arr) => Some(J::Array(arr.items.into_iter().filter_map(Value::into_json).collect())),
+                Ok(arr) => Some(J::Array(
+                    arr.items.into_iter().filter_map(Value::into_json).collect(),
+                )),
                 Err(shared) => Value::Array(shared).to_json(),
             },
             Value::Str(s) => Some(J::String(s.to_string())),
@@ -336,47 +348,7 @@ pub(crate) fn deep_equal<'a>(a: &Value<'a>, b: &Value<'a>) -> bool {
     }
 }
 
-/// JavaScript's `Number.prototype.toString()` for finite numbers.
+/// JavaScript's `Number.prototype.toString()`.
 pub fn js_number_string(n: f64) -> String {
-    if n == 0.0 {
-        return "0".into();
-    }
-    if n.is_nan() {
-        return "NaN".into();
-    }
-    if n.is_infinite() {
-        return if n > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        };
-    }
-    // shortest round-trip digits and exponent
-    let sci = format!("{:e}", n.abs());
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    let k = digits.len() as i32;
-    let nexp = exp + 1; // position of the decimal point relative to the digits
-    let sign = if n < 0.0 { "-" } else { "" };
-    let body = if k <= nexp && nexp <= 21 {
-        format!("{digits}{}", "0".repeat((nexp - k) as usize))
-    } else if 0 < nexp && nexp <= 21 {
-        format!("{}.{}", &digits[..nexp as usize], &digits[nexp as usize..])
-    } else if -6 < nexp && nexp <= 0 {
-        format!("0.{}{digits}", "0".repeat((-nexp) as usize))
-    } else {
-        let e = nexp - 1;
-        let es = if e >= 0 {
-            format!("+{e}")
-        } else {
-            e.to_string()
-        };
-        if k == 1 {
-            format!("{digits}e{es}")
-        } else {
-            format!("{}.{}e{es}", &digits[..1], &digits[1..])
-        }
-    };
-    format!("{sign}{body}")
+    crate::numfmt::js_number_to_string(n)
 }
