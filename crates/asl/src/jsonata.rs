@@ -88,11 +88,21 @@ impl JsonataExpr {
 
     /// Evaluates; an undefined result is an error naming `field`.
     pub fn eval_required(&self, field: &str, env: &dyn EvalEnv) -> Result<Value, EvalError> {
-        match self.eval_optional(field, env)? {
+        self.eval_required_named(&|| field.to_string(), env)
+    }
+
+    /// Like [`JsonataExpr::eval_required`], but the field name is only built for an error.
+    pub fn eval_required_named(
+        &self,
+        field: &dyn Fn() -> String,
+        env: &dyn EvalEnv,
+    ) -> Result<Value, EvalError> {
+        match self.eval_optional_named(field, env)? {
             Some(v) => Ok(v),
             None => Err(EvalError::query(format!(
-                "The JSONata expression '{}' specified for the field '{field}' returned nothing (undefined).",
-                self.text
+                "The JSONata expression '{}' specified for the field '{}' returned nothing (undefined).",
+                self.text,
+                field()
             ))),
         }
     }
@@ -103,6 +113,14 @@ impl JsonataExpr {
         field: &str,
         env: &dyn EvalEnv,
     ) -> Result<Option<Value>, EvalError> {
+        self.eval_optional_named(&|| field.to_string(), env)
+    }
+
+    fn eval_optional_named(
+        &self,
+        field: &dyn Fn() -> String,
+        env: &dyn EvalEnv,
+    ) -> Result<Option<Value>, EvalError> {
         let host = StateHost {
             env,
             states: States { env },
@@ -111,12 +129,16 @@ impl JsonataExpr {
         match self.expr.evaluate_with(input, &[], &host, Default::default()) {
             Ok(v) => Ok(v),
             Err(e) if e.code == expressway_jsonata::FUNCTION_RESULT => Err(EvalError::query(format!(
-                "The JSONata expression '{}' specified for the field '{field}' returned an unsupported result type.",
-                self.text
+                "The JSONata expression '{}' specified for the field '{}' returned an unsupported result type.",
+                self.text,
+                field()
             ))),
             Err(e) => Err(EvalError::query(format!(
-                "The JSONata expression '{}' specified for the field '{field}' threw an error during evaluation. {}: {}",
-                self.text, e.code, e.message
+                "The JSONata expression '{}' specified for the field '{}' threw an error during evaluation. {}: {}",
+                self.text,
+                field(),
+                e.code,
+                e.message
             ))),
         }
     }

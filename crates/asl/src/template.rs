@@ -230,22 +230,31 @@ impl ValueExpr {
 
     /// Evaluates; `field` names the field in error causes (e.g. `value.$`, `ErrorPath`).
     pub fn eval(&self, field: &str, env: &dyn EvalEnv) -> Result<Value, EvalError> {
+        self.eval_named(&|| field.to_string(), env)
+    }
+
+    /// Like [`ValueExpr::eval`], but the field name is only built when there is an error.
+    pub fn eval_named(
+        &self,
+        field: &dyn Fn() -> String,
+        env: &dyn EvalEnv,
+    ) -> Result<Value, EvalError> {
         match self {
             ValueExpr::Path(p) => {
-                resolve_path(p, env).map_err(|f| path_not_found(p, field, env, f))
+                resolve_path(p, env).map_err(|f| path_not_found(p, &field(), env, f))
             }
             ValueExpr::Intrinsic(i) => i.eval(&IntrinsicAdapter { env }).map_err(|e| {
                 if e.message.starts_with("The JSONPath") || e.message.starts_with("The variable") {
                     EvalError::runtime(e.message.replacen(
                         "for the field ''",
-                        &format!("for the field '{field}'"),
+                        &format!("for the field '{}'", field()),
                         1,
                     ))
                 } else {
                     EvalError::runtime(e.message)
                 }
             }),
-            ValueExpr::Jsonata(j) => j.eval_required(field, env),
+            ValueExpr::Jsonata(j) => j.eval_required_named(field, env),
         }
     }
 
@@ -362,12 +371,12 @@ impl Template {
                 .collect::<Result<Vec<_>, _>>()
                 .map(Value::Array),
             Template::Expr(e, field) => {
-                let full = match (prefix.is_empty(), field.is_empty()) {
+                let full = || match (prefix.is_empty(), field.is_empty()) {
                     (true, _) => field.clone(),
                     (false, true) => prefix.to_string(),
                     (false, false) => format!("{prefix}/{field}"),
                 };
-                e.eval(&full, env)
+                e.eval_named(&full, env)
             }
         }
     }

@@ -126,6 +126,13 @@ impl Drop for Ctx<'_> {
     }
 }
 
+fn may_hold_function(v: &Value<'_>) -> bool {
+    matches!(
+        v,
+        Value::Func(_) | Value::Array(_) | Value::Object(_) | Value::Tuples(_)
+    )
+}
+
 fn err(code: &'static str, msg: impl Into<String>) -> Error {
     Error::new(code, msg)
 }
@@ -222,16 +229,27 @@ impl<'a> Ctx<'a> {
     }
 
     pub(crate) fn frame(&self, parent: Option<&Rc<Frame<'a>>>) -> Rc<Frame<'a>> {
-        let f = Rc::new(Frame {
+        Rc::new(Frame {
             vars: RefCell::new(Vec::new()),
             parent: parent.cloned(),
-        });
-        self.frames.borrow_mut().push(f.clone());
-        f
+        })
+    }
+
+    /// Binds a variable. A frame that holds a function (or a structure that may hold one) can be
+    /// part of a reference cycle through that function's captured frame, so it is registered
+    /// for clearing when the evaluation ends.
+    pub(crate) fn bind(&self, frame: &Rc<Frame<'a>>, name: Rc<str>, value: Value<'a>) {
+        if may_hold_function(&value) {
+            self.frames.borrow_mut().push(frame.clone());
+        }
+        frame.bind(name, value);
     }
 
     fn frame_from_tuple(&self, env: &Rc<Frame<'a>>, t: &Tuple<'a>) -> Rc<Frame<'a>> {
         let f = self.frame(Some(env));
+        if t.iter().any(|(_, v)| may_hold_function(v)) {
+            self.frames.borrow_mut().push(f.clone());
+        }
         f.vars.borrow_mut().extend(t.iter().cloned());
         f
     }
@@ -382,7 +400,7 @@ impl<'a> Ctx<'a> {
             }
             Kind::Bind { name, rhs } => {
                 let v = self.evaluate(rhs, input, env)?;
-                env.bind(Rc::from(&**name), v.clone());
+                self.bind(env, Rc::from(&**name), v.clone());
                 v
             }
             Kind::Regex(re) => Value::Func(Rc::new(Func::Regex(re.clone()))),
@@ -940,17 +958,15 @@ impl<'a> Ctx<'a> {
                 }))
             }
             BinOp::Concat => {
-                let a = if l.is_undefined() {
-                    String::new()
-                } else {
-                    functions::to_string(&l)?
-                };
-                let b = if r.is_undefined() {
-                    String::new()
-                } else {
-                    functions::to_string(&r)?
-                };
-                Ok(Value::string(a + &b))
+                let mut out = String::new();
+                for side in [&l, &r] {
+                    match side {
+                        Value::Undefined => {}
+                        v if v.is_string() => out.push_str(v.as_str().unwrap_or_default()),
+                        v => out.push_str(&functions::to_string(v)?),
+                    }
+                }
+                Ok(Value::string(out))
             }
             BinOp::Range => {
                 let int = |v: &Value<'_>| matches!(v, Value::Number(n) if n.fract() == 0.0 && n.is_finite());
@@ -1014,6 +1030,31 @@ impl<'a> Ctx<'a> {
         enum Data<'a> {
             Values(Value<'a>),
             Tuples(Vec<Tuple<'a>>),
+        }
+        if !input.is_array() && !matches!(input, Value::Tuples(_)) {
+            // One context value: no grouping, each pair is evaluated once against it.
+            let mut result: Object<'a> =
+                IndexMap::with_capacity_and_hasher(pairs.len(), Default::default());
+            let mut undefined_keys: Vec<String> = Vec::new();
+            for (k, v) in pairs {
+                let Some(key) = self.group_key(k, &input, env, pos)? else {
+                    continue;
+                };
+                if result.contains_key(&key) || undefined_keys.contains(&key) {
+                    return Err(
+                        err("D1009", "Multiple key definitions evaluate to same key")
+                            .at(pos)
+                            .value(serde_json::json!(key)),
+                    );
+                }
+                let value = self.evaluate(v, &input, env)?;
+                if value.is_undefined() {
+                    undefined_keys.push(key);
+                } else {
+                    result.insert(key, value);
+                }
+            }
+            return Ok(Value::object(result));
         }
         let mut groups: IndexMap<String, (Data<'a>, usize), foldhash::fast::RandomState> =
             IndexMap::default();
@@ -1344,7 +1385,7 @@ impl<'a> Ctx<'a> {
                 let frame = self.frame(Some(cenv));
                 let mut args = args.into_iter();
                 for p in &def.params {
-                    frame.bind(Rc::from(&**p), args.next().unwrap_or_default());
+                    self.bind(&frame, Rc::from(&**p), args.next().unwrap_or_default());
                 }
                 let def: &'a Lambda = def;
                 self.evaluate(&def.body, cin, &frame)
@@ -1607,7 +1648,9 @@ pub(crate) fn lookup_field<'a>(input: &Value<'a>, key: &str) -> Value<'a> {
             }
             Value::seq(out)
         }
-        Value::JObj(o) => o.get(key).map(Value::from_json).unwrap_or_default(),
+        Value::JObj(o) => crate::value::json_get(o, key)
+            .map(Value::from_json)
+            .unwrap_or_default(),
         Value::Object(o) => o.get(key).cloned().unwrap_or_default(),
         Value::Host(h) => h.field(key).map(Value::from_json).unwrap_or_default(),
         _ => Value::Undefined,

@@ -203,7 +203,7 @@ impl<'a> Value<'a> {
     /// Field lookup on an object.
     pub(crate) fn field(&self, key: &str) -> Value<'a> {
         match self {
-            Value::JObj(o) => o.get(key).map(Value::from_json).unwrap_or_default(),
+            Value::JObj(o) => json_get(o, key).map(Value::from_json).unwrap_or_default(),
             Value::Object(o) => o.get(key).cloned().unwrap_or_default(),
             Value::Host(h) => h.field(key).map(Value::from_json).unwrap_or_default(),
             _ => Value::Undefined,
@@ -284,11 +284,15 @@ impl<'a> Value<'a> {
     pub(crate) fn into_json(self) -> Option<J> {
         match self {
             Value::Object(o) => match Rc::try_unwrap(o) {
-                Ok(map) => Some(J::Object(
-                    map.into_iter()
-                        .filter_map(|(k, v)| Some((k, v.into_json()?)))
-                        .collect(),
-                )),
+                Ok(map) => {
+                    let mut out = serde_json::Map::with_capacity(map.len());
+                    for (k, v) in map {
+                        if let Some(j) = v.into_json() {
+                            out.insert(k, j);
+                        }
+                    }
+                    Some(J::Object(out))
+                }
                 Err(shared) => Value::Object(shared).to_json(),
             },
             Value::Array(a) => match Rc::try_unwrap(a) {
@@ -305,6 +309,16 @@ impl<'a> Value<'a> {
     /// JSON for error values; undefined becomes null.
     pub(crate) fn to_json_lossy(&self) -> J {
         self.to_json().unwrap_or(J::Null)
+    }
+}
+
+/// Member lookup that scans small objects instead of hashing the key (most JSON objects are
+/// small, and serde_json's map hashes with SipHash).
+pub(crate) fn json_get<'j>(o: &'j serde_json::Map<String, J>, key: &str) -> Option<&'j J> {
+    if o.len() <= 12 {
+        o.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+    } else {
+        o.get(key)
     }
 }
 
