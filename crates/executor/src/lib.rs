@@ -7,7 +7,7 @@
 //! * [`telemetry`]: metric names, the Prometheus recorder, `/metrics` `/healthz` `/readyz`.
 
 pub mod config;
-mod definitions;
+pub mod definitions;
 pub mod offsets;
 pub mod pod;
 pub mod publisher;
@@ -17,4 +17,5 @@ pub mod telemetry;
 pub use config::ExecutorConfig;
 pub use offsets::OffsetTracker;
 pub use pod::{default_engine_runtime, engine_runtime_with_tasks, Executor, ExecutorError};
-pub use registry::Registry;
+pub use definitions::spawn_follower;
+pub use registry::{AliasEntry, MachineEntry, Registry};
