@@ -26,7 +26,10 @@ pub fn spawn_follower(
     // (librdkafka still wants a group.id for `assign`).
     let cfg = client_config(
         config,
-        &[("enable.partition.eof", "false"), ("fetch.wait.max.ms", "50")],
+        &[
+            ("enable.partition.eof", "false"),
+            ("fetch.wait.max.ms", "50"),
+        ],
         &[
             ("group.id", "expressway-definitions-follower"),
             ("enable.auto.commit", "false"),

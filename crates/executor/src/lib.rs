@@ -15,7 +15,7 @@ pub mod registry;
 pub mod telemetry;
 
 pub use config::ExecutorConfig;
+pub use definitions::spawn_follower;
 pub use offsets::OffsetTracker;
 pub use pod::{default_engine_runtime, engine_runtime_with_tasks, Executor, ExecutorError};
-pub use definitions::spawn_follower;
 pub use registry::{AliasEntry, MachineEntry, Registry};

@@ -271,7 +271,7 @@ impl Registry {
             .filter(|e| e.key().0 == name)
             .map(|e| e.value().clone())
             .collect();
-        v.sort_by(|a, b| b.version.cmp(&a.version));
+        v.sort_by_key(|e| std::cmp::Reverse(e.version));
         v
     }
 
@@ -292,6 +292,11 @@ impl Registry {
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
+    }
+
+    fn has_versions_or_aliases(&self, name: &str) -> bool {
+        self.versions.iter().any(|e| e.key().0 == name)
+            || self.aliases.iter().any(|e| e.key().0 == name)
     }
 
     /// Picks a version of an alias by its routing weights (exact proportions over every 100
@@ -355,8 +360,7 @@ impl Registry {
             name: key.to_string(),
             message,
         };
-        if !expressway_wire::arn::valid_name(name) || !expressway_wire::arn::valid_name(qualifier)
-        {
+        if !expressway_wire::arn::valid_name(name) || !expressway_wire::arn::valid_name(qualifier) {
             return Err(bad("invalid NAME:QUALIFIER key".into()));
         }
         let version = parse_version(qualifier);
@@ -401,10 +405,13 @@ impl Registry {
     }
 
     /// Looks up a machine by reference: no qualifier = the latest revision, `:N` = version N,
-    /// `:ALIAS` = a version picked by the alias's routing weights.
+    /// `:ALIAS` = a version picked by the alias's routing weights. A machine that has neither
+    /// versions nor aliases (e.g. one from a definitions directory) accepts any qualifier as
+    /// its latest revision, as before versions existed.
     pub fn resolve(&self, r: &MachineRef) -> Option<Arc<MachineEntry>> {
         match r.qualifier.as_deref() {
             None => self.get(&r.name),
+            Some(_) if !self.has_versions_or_aliases(&r.name) => self.get(&r.name),
             Some(q) => match parse_version(q) {
                 Some(n) => self.version(&r.name, n),
                 None => {
@@ -554,15 +561,19 @@ mod tests {
         let r = reg();
         let v = |def: &str| serde_json::json!({ "definition": def }).to_string();
         let other = r#"{"StartAt":"Q","States":{"Q":{"Type":"Pass","End":true}}}"#;
-        r.apply_record(b"m", Some(v(PASS).as_bytes())).expect("machine");
-        r.apply_record(b"m:1", Some(v(PASS).as_bytes())).expect("v1");
-        r.apply_record(b"m:2", Some(v(other).as_bytes())).expect("v2");
+        r.apply_record(b"m", Some(v(PASS).as_bytes()))
+            .expect("machine");
+        r.apply_record(b"m:1", Some(v(PASS).as_bytes()))
+            .expect("v1");
+        r.apply_record(b"m:2", Some(v(other).as_bytes()))
+            .expect("v2");
         let alias = serde_json::json!({"routingConfiguration": [
             {"stateMachineVersionArn": "arn:aws:states:us-east-1:123456789012:stateMachine:m:1", "weight": 30},
             {"stateMachineVersionArn": "arn:aws:states:us-east-1:123456789012:stateMachine:m:2", "weight": 70},
         ]})
         .to_string();
-        r.apply_record(b"m:live", Some(alias.as_bytes())).expect("alias");
+        r.apply_record(b"m:live", Some(alias.as_bytes()))
+            .expect("alias");
         assert_eq!(r.versions_of("m").len(), 2);
         let live = expressway_wire::parse_state_machine_ref(
             "arn:aws:states:us-east-1:123456789012:stateMachine:m:live",
@@ -574,8 +585,9 @@ mod tests {
             counts[e.version.expect("a version") as usize] += 1;
         }
         assert_eq!(counts, [0, 60, 140]);
-        let v2 = expressway_wire::parse_state_machine_ref("arn:aws:states:us-east-1:1:stateMachine:m:2")
-            .expect("ref");
+        let v2 =
+            expressway_wire::parse_state_machine_ref("arn:aws:states:us-east-1:1:stateMachine:m:2")
+                .expect("ref");
         assert_eq!(r.resolve(&v2).expect("v2").definition, other);
         r.apply_record(b"m:2", None).expect("tombstone");
         assert!(r.resolve(&v2).is_none());

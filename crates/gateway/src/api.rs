@@ -11,7 +11,8 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub(crate) type Obj = Map<String, Value>;
+/// A JSON request body.
+pub type Obj = Map<String, Value>;
 
 /// Largest definition (AWS: 1 MiB).
 pub const MAX_DEFINITION_BYTES: usize = 1_048_576;
@@ -47,7 +48,10 @@ pub const OPERATIONS: &[(&str, Support)] = &[
     ("GetExecutionHistory", Support::RefusedForExpress),
     ("StopExecution", Support::RefusedForExpress),
     ("RedriveExecution", Support::RefusedForExpress),
-    ("DescribeStateMachineForExecution", Support::RefusedForExpress),
+    (
+        "DescribeStateMachineForExecution",
+        Support::RefusedForExpress,
+    ),
     ("ListExecutions", Support::RefusedForExpress),
     ("CreateActivity", Support::NotProvided),
     ("DeleteActivity", Support::NotProvided),
@@ -198,7 +202,11 @@ fn parse_machine_arn(arn: &str) -> Result<MachineArn, ApiError> {
                 "InvalidArn",
                 format!(
                     "Invalid Arn: 'Resource type not valid in this context: {}'",
-                    if arn.contains(":express:") { "express" } else { "execution" }
+                    if arn.contains(":express:") {
+                        "express"
+                    } else {
+                        "execution"
+                    }
                 ),
             )
         } else {
@@ -322,7 +330,10 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     if expressway_wire::arn::valid_name(name) {
         Ok(())
     } else {
-        Err(ApiError::new("InvalidName", format!("Invalid Name: '{name}'")))
+        Err(ApiError::new(
+            "InvalidName",
+            format!("Invalid Name: '{name}'"),
+        ))
     }
 }
 
@@ -391,7 +402,9 @@ impl Gateway {
         self.backend
             .put_definition(key.clone(), bytes.clone())
             .await
-            .map_err(|e| ApiError::unavailable(format!("cannot write the definitions topic: {e}")))?;
+            .map_err(|e| {
+                ApiError::unavailable(format!("cannot write the definitions topic: {e}"))
+            })?;
         if let Err(e) = self.registry.apply_record(key.as_bytes(), bytes.as_deref()) {
             tracing::warn!(key = %key, error = %e, "definition record written but not applied");
         }
@@ -415,9 +428,9 @@ impl Gateway {
         if tags.len() > MAX_TAGS {
             return Err(ApiError::new("TooManyTags", "Too many tags: at most 50"));
         }
-        let role = opt_str(b, "roleArn")?.map(str::to_string).unwrap_or_else(|| {
-            format!("arn:aws:iam::{}:role/expressway", self.registry.account())
-        });
+        let role = opt_str(b, "roleArn")?
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("arn:aws:iam::{}:role/expressway", self.registry.account()));
         let publish = opt_bool(b, "publish")?.unwrap_or(false);
         let version_description = opt_str(b, "versionDescription")?;
         let _guard = self.writes.lock().await;
@@ -427,7 +440,9 @@ impl Gateway {
             let same = existing.definition == definition
                 && existing.record.get("roleArn").and_then(Value::as_str) == Some(role.as_str());
             if same && !publish {
-                return Ok(json!({"stateMachineArn": arn, "creationDate": self.creation_date(&existing)}));
+                return Ok(
+                    json!({"stateMachineArn": arn, "creationDate": self.creation_date(&existing)}),
+                );
             }
             return Err(ApiError::new(
                 "StateMachineAlreadyExists",
@@ -576,7 +591,10 @@ impl Gateway {
         let revision = uuid::Uuid::new_v4().to_string();
         record["revisionId"] = json!(revision);
         record["updateDate"] = json!(now);
-        let n = record.get("nextVersion").and_then(Value::as_u64).unwrap_or(1);
+        let n = record
+            .get("nextVersion")
+            .and_then(Value::as_u64)
+            .unwrap_or(1);
         if publish {
             record["nextVersion"] = json!(n + 1);
         }
@@ -794,7 +812,8 @@ impl Gateway {
     fn routing(&self, b: &Obj) -> Result<(String, Value), ApiError> {
         let list = opt_array(b, "routingConfiguration")?
             .ok_or_else(|| ApiError::missing("routingConfiguration"))?;
-        let invalid = |m: String| ApiError::validation(m).with_reason("INVALID_ROUTING_CONFIGURATION");
+        let invalid =
+            |m: String| ApiError::validation(m).with_reason("INVALID_ROUTING_CONFIGURATION");
         if list.is_empty() || list.len() > 2 {
             return Err(invalid(
                 "Routing configuration must contain one or two versions".into(),
@@ -887,7 +906,8 @@ impl Gateway {
             ));
         }
         let now = now_secs();
-        let mut record = json!({"routingConfiguration": routes, "creationDate": now, "updateDate": now});
+        let mut record =
+            json!({"routingConfiguration": routes, "creationDate": now, "updateDate": now});
         if let Some(d) = description {
             record["description"] = json!(d);
         }
@@ -1169,7 +1189,9 @@ impl Gateway {
                 .get("roleArn")
                 .and_then(Value::as_str)
                 .map(str::to_string)
-                .unwrap_or_else(|| format!("arn:aws:iam::{}:role/expressway", self.registry.account())),
+                .unwrap_or_else(|| {
+                    format!("arn:aws:iam::{}:role/expressway", self.registry.account())
+                }),
             input: p.input,
             log: entry.log,
             limits: Limits::default(),

@@ -10,8 +10,8 @@
 //!   returns the ARN the executor derives from its position; StartSyncExecution runs the
 //!   execution in-process (at-most-once, like AWS's synchronous Express) and publishes its log
 //!   and result records.
-//! * [`test_state`]: TestState.
-//! * [`start`]: wiring for `expressway gateway` and `expressway dev`.
+//! * `test_state`: TestState (one state in a generated machine).
+//! * [`start()`]: wiring for `expressway gateway` and `expressway dev`.
 
 pub mod api;
 pub mod backend;

@@ -62,7 +62,8 @@ impl Credentials {
     /// ignored), e.g. a mounted Kubernetes secret.
     pub fn from_file(path: &Path) -> Result<Credentials, CredentialsError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| CredentialsError::Io(name.clone(), e))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| CredentialsError::Io(name.clone(), e))?;
         let mut c = Credentials::default();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -103,7 +104,10 @@ pub struct SignedRequest<'a> {
 const MAX_SKEW_SECS: i64 = 15 * 60;
 
 fn err_missing() -> ApiError {
-    ApiError::new("MissingAuthenticationTokenException", "Missing Authentication Token")
+    ApiError::new(
+        "MissingAuthenticationTokenException",
+        "Missing Authentication Token",
+    )
 }
 
 fn err_incomplete(message: String) -> ApiError {
@@ -394,13 +398,22 @@ mod tests {
         names.dedup();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let creq = canonical_request(&req, &names);
-        let sts = string_to_sign("20150830T123600Z", "20150830", "us-east-1", "service", &creq);
+        let sts = string_to_sign(
+            "20150830T123600Z",
+            "20150830",
+            "us-east-1",
+            "service",
+            &creq,
+        );
         sign(SECRET, "20150830", "us-east-1", "service", &sts)
     }
 
     #[test]
     fn aws_suite_get_vanilla() {
-        let hs = [("Host", "example.amazonaws.com"), ("X-Amz-Date", "20150830T123600Z")];
+        let hs = [
+            ("Host", "example.amazonaws.com"),
+            ("X-Amz-Date", "20150830T123600Z"),
+        ];
         assert_eq!(
             suite_signature("GET", "", &hs, b""),
             "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
@@ -409,7 +422,10 @@ mod tests {
 
     #[test]
     fn aws_suite_post_vanilla() {
-        let hs = [("Host", "example.amazonaws.com"), ("X-Amz-Date", "20150830T123600Z")];
+        let hs = [
+            ("Host", "example.amazonaws.com"),
+            ("X-Amz-Date", "20150830T123600Z"),
+        ];
         assert_eq!(
             suite_signature("POST", "", &hs, b""),
             "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b"
@@ -418,7 +434,10 @@ mod tests {
 
     #[test]
     fn aws_suite_get_vanilla_query_order() {
-        let hs = [("Host", "example.amazonaws.com"), ("X-Amz-Date", "20150830T123600Z")];
+        let hs = [
+            ("Host", "example.amazonaws.com"),
+            ("X-Amz-Date", "20150830T123600Z"),
+        ];
         assert_eq!(
             suite_signature("GET", "Param2=value2&Param1=value1", &hs, b""),
             "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500"
@@ -467,10 +486,7 @@ mod tests {
             verify(&unknown, &req, now).map_err(|e| e.kind),
             Err("UnrecognizedClientException")
         );
-        let tampered = SignedRequest {
-            body: b"{}",
-            ..req
-        };
+        let tampered = SignedRequest { body: b"{}", ..req };
         assert_eq!(
             verify(&creds, &tampered, now).map_err(|e| e.kind),
             Err("InvalidSignatureException")

@@ -51,9 +51,14 @@ fn invalid_definition(message: impl Into<String>) -> ApiError {
 fn matches(names: &[Value], error: &str) -> bool {
     names.iter().filter_map(Value::as_str).any(|n| {
         n == error
-            || (n == "States.ALL" && error != "States.Runtime" && error != "States.DataLimitExceeded")
+            || (n == "States.ALL"
+                && error != "States.Runtime"
+                && error != "States.DataLimitExceeded")
             || (n == "States.TaskFailed"
-                && !matches!(error, "States.Timeout" | "States.Runtime" | "States.DataLimitExceeded"))
+                && !matches!(
+                    error,
+                    "States.Timeout" | "States.Runtime" | "States.DataLimitExceeded"
+                ))
     })
 }
 
@@ -61,7 +66,9 @@ fn matches(names: &[Value], error: &str) -> bool {
 pub(crate) async fn test_state(b: &Obj, engine: &Runtime) -> Result<Value, ApiError> {
     let text = str_field(b, "definition")?.ok_or_else(|| ApiError::missing("definition"))?;
     if text.len() > crate::api::MAX_DEFINITION_BYTES {
-        return Err(ApiError::validation("definition is larger than 1048576 bytes"));
+        return Err(ApiError::validation(
+            "definition is larger than 1048576 bytes",
+        ));
     }
     let parsed: Value = serde_json::from_str(text)
         .map_err(|e| invalid_definition(format!("Invalid State Machine Definition: '{e}'")))?;
@@ -97,13 +104,18 @@ pub(crate) async fn test_state(b: &Obj, engine: &Runtime) -> Result<Value, ApiEr
         .get("Type")
         .and_then(Value::as_str)
         .map(str::to_string)
-        .ok_or_else(|| invalid_definition("Invalid State Machine Definition: 'Type' is required"))?;
+        .ok_or_else(|| {
+            invalid_definition("Invalid State Machine Definition: 'Type' is required")
+        })?;
 
     // Rewrite transitions to terminal Pass states.
     let mut targets: Vec<(String, String)> = Vec::new(); // synthetic -> original
     let synth = |original: &Value, prefix: &str, targets: &mut Vec<(String, String)>| {
         let name = format!("{prefix}{}", targets.len());
-        targets.push((name.clone(), original.as_str().unwrap_or_default().to_string()));
+        targets.push((
+            name.clone(),
+            original.as_str().unwrap_or_default().to_string(),
+        ));
         Value::String(name)
     };
     if let Some(n) = st.get("Next").cloned() {
@@ -160,12 +172,13 @@ pub(crate) async fn test_state(b: &Obj, engine: &Runtime) -> Result<Value, ApiEr
         machine["QueryLanguage"] = ql;
     }
     let machine_text = machine.to_string();
-    let loaded = expressway_asl::load_validated(&machine_text, MachineType::Express).map_err(|v| {
-        invalid_definition(
-            v.create_state_machine_message()
-                .unwrap_or_else(|| "Invalid State Machine Definition".into()),
-        )
-    })?;
+    let loaded =
+        expressway_asl::load_validated(&machine_text, MachineType::Express).map_err(|v| {
+            invalid_definition(
+                v.create_state_machine_message()
+                    .unwrap_or_else(|| "Invalid State Machine Definition".into()),
+            )
+        })?;
 
     let input_text = str_field(b, "input")?.unwrap_or("{}");
     let input: Value = serde_json::from_str(input_text).map_err(|e| {
@@ -255,64 +268,73 @@ pub(crate) async fn test_state(b: &Obj, engine: &Runtime) -> Result<Value, ApiEr
         ))
     });
     let mut out = Map::new();
-    let status;
-    match (&outcome.status, &ended_in) {
+    let retry_count = b
+        .get("stateConfiguration")
+        .and_then(|c| c.get("retrierRetryCount"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    // The error the state raised (caught or not), and a retrier that would retry it.
+    let raised = match (&outcome.status, &ended_in) {
         (expressway_engine::Status::Succeeded, Some(s)) if s.starts_with(CATCH) => {
-            status = "CAUGHT_ERROR";
-            out.insert("nextState".into(), json!(original(s)));
-            if let Some((e, c)) = &first_error {
-                out.insert("error".into(), json!(e));
-                if let Some(c) = c {
-                    out.insert("cause".into(), json!(c));
-                }
-            }
+            first_error.clone()
         }
-        (expressway_engine::Status::Succeeded, next) => {
-            status = "SUCCEEDED";
-            if let Some(s) = next {
+        (expressway_engine::Status::Succeeded, _) => None,
+        _ => Some((
+            outcome.error.clone().unwrap_or_default(),
+            outcome.cause.clone(),
+        )),
+    };
+    let retrier = raised.as_ref().and_then(|(error, _)| {
+        retriers
+            .as_ref()
+            .and_then(Value::as_array)?
+            .iter()
+            .enumerate()
+            .find(|(_, r)| {
+                r.get("ErrorEquals")
+                    .and_then(Value::as_array)
+                    .is_some_and(|names| matches(names, error))
+            })
+            .filter(|(_, r)| {
+                r.get("MaxAttempts").and_then(Value::as_u64).unwrap_or(3) > retry_count
+            })
+    });
+    let status = if let Some((i, r)) = retrier {
+        if level >= 1 {
+            let interval = r
+                .get("IntervalSeconds")
+                .and_then(Value::as_f64)
+                .unwrap_or(1.0);
+            let rate = r.get("BackoffRate").and_then(Value::as_f64).unwrap_or(2.0);
+            let mut backoff = interval * rate.powi(retry_count as i32);
+            if let Some(max) = r.get("MaxDelaySeconds").and_then(Value::as_f64) {
+                backoff = backoff.min(max);
+            }
+            out.insert(
+                "errorDetails".into(),
+                json!({"retryIndex": i, "retryBackoffIntervalSeconds": backoff as u64}),
+            );
+        }
+        "RETRIABLE"
+    } else {
+        match (&outcome.status, &ended_in) {
+            (expressway_engine::Status::Succeeded, Some(s)) if s.starts_with(CATCH) => {
                 out.insert("nextState".into(), json!(original(s)));
+                "CAUGHT_ERROR"
             }
-        }
-        _ => {
-            let error = outcome.error.clone().unwrap_or_default();
-            let retry_count = b
-                .get("stateConfiguration")
-                .and_then(|c| c.get("retrierRetryCount"))
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            let retrier = retriers.as_ref().and_then(Value::as_array).and_then(|rs| {
-                rs.iter().enumerate().find(|(_, r)| {
-                    r.get("ErrorEquals")
-                        .and_then(Value::as_array)
-                        .is_some_and(|names| matches(names, &error))
-                })
-            });
-            match retrier {
-                Some((i, r))
-                    if r.get("MaxAttempts").and_then(Value::as_u64).unwrap_or(3) > retry_count =>
-                {
-                    status = "RETRIABLE";
-                    if level >= 1 {
-                        let interval = r.get("IntervalSeconds").and_then(Value::as_f64).unwrap_or(1.0);
-                        let rate = r.get("BackoffRate").and_then(Value::as_f64).unwrap_or(2.0);
-                        let mut backoff = interval * rate.powi(retry_count as i32);
-                        if let Some(max) = r.get("MaxDelaySeconds").and_then(Value::as_f64) {
-                            backoff = backoff.min(max);
-                        }
-                        out.insert(
-                            "errorDetails".into(),
-                            json!({"retryIndex": i, "retryBackoffIntervalSeconds": backoff as u64}),
-                        );
-                    }
+            (expressway_engine::Status::Succeeded, next) => {
+                if let Some(s) = next {
+                    out.insert("nextState".into(), json!(original(s)));
                 }
-                _ => status = "FAILED",
+                "SUCCEEDED"
             }
-            if let Some(e) = &outcome.error {
-                out.insert("error".into(), json!(e));
-            }
-            if let Some(c) = &outcome.cause {
-                out.insert("cause".into(), json!(c));
-            }
+            _ => "FAILED",
+        }
+    };
+    if let Some((e, c)) = &raised {
+        out.insert("error".into(), json!(e));
+        if let Some(c) = c {
+            out.insert("cause".into(), json!(c));
         }
     }
     if status == "SUCCEEDED" || status == "CAUGHT_ERROR" {
