@@ -68,6 +68,19 @@ DEV_URL="$dev_url" SIGNED_URL="$signed_url" BROKERS="$brokers" EXPRESSWAY_BIN="$
   ACCESS_KEY="$access_key" SECRET_KEY="$secret_key" \
   AWS_ACCESS_KEY_ID="$access_key" AWS_SECRET_ACCESS_KEY="$secret_key" AWS_DEFAULT_REGION=us-east-1 \
   "$venv/bin/python" "$here/test_clients.py" || status=$?
+if [ "$status" -eq 0 ]; then
+  echo "== the README's AWS CLI commands (Step Functions API section), against $dev_url"
+  "$venv/bin/python" - "$root/README.md" >"$work/readme.sh" <<'PY'
+import sys
+text = open(sys.argv[1]).read()
+section = text[text.index("## Step Functions API"):]
+print(section.split("```sh\n", 1)[1].split("```", 1)[0])
+PY
+  sed -i "s|^EP=http://localhost:8083$|EP=$dev_url|" "$work/readme.sh"
+  (export PATH="$venv/bin:$PATH"; set -e; . "$work/readme.sh") >"$work/readme.out" 2>&1 || {
+    status=$?; echo "README commands failed:" >&2; tail -n 30 "$work/readme.out" >&2; }
+  [ "$status" -eq 0 ] && echo "README commands: ok ($(grep -c '"status": "SUCCEEDED"' "$work/readme.out") SUCCEEDED responses)"
+fi
 if [ "$status" -ne 0 ]; then
   echo "== dev stderr (tail)"; tail -n 40 "$work/dev.err" >&2 || true
   echo "== gateway stderr (tail)"; tail -n 40 "$work/gw.err" >&2 || true
