@@ -20,6 +20,9 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1_048_576 + 65_536;
 
 const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 
+/// How long a request waits for the definitions follower's initial catch-up.
+const STARTUP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// HTTP-level settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -158,6 +161,20 @@ async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
                 }
             }
         };
+        // After a restart, wait (bounded) for the definitions follower to catch up, so a
+        // replica never answers from a partial view of the topic.
+        let registry = s.gateway.registry();
+        if !registry.is_loaded() {
+            let deadline = Instant::now() + STARTUP_WAIT;
+            while !registry.is_loaded() && Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            if !registry.is_loaded() {
+                return Err(ApiError::unavailable(
+                    "the gateway is still reading the definitions topic; retry shortly",
+                ));
+            }
+        }
         match std::panic::AssertUnwindSafe(s.gateway.call(op, &body))
             .catch_unwind()
             .await
