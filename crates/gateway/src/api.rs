@@ -230,17 +230,6 @@ fn unqualified(arn: &str) -> Result<String, ApiError> {
     Ok(a.name)
 }
 
-trait WithReason {
-    fn with_reason(self, reason: &str) -> ApiError;
-}
-
-impl WithReason for ApiError {
-    fn with_reason(self, _reason: &str) -> ApiError {
-        // AWS carries the reason in a separate `reason` member; the message already says it.
-        self
-    }
-}
-
 fn validate_logging(l: Option<&Obj>) -> Result<Value, ApiError> {
     let Some(l) = l else {
         return Ok(json!({"level": "OFF", "includeExecutionData": false}));

@@ -12,6 +12,9 @@ pub struct ApiError {
     pub message: String,
     /// HTTP status code.
     pub status: u16,
+    /// `reason` of a `ValidationException` (`API_DOES_NOT_SUPPORT_LABELED_ARNS`,
+    /// `INVALID_ROUTING_CONFIGURATION`, ...).
+    pub reason: Option<&'static str>,
 }
 
 impl ApiError {
@@ -21,7 +24,20 @@ impl ApiError {
             kind,
             message: message.into(),
             status: 400,
+            reason: None,
         }
+    }
+
+    /// With an HTTP status other than 400.
+    pub fn with_status(mut self, status: u16) -> ApiError {
+        self.status = status;
+        self
+    }
+
+    /// With a `reason` member (AWS's `ValidationExceptionReason`).
+    pub fn with_reason(mut self, reason: &'static str) -> ApiError {
+        self.reason = Some(reason);
+        self
     }
 
     /// `ValidationException` (400).
@@ -66,15 +82,15 @@ impl ApiError {
 
     /// The service could not reach Kafka (503, retryable by the SDKs).
     pub fn unavailable(message: impl Into<String>) -> ApiError {
-        ApiError {
-            kind: "ServiceUnavailable",
-            message: message.into(),
-            status: 503,
-        }
+        ApiError::new("ServiceUnavailable", message).with_status(503)
     }
 
     /// The response body.
     pub fn body(&self) -> String {
-        json!({"__type": self.kind, "message": self.message}).to_string()
+        let mut body = json!({"__type": self.kind, "message": self.message});
+        if let Some(r) = self.reason {
+            body["reason"] = json!(r);
+        }
+        body.to_string()
     }
 }

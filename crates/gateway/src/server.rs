@@ -111,13 +111,15 @@ async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
         }
         let bytes = axum::body::to_bytes(body, s.config.max_body_bytes)
             .await
-            .map_err(|_| ApiError {
-                kind: "RequestEntityTooLargeException",
-                message: format!(
-                    "Request body is larger than {} bytes",
-                    s.config.max_body_bytes
-                ),
-                status: 413,
+            .map_err(|_| {
+                ApiError::new(
+                    "RequestEntityTooLargeException",
+                    format!(
+                        "Request body is larger than {} bytes",
+                        s.config.max_body_bytes
+                    ),
+                )
+                .with_status(413)
             })?;
         if let Some(creds) = &s.config.auth {
             let headers: Vec<(String, String)> = parts
@@ -182,11 +184,11 @@ async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
             Ok(r) => r,
             Err(_) => {
                 tracing::error!(operation = op, "operation panicked");
-                Err(ApiError {
-                    kind: "InternalFailure",
-                    message: "The request processing has failed because of an unknown error".into(),
-                    status: 500,
-                })
+                Err(ApiError::new(
+                    "InternalFailure",
+                    "The request processing has failed because of an unknown error",
+                )
+                .with_status(500))
             }
         }
     }
