@@ -147,3 +147,51 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    }
+
+    #[test]
+    fn flags_defaults_and_credentials() {
+        let w = Wrapper::try_parse_from(["gateway", "--brokers", "b:9092", "--no-auth"])
+            .expect("parses");
+        assert_eq!(w.gateway.listen.port(), 8083);
+        assert_eq!(w.gateway.definitions_topic, "expressway.definitions");
+        assert!(w.gateway.credentials().expect("no auth").is_none());
+
+        let w = Wrapper::try_parse_from([
+            "gateway",
+            "--brokers",
+            "b",
+            "--access-key-id",
+            "AKID",
+            "--secret-access-key",
+            "s",
+            "--listen",
+            "127.0.0.1:9000",
+        ])
+        .expect("parses");
+        assert!(w.gateway.credentials().expect("creds").is_some());
+        assert_eq!(w.gateway.listen.port(), 9000);
+
+        // Without credentials (and without --no-auth) the gateway refuses to start, unless the
+        // environment provides them.
+        if std::env::var_os("EXPRESSWAY_ACCESS_KEY_ID").is_none()
+            && std::env::var_os("EXPRESSWAY_CREDENTIALS_FILE").is_none()
+        {
+            let w = Wrapper::try_parse_from(["gateway", "--brokers", "b"]).expect("parses");
+            assert!(w.gateway.credentials().is_err());
+            let w = Wrapper::try_parse_from(["gateway", "--brokers", "b", "--access-key-id", "A"])
+                .expect("parses");
+            assert!(w.gateway.credentials().is_err());
+        }
+    }
+}

@@ -1,7 +1,8 @@
-//! The gateway on librdkafka's in-process mock cluster: writes reach the definitions topic and a
-//! second replica (or an executor pod) following it sees them; StartExecution's record lands on
-//! the start topic at the position its ARN encodes; StartSyncExecution publishes log and result
-//! records.
+//! The gateway on librdkafka's in-process mock cluster with an executor pod: writes reach the
+//! definitions topic and a second replica and the pod (each with its own registry) follow it; a
+//! machine created through the API runs on the pod right away; StartExecution's record lands on
+//! the start topic at the position its ARN encodes, and the pod's result carries that ARN;
+//! StartSyncExecution publishes log and result records.
 
 use expressway_executor::Registry;
 use expressway_gateway::{Options, ServerConfig, Topics};
@@ -94,6 +95,20 @@ fn gateway_on_the_mock_cluster() {
                 expressway_executor::default_engine_runtime(),
             )
         };
+        // The executor pod, with an empty registry of its own (it learns from the topic).
+        let mut pod_config = expressway_executor::ExecutorConfig::new(brokers.clone());
+        pod_config.kafka = vec![
+            ("session.timeout.ms".into(), "6000".into()),
+            ("heartbeat.interval.ms".into(), "500".into()),
+            ("topic.metadata.refresh.interval.ms".into(), "1000".into()),
+        ];
+        let pod = expressway_executor::Executor::start(
+            pod_config,
+            Arc::new(Registry::new("us-east-1", "123456789012")),
+            expressway_executor::default_engine_runtime(),
+            tokio::runtime::Handle::current(),
+        )
+        .expect("pod");
         let a_registry = Arc::new(Registry::new("us-east-1", "123456789012"));
         let b_registry = Arc::new(Registry::new("us-east-1", "123456789012"));
         let a = start(a_registry.clone()).await.expect("replica a");
@@ -145,7 +160,7 @@ fn gateway_on_the_mock_cluster() {
         let (starts, results) = tokio::task::spawn_blocking(move || {
             (
                 read_all(&brokers2, "expressway.start", 3, 3),
-                read_all(&brokers2, "expressway.results", 1, 1),
+                read_all(&brokers2, "expressway.results", 1, 4),
             )
         })
         .await
@@ -163,9 +178,25 @@ fn gateway_on_the_mock_cluster() {
             );
             assert!(arns.contains(&id.arn), "{} not in {arns:?}", id.arn);
         }
-        let result: Value = serde_json::from_slice(&results[0].2).expect("json");
-        assert_eq!(result["name"], json!("sync-1"));
-        assert_eq!(result["output"], json!("ok"));
+        let results: Vec<Value> = results
+            .iter()
+            .map(|r| serde_json::from_slice(&r.2).expect("json"))
+            .collect();
+        assert_eq!(results.len(), 4, "{results:?}");
+        let sync = results
+            .iter()
+            .find(|r| r["name"] == json!("sync-1"))
+            .expect("the sync execution's result");
+        assert_eq!(sync["output"], json!("ok"));
+        // The pod ran the three started executions with the ARNs the gateway returned.
+        for arn in &arns {
+            let r = results
+                .iter()
+                .find(|r| r["executionArn"] == json!(arn))
+                .unwrap_or_else(|| panic!("no result for {arn}: {results:?}"));
+            assert_eq!(r["status"], json!("SUCCEEDED"));
+        }
+        pod.shutdown().await;
 
         a.shutdown().await;
         b.shutdown().await;
