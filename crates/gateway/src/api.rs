@@ -504,7 +504,8 @@ impl Gateway {
                 None => {
                     return Err(ApiError::validation(format!(
                         "Invalid Arn: '{arn}': DescribeStateMachine does not accept an alias ARN; use DescribeStateMachineAlias"
-                    )))
+                    ))
+                    .with_reason("API_DOES_NOT_SUPPORT_LABELED_ARNS"))
                 }
             },
         }
