@@ -24,6 +24,14 @@ pub struct DevArgs {
         default_value = "127.0.0.1:9464"
     )]
     pub metrics_listen: SocketAddr,
+    /// Address of the Step Functions API (no SigV4 in dev). Use `localhost` in endpoint URLs:
+    /// see the README on the `sync-` host prefix of StartSyncExecution.
+    #[arg(
+        long,
+        env = "EXPRESSWAY_GATEWAY_LISTEN",
+        default_value = "127.0.0.1:8083"
+    )]
+    pub gateway_listen: SocketAddr,
 }
 
 /// `expressway dev`.
@@ -58,18 +66,39 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     rt.block_on(async {
         let pod = Pod::start(config, Some(&args.definitions), args.metrics_listen, None).await?;
+        let gateway = expressway_gateway::start(
+            expressway_gateway::Options {
+                brokers: brokers.clone(),
+                kafka: Vec::new(),
+                topics: expressway_gateway::Topics::default(),
+                // The pod in this process already follows the definitions topic into the
+                // shared registry.
+                follow_definitions: false,
+                listen: args.gateway_listen,
+                server: expressway_gateway::ServerConfig::default(),
+            },
+            pod.registry.clone(),
+            pod.engine.clone(),
+        )
+        .await?;
+        let url = format!("http://localhost:{}", gateway.addr.port());
         let example = first_machine(&args.definitions).unwrap_or_else(|| "hello".into());
         println!("expressway dev: embedded Kafka-protocol broker (librdkafka mock cluster)");
         println!("  bootstrap: {brokers}");
         println!("  metrics:   http://{}/metrics", pod.metrics_addr);
+        println!("  gateway:   {url}  (Step Functions API, no SigV4 in dev)");
         println!("Try, in another terminal:");
         println!(
             "  expressway start --brokers {brokers} {example} --input '{{\"name\":\"Ada\",\"amount\":150}}'"
         );
         println!("  expressway tail --brokers {brokers} --from-beginning");
         println!("  expressway tail --brokers {brokers} --logs --from-beginning");
+        println!(
+            "  AWS_DISABLE_HOST_PREFIX_INJECTION=true aws stepfunctions --endpoint-url {url} start-sync-execution --state-machine-arn arn:aws:states:us-east-1:123456789012:stateMachine:{example} --input '{{\"name\":\"Ada\",\"amount\":150}}'"
+        );
         println!("Ctrl-C stops.");
         shutdown_signal().await;
+        gateway.shutdown().await;
         pod.shutdown().await;
         anyhow::Ok(())
     })?;

@@ -3,5 +3,6 @@
 
 pub mod client;
 pub mod dev;
+pub mod gateway;
 pub mod local;
 pub mod serve;

@@ -44,7 +44,9 @@ enum Command {
     Bench(BenchArgs),
     /// The executor pod: consume start events, run executions, publish logs and results.
     Serve(expressway_cli::serve::ServeArgs),
-    /// Embedded mock Kafka cluster plus an executor, for trying it out.
+    /// The Step Functions API (awsJson1_0, SigV4) for boto3, the AWS CLI and Terraform.
+    Gateway(expressway_cli::gateway::GatewayArgs),
+    /// Embedded mock Kafka cluster plus an executor and the gateway, for trying it out.
     Dev(expressway_cli::dev::DevArgs),
     /// Produce a start event.
     Start(expressway_cli::client::StartArgs),
@@ -131,6 +133,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => cmd_validate(args),
         Command::Bench(args) => cmd_bench(args),
         Command::Serve(args) => exit_on_error(expressway_cli::serve::run(args)),
+        Command::Gateway(args) => exit_on_error(expressway_cli::gateway::run(args)),
         Command::Dev(args) => exit_on_error(expressway_cli::dev::run(args)),
         Command::Start(args) => exit_on_error(expressway_cli::client::start(args)),
         Command::Tail(args) => exit_on_error(expressway_cli::client::tail(args)),

@@ -157,6 +157,35 @@ pub struct Pod {
     http_stop: tokio::sync::oneshot::Sender<()>,
     /// Where `/metrics` is served.
     pub metrics_addr: SocketAddr,
+    /// The state machine registry the pod runs from (shared with an in-process gateway).
+    pub registry: Arc<Registry>,
+    /// The engine runtime (task resources) of the pod.
+    pub engine: expressway_engine::Runtime,
+}
+
+/// The engine runtime of a pod or gateway: real clock, OS entropy, the task resources of
+/// `tasks_config` (HTTP, functions, native handlers) and `kafka:publish` through rdkafka.
+pub fn engine_runtime(
+    config: &ExecutorConfig,
+    tasks_config: Option<&std::path::Path>,
+) -> anyhow::Result<expressway_engine::Runtime> {
+    expressway_tasks::metrics::describe_metrics();
+    let tasks = match tasks_config {
+        Some(path) => expressway_tasks::TaskConfig::from_file(path)
+            .with_context(|| format!("loading the task configuration {}", path.display()))?,
+        None => expressway_tasks::TaskConfig::default(),
+    };
+    let clock: Arc<dyn expressway_engine::Clock> =
+        Arc::new(expressway_engine::runtime::TokioClock::new());
+    let publisher = expressway_executor::publisher::RdKafkaPublisher::new(config)
+        .context("creating the kafka:publish producer")?;
+    let task_registry = tasks
+        .build_registry(clock.clone(), Some(Arc::new(publisher)))
+        .context("building the task resources")?;
+    Ok(expressway_executor::engine_runtime_with_tasks(
+        clock,
+        task_registry,
+    ))
 }
 
 impl Pod {
@@ -168,20 +197,7 @@ impl Pod {
         tasks_config: Option<&std::path::Path>,
     ) -> anyhow::Result<Pod> {
         let prometheus = telemetry::install_recorder();
-        expressway_tasks::metrics::describe_metrics();
-        let tasks = match tasks_config {
-            Some(path) => expressway_tasks::TaskConfig::from_file(path)
-                .with_context(|| format!("loading the task configuration {}", path.display()))?,
-            None => expressway_tasks::TaskConfig::default(),
-        };
-        let clock: Arc<dyn expressway_engine::Clock> =
-            Arc::new(expressway_engine::runtime::TokioClock::new());
-        let publisher = expressway_executor::publisher::RdKafkaPublisher::new(&config)
-            .context("creating the kafka:publish producer")?;
-        let task_registry = tasks
-            .build_registry(clock.clone(), Some(Arc::new(publisher)))
-            .context("building the task resources")?;
-        let runtime = expressway_executor::engine_runtime_with_tasks(clock, task_registry);
+        let runtime = engine_runtime(&config, tasks_config)?;
         let registry = Arc::new(Registry::new(DEFAULT_REGION, DEFAULT_ACCOUNT));
         if let Some(dir) = definitions {
             let names = registry
@@ -192,7 +208,7 @@ impl Pod {
         let executor = Executor::start(
             config,
             registry.clone(),
-            runtime,
+            runtime.clone(),
             tokio::runtime::Handle::current(),
         )
         .context("starting the executor")?;
@@ -201,7 +217,7 @@ impl Pod {
             metrics_listen,
             prometheus,
             executor.health(),
-            registry,
+            registry.clone(),
             async move {
                 let _ = rx.await;
             },
@@ -213,6 +229,8 @@ impl Pod {
             executor,
             http_stop,
             metrics_addr,
+            registry,
+            engine: runtime,
         })
     }
 

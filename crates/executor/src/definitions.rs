@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) fn spawn_follower(
+/// Starts a thread that follows the definitions `topic` into `registry` until `shutdown` is
+/// set (used by the executor pod and by the gateway).
+pub fn spawn_follower(
     config: &ExecutorConfig,
     topic: String,
     registry: Arc<Registry>,
@@ -24,7 +26,10 @@ pub(crate) fn spawn_follower(
     // (librdkafka still wants a group.id for `assign`).
     let cfg = client_config(
         config,
-        &[("enable.partition.eof", "false")],
+        &[
+            ("enable.partition.eof", "false"),
+            ("fetch.wait.max.ms", "50"),
+        ],
         &[
             ("group.id", "expressway-definitions-follower"),
             ("enable.auto.commit", "false"),

@@ -7,7 +7,7 @@
 //! * [`telemetry`]: metric names, the Prometheus recorder, `/metrics` `/healthz` `/readyz`.
 
 pub mod config;
-mod definitions;
+pub mod definitions;
 pub mod offsets;
 pub mod pod;
 pub mod publisher;
@@ -15,6 +15,7 @@ pub mod registry;
 pub mod telemetry;
 
 pub use config::ExecutorConfig;
+pub use definitions::spawn_follower;
 pub use offsets::OffsetTracker;
 pub use pod::{default_engine_runtime, engine_runtime_with_tasks, Executor, ExecutorError};
-pub use registry::Registry;
+pub use registry::{AliasEntry, MachineEntry, Registry};

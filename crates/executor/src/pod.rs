@@ -746,7 +746,7 @@ enum Decoded {
     },
 }
 
-fn decode(deps: &Deps, msg: &OwnedMessage) -> Result<Decoded, StartError> {
+async fn decode(deps: &Deps, msg: &OwnedMessage) -> Result<Decoded, StartError> {
     let value = msg.payload().unwrap_or_default();
     if let Some(machine) = deps.bindings.get(msg.topic()) {
         let input = decode_raw_input(value)?;
@@ -766,15 +766,48 @@ fn decode(deps: &Deps, msg: &OwnedMessage) -> Result<Decoded, StartError> {
             .and_then(|h| h.value)
     });
     let event = StartEvent::decode(value, content_type)?;
-    let entry = deps
-        .registry
-        .resolve(&event.state_machine)
-        .ok_or_else(|| StartError::UnknownStateMachine(event.state_machine.name.clone()))?;
+    let entry = match deps.registry.resolve(&event.state_machine) {
+        Some(entry) => entry,
+        None => wait_for_machine(deps, msg, &event.state_machine)
+            .await
+            .ok_or_else(|| StartError::UnknownStateMachine(event.state_machine.name.clone()))?,
+    };
     Ok(Decoded::Start {
         entry,
         name: event.name,
         input: event.input,
     })
+}
+
+/// How long a fresh start event naming an unknown machine waits for the definitions follower:
+/// a machine created through the gateway may reach the start topic before this pod's follower
+/// has read its definition record.
+const UNKNOWN_MACHINE_GRACE: Duration = Duration::from_secs(3);
+
+/// Waits (bounded by [`UNKNOWN_MACHINE_GRACE`] after the record's timestamp) for `r` to appear in
+/// the registry, when the pod follows the definitions topic.
+async fn wait_for_machine(
+    deps: &Deps,
+    msg: &OwnedMessage,
+    r: &expressway_wire::MachineRef,
+) -> Option<Arc<MachineEntry>> {
+    deps.config.definitions_topic.as_ref()?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let created = msg.timestamp().to_millis().unwrap_or(now_ms);
+    let deadline_ms = created.saturating_add(UNKNOWN_MACHINE_GRACE.as_millis() as i64);
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(i64::MAX, |d| d.as_millis() as i64)
+        < deadline_ms
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(e) = deps.registry.resolve(r) {
+            return Some(e);
+        }
+    }
+    None
 }
 
 /// Dead-letter code of a record whose processing panicked (an engine bug): the record goes to
@@ -809,7 +842,7 @@ async fn process_guarded(deps: &Deps, msg: &OwnedMessage) -> bool {
 
 /// Handles one record; returns whether its output was acknowledged (the offset may be stored).
 async fn process(deps: &Deps, msg: &OwnedMessage) -> bool {
-    match decode(deps, msg) {
+    match decode(deps, msg).await {
         Ok(Decoded::Start { entry, name, input }) => {
             run_execution(deps, msg, &entry, name, input).await
         }

@@ -1,5 +1,16 @@
 //! The state machine registry: definitions from a directory and from the compacted
-//! definitions topic, resolved by name or ARN.
+//! definitions topic, resolved by name or ARN (with a `:version` or `:alias` qualifier).
+//!
+//! Definitions-topic records (compacted; a tombstone deletes):
+//! * key `NAME`: the machine (`$LATEST`): `{"definition", "loggingConfiguration"?, ...}`; the
+//!   gateway adds `type`, `roleArn`, `creationDate`, `revisionId`, `description`, `tags`,
+//!   `nextVersion` (readers ignore fields they do not know);
+//! * key `NAME:N` (N a positive integer): published version N, same value shape;
+//! * key `NAME:ALIAS`: an alias, `{"routingConfiguration":[{"stateMachineVersionArn","weight"}],
+//!   "description"?, "creationDate"?, "updateDate"?}`.
+//!
+//! Readers older than versions/aliases reject the `NAME:QUALIFIER` keys as invalid names and
+//! ignore them, so the format is backward compatible.
 
 use dashmap::DashMap;
 use expressway_asl::StateMachine;
@@ -39,17 +50,38 @@ pub enum RegistryError {
     },
 }
 
-/// One runnable state machine.
+/// One runnable state machine (the latest revision, or a published version).
 #[derive(Debug)]
 pub struct MachineEntry {
     /// The machine name.
     pub name: String,
-    /// `arn:aws:states:<region>:<account>:stateMachine:<name>`.
+    /// `arn:aws:states:<region>:<account>:stateMachine:<name>` (unqualified, also for versions:
+    /// executions report the machine's ARN).
     pub arn: String,
     /// The loaded definition.
     pub machine: StateMachine,
     /// Its logging configuration.
     pub log: LogConfig,
+    /// The definition text as registered.
+    pub definition: String,
+    /// The published version number (`None`: the latest revision).
+    pub version: Option<u64>,
+    /// The whole record value (metadata such as `type`, `roleArn`, `creationDate`, `tags`);
+    /// `{}` for directory definitions.
+    pub record: Value,
+}
+
+/// An alias: weighted routing to one or two published versions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AliasEntry {
+    /// The machine name.
+    pub machine: String,
+    /// The alias name.
+    pub name: String,
+    /// `(version, weight)` pairs; weights sum to 100.
+    pub routes: Vec<(u64, u32)>,
+    /// The whole record value.
+    pub record: Value,
 }
 
 /// Name -> machine; cheap to share (`Arc<Registry>`), lock-free reads.
@@ -58,6 +90,10 @@ pub struct Registry {
     region: String,
     account: String,
     machines: DashMap<String, Arc<MachineEntry>>,
+    versions: DashMap<(String, u64), Arc<MachineEntry>>,
+    aliases: DashMap<(String, String), Arc<AliasEntry>>,
+    /// Weyl sequence for weighted alias routing (exact proportions over every 100 picks).
+    route_counter: std::sync::atomic::AtomicU64,
     loaded: AtomicBool,
 }
 
@@ -77,6 +113,9 @@ impl Registry {
             region: region.to_string(),
             account: account.to_string(),
             machines: DashMap::new(),
+            versions: DashMap::new(),
+            aliases: DashMap::new(),
+            route_counter: std::sync::atomic::AtomicU64::new(0),
             loaded: AtomicBool::new(false),
         }
     }
@@ -155,6 +194,40 @@ impl Registry {
         definition: &str,
         logging: Option<&Value>,
     ) -> Result<(), RegistryError> {
+        let record = match logging {
+            Some(l) => serde_json::json!({ "loggingConfiguration": l }),
+            None => serde_json::json!({}),
+        };
+        let entry = self.build(name, None, definition, record)?;
+        self.machines.insert(name.to_string(), Arc::new(entry));
+        Ok(())
+    }
+
+    /// `arn:aws:states:<region>:<account>:stateMachine:<name>`.
+    pub fn machine_arn(&self, name: &str) -> String {
+        format!(
+            "arn:aws:states:{}:{}:stateMachine:{name}",
+            self.region, self.account
+        )
+    }
+
+    /// The region in ARNs.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The account in ARNs.
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    fn build(
+        &self,
+        name: &str,
+        version: Option<u64>,
+        definition: &str,
+        record: Value,
+    ) -> Result<MachineEntry, RegistryError> {
         if !expressway_wire::arn::valid_name(name) {
             return Err(RegistryError::InvalidRecord {
                 name: name.to_string(),
@@ -166,38 +239,96 @@ impl Registry {
                 name: name.to_string(),
                 message: e.to_string(),
             })?;
-        let log = parse_logging(name, logging)?;
-        let arn = format!(
-            "arn:aws:states:{}:{}:stateMachine:{name}",
-            self.region, self.account
-        );
-        self.machines.insert(
-            name.to_string(),
-            Arc::new(MachineEntry {
-                name: name.to_string(),
-                arn,
-                machine,
-                log,
-            }),
-        );
-        Ok(())
+        let log = parse_logging(name, record.get("loggingConfiguration"))?;
+        Ok(MachineEntry {
+            name: name.to_string(),
+            arn: self.machine_arn(name),
+            machine,
+            log,
+            definition: definition.to_string(),
+            version,
+            record,
+        })
     }
 
-    /// Removes machine `name`; returns whether it existed.
+    /// Removes machine `name` (not its versions or aliases); returns whether it existed.
     pub fn remove(&self, name: &str) -> bool {
         self.machines.remove(name).is_some()
     }
 
+    /// Version `version` of machine `name`.
+    pub fn version(&self, name: &str, version: u64) -> Option<Arc<MachineEntry>> {
+        self.versions
+            .get(&(name.to_string(), version))
+            .map(|e| e.value().clone())
+    }
+
+    /// The published versions of machine `name`, newest first.
+    pub fn versions_of(&self, name: &str) -> Vec<Arc<MachineEntry>> {
+        let mut v: Vec<Arc<MachineEntry>> = self
+            .versions
+            .iter()
+            .filter(|e| e.key().0 == name)
+            .map(|e| e.value().clone())
+            .collect();
+        v.sort_by_key(|e| std::cmp::Reverse(e.version));
+        v
+    }
+
+    /// Alias `alias` of machine `name`.
+    pub fn alias(&self, name: &str, alias: &str) -> Option<Arc<AliasEntry>> {
+        self.aliases
+            .get(&(name.to_string(), alias.to_string()))
+            .map(|e| e.value().clone())
+    }
+
+    /// The aliases of machine `name`, sorted by name.
+    pub fn aliases_of(&self, name: &str) -> Vec<Arc<AliasEntry>> {
+        let mut v: Vec<Arc<AliasEntry>> = self
+            .aliases
+            .iter()
+            .filter(|e| e.key().0 == name)
+            .map(|e| e.value().clone())
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    fn has_versions_or_aliases(&self, name: &str) -> bool {
+        self.versions.iter().any(|e| e.key().0 == name)
+            || self.aliases.iter().any(|e| e.key().0 == name)
+    }
+
+    /// Picks a version of an alias by its routing weights (exact proportions over every 100
+    /// picks).
+    pub fn pick_route(&self, alias: &AliasEntry) -> Option<u64> {
+        let n = self.route_counter.fetch_add(1, Ordering::Relaxed);
+        // 61 is coprime with 100: every 100 consecutive picks cover 0..100 once.
+        let mut point = ((n.wrapping_mul(61)) % 100) as u32;
+        for (version, weight) in &alias.routes {
+            if point < *weight {
+                return Some(*version);
+            }
+            point -= weight;
+        }
+        alias.routes.last().map(|(v, _)| *v)
+    }
+
     /// Applies one record of the definitions topic: key = machine name, value =
     /// `{"definition": "<ASL JSON text>", "loggingConfiguration": {...}}` (the definition may
-    /// also be a JSON object), `None` value = tombstone.
+    /// also be a JSON object), `None` value = tombstone; keys `NAME:N` are versions and
+    /// `NAME:ALIAS` aliases (see the module documentation).
     pub fn apply_record(&self, key: &[u8], value: Option<&[u8]>) -> Result<Applied, RegistryError> {
-        let name = std::str::from_utf8(key)
+        let key = std::str::from_utf8(key)
             .map_err(|_| RegistryError::InvalidRecord {
                 name: String::from_utf8_lossy(key).into_owned(),
                 message: "the key is not UTF-8".into(),
             })?
             .to_string();
+        if let Some((name, qualifier)) = key.split_once(':') {
+            return self.apply_qualified(&key, name, qualifier, value);
+        }
+        let name = key;
         let Some(value) = value.filter(|v| !v.is_empty()) else {
             self.remove(&name);
             return Ok(Applied::Removed(name));
@@ -213,20 +344,130 @@ impl Registry {
             Some(obj @ Value::Object(_)) => obj.to_string(),
             _ => return Err(bad("'definition' (string) is required".into())),
         };
-        self.insert(&name, &definition, v.get("loggingConfiguration"))?;
+        let entry = self.build(&name, None, &definition, v)?;
+        self.machines.insert(name.clone(), Arc::new(entry));
         Ok(Applied::Upserted(name))
     }
 
-    /// Looks up a machine by reference (qualifiers are accepted and ignored: every machine has
-    /// one version, `$LATEST`).
+    fn apply_qualified(
+        &self,
+        key: &str,
+        name: &str,
+        qualifier: &str,
+        value: Option<&[u8]>,
+    ) -> Result<Applied, RegistryError> {
+        let bad = |message: String| RegistryError::InvalidRecord {
+            name: key.to_string(),
+            message,
+        };
+        if !expressway_wire::arn::valid_name(name) || !expressway_wire::arn::valid_name(qualifier) {
+            return Err(bad("invalid NAME:QUALIFIER key".into()));
+        }
+        let version = parse_version(qualifier);
+        let Some(value) = value.filter(|v| !v.is_empty()) else {
+            match version {
+                Some(n) => {
+                    self.versions.remove(&(name.to_string(), n));
+                }
+                None => {
+                    self.aliases
+                        .remove(&(name.to_string(), qualifier.to_string()));
+                }
+            }
+            return Ok(Applied::Removed(key.to_string()));
+        };
+        let v: Value =
+            serde_json::from_slice(value).map_err(|e| bad(format!("value is not JSON: {e}")))?;
+        match version {
+            Some(n) => {
+                let definition = match v.get("definition") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(obj @ Value::Object(_)) => obj.to_string(),
+                    _ => return Err(bad("'definition' (string) is required".into())),
+                };
+                let entry = self.build(name, Some(n), &definition, v)?;
+                self.versions.insert((name.to_string(), n), Arc::new(entry));
+            }
+            None => {
+                let routes = parse_routes(&v).map_err(bad)?;
+                self.aliases.insert(
+                    (name.to_string(), qualifier.to_string()),
+                    Arc::new(AliasEntry {
+                        machine: name.to_string(),
+                        name: qualifier.to_string(),
+                        routes,
+                        record: v,
+                    }),
+                );
+            }
+        }
+        Ok(Applied::Upserted(key.to_string()))
+    }
+
+    /// Looks up a machine by reference: no qualifier = the latest revision, `:N` = version N,
+    /// `:ALIAS` = a version picked by the alias's routing weights. A machine that has neither
+    /// versions nor aliases (e.g. one from a definitions directory) accepts any qualifier as
+    /// its latest revision, as before versions existed.
     pub fn resolve(&self, r: &MachineRef) -> Option<Arc<MachineEntry>> {
-        self.get(&r.name)
+        match r.qualifier.as_deref() {
+            None => self.get(&r.name),
+            Some(_) if !self.has_versions_or_aliases(&r.name) => self.get(&r.name),
+            Some(q) => match parse_version(q) {
+                Some(n) => self.version(&r.name, n),
+                None => {
+                    let alias = self.alias(&r.name, q)?;
+                    let n = self.pick_route(&alias)?;
+                    self.version(&r.name, n)
+                }
+            },
+        }
     }
 
     /// Looks up a machine by name.
     pub fn get(&self, name: &str) -> Option<Arc<MachineEntry>> {
         self.machines.get(name).map(|e| e.value().clone())
     }
+}
+
+/// A version qualifier: a positive integer without sign or leading zeros.
+pub fn parse_version(qualifier: &str) -> Option<u64> {
+    if qualifier.is_empty()
+        || qualifier.starts_with('0')
+        || !qualifier.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    qualifier.parse().ok()
+}
+
+/// The version number at the end of a version ARN (`...:stateMachine:NAME:N`).
+fn version_of_arn(arn: &str) -> Option<u64> {
+    parse_version(arn.rsplit(':').next()?)
+}
+
+fn parse_routes(v: &Value) -> Result<Vec<(u64, u32)>, String> {
+    let list = v
+        .get("routingConfiguration")
+        .and_then(Value::as_array)
+        .ok_or("'routingConfiguration' (array) is required")?;
+    let mut routes = Vec::with_capacity(list.len());
+    for item in list {
+        let version = item
+            .get("stateMachineVersionArn")
+            .and_then(Value::as_str)
+            .and_then(version_of_arn)
+            .ok_or("routingConfiguration[].stateMachineVersionArn must be a version ARN")?;
+        let weight = item
+            .get("weight")
+            .and_then(Value::as_u64)
+            .filter(|w| *w <= 100)
+            .ok_or("routingConfiguration[].weight must be 0..=100")?;
+        routes.push((version, weight as u32));
+    }
+    if routes.is_empty() || routes.iter().map(|(_, w)| w).sum::<u32>() != 100 {
+        return Err("routing weights must sum to 100".into());
+    }
+    Ok(routes)
 }
 
 fn parse_logging(name: &str, logging: Option<&Value>) -> Result<LogConfig, RegistryError> {
@@ -313,6 +554,48 @@ mod tests {
         assert!(r
             .apply_record(b"m2", Some(br#"{"definition":"{"}"#))
             .is_err());
+    }
+
+    #[test]
+    fn versions_and_weighted_aliases() {
+        let r = reg();
+        let v = |def: &str| serde_json::json!({ "definition": def }).to_string();
+        let other = r#"{"StartAt":"Q","States":{"Q":{"Type":"Pass","End":true}}}"#;
+        r.apply_record(b"m", Some(v(PASS).as_bytes()))
+            .expect("machine");
+        r.apply_record(b"m:1", Some(v(PASS).as_bytes()))
+            .expect("v1");
+        r.apply_record(b"m:2", Some(v(other).as_bytes()))
+            .expect("v2");
+        let alias = serde_json::json!({"routingConfiguration": [
+            {"stateMachineVersionArn": "arn:aws:states:us-east-1:123456789012:stateMachine:m:1", "weight": 30},
+            {"stateMachineVersionArn": "arn:aws:states:us-east-1:123456789012:stateMachine:m:2", "weight": 70},
+        ]})
+        .to_string();
+        r.apply_record(b"m:live", Some(alias.as_bytes()))
+            .expect("alias");
+        assert_eq!(r.versions_of("m").len(), 2);
+        let live = expressway_wire::parse_state_machine_ref(
+            "arn:aws:states:us-east-1:123456789012:stateMachine:m:live",
+        )
+        .expect("ref");
+        let mut counts = [0u32; 3];
+        for _ in 0..200 {
+            let e = r.resolve(&live).expect("routes");
+            counts[e.version.expect("a version") as usize] += 1;
+        }
+        assert_eq!(counts, [0, 60, 140]);
+        let v2 =
+            expressway_wire::parse_state_machine_ref("arn:aws:states:us-east-1:1:stateMachine:m:2")
+                .expect("ref");
+        assert_eq!(r.resolve(&v2).expect("v2").definition, other);
+        r.apply_record(b"m:2", None).expect("tombstone");
+        assert!(r.resolve(&v2).is_none());
+        r.apply_record(b"m:live", None).expect("tombstone");
+        assert!(r.resolve(&live).is_none());
+        assert!(r.apply_record(b"m:bad", Some(b"{}")).is_err());
+        assert_eq!(parse_version("01"), None);
+        assert_eq!(parse_version("12"), Some(12));
     }
 
     #[test]

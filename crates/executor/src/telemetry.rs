@@ -44,6 +44,12 @@ pub mod names {
     pub const OFFSET_COMMITS: &str = "expressway_offset_commits_total";
     /// Counter, label `kind` (`assign`/`revoke`).
     pub const REBALANCES: &str = "expressway_rebalances_total";
+    /// Gateway: counter, labels `operation`, `code` (HTTP status).
+    pub const GATEWAY_REQUESTS: &str = "expressway_gateway_requests_total";
+    /// Gateway: histogram, label `operation`.
+    pub const GATEWAY_REQUEST_DURATION: &str = "expressway_gateway_request_duration_seconds";
+    /// Gateway: counter, label `reason` (the AWS error type of a refused signature).
+    pub const GATEWAY_AUTH_FAILURES: &str = "expressway_gateway_auth_failures_total";
 }
 
 const SECONDS_BUCKETS: &[f64] = &[
@@ -66,6 +72,12 @@ pub fn install_recorder() -> Option<PrometheusHandle> {
                 .and_then(|b| {
                     b.set_buckets_for_metric(
                         Matcher::Full(names::TASK_DURATION.into()),
+                        SECONDS_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(names::GATEWAY_REQUEST_DURATION.into()),
                         SECONDS_BUCKETS,
                     )
                 })
@@ -107,6 +119,16 @@ fn describe() {
     describe_histogram!(names::LOG_BATCH_BYTES, Unit::Bytes, "Size of log records");
     describe_counter!(names::OFFSET_COMMITS, "Offset commits");
     describe_counter!(names::REBALANCES, "Consumer group rebalance events");
+    describe_counter!(names::GATEWAY_REQUESTS, "Step Functions API requests");
+    describe_histogram!(
+        names::GATEWAY_REQUEST_DURATION,
+        Unit::Seconds,
+        "Step Functions API request duration"
+    );
+    describe_counter!(
+        names::GATEWAY_AUTH_FAILURES,
+        "Step Functions API requests refused by SigV4 verification"
+    );
 }
 
 /// Exports every per-machine counter at zero so dashboards see the series before traffic.

@@ -1,0 +1,197 @@
+//! `expressway gateway`: the Step Functions API.
+
+use crate::serve::{engine_runtime, init_tracing, shutdown_signal};
+use anyhow::Context as _;
+use expressway_engine::{DEFAULT_ACCOUNT, DEFAULT_REGION};
+use expressway_executor::config::parse_key_value;
+use expressway_executor::{telemetry, ExecutorConfig, Registry};
+use expressway_gateway::{Credentials, ServerConfig, Topics};
+use expressway_wire::topics;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Flags of `expressway gateway`; each also reads `EXPRESSWAY_<FLAG>`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GatewayArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "EXPRESSWAY_BROKERS")]
+    pub brokers: String,
+    /// Address of the Step Functions API.
+    #[arg(long, env = "EXPRESSWAY_LISTEN", default_value = "0.0.0.0:8083")]
+    pub listen: SocketAddr,
+    /// Accept unsigned requests (no SigV4 verification); for development only.
+    #[arg(long, env = "EXPRESSWAY_NO_AUTH")]
+    pub no_auth: bool,
+    /// Access key id accepted for SigV4 (with EXPRESSWAY_SECRET_ACCESS_KEY).
+    #[arg(long, env = "EXPRESSWAY_ACCESS_KEY_ID", hide_env_values = true)]
+    pub access_key_id: Option<String>,
+    /// Secret access key of `--access-key-id` (prefer the environment variable).
+    #[arg(long, env = "EXPRESSWAY_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_access_key: Option<String>,
+    /// File of `ACCESS_KEY_ID:SECRET_ACCESS_KEY` lines (e.g. a mounted Kubernetes Secret).
+    #[arg(long, env = "EXPRESSWAY_CREDENTIALS_FILE")]
+    pub credentials_file: Option<PathBuf>,
+    /// Largest request body in bytes.
+    #[arg(long, env = "EXPRESSWAY_MAX_BODY_BYTES", default_value_t = expressway_gateway::server::DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    /// Start-event topic.
+    #[arg(long, env = "EXPRESSWAY_START_TOPIC", default_value = topics::START)]
+    pub start_topic: String,
+    /// Log records topic (StartSyncExecution).
+    #[arg(long, env = "EXPRESSWAY_LOGS_TOPIC", default_value = topics::LOGS)]
+    pub logs_topic: String,
+    /// Result records topic (StartSyncExecution).
+    #[arg(long, env = "EXPRESSWAY_RESULTS_TOPIC", default_value = topics::RESULTS)]
+    pub results_topic: String,
+    /// Compacted definitions topic.
+    #[arg(long, env = "EXPRESSWAY_DEFINITIONS_TOPIC", default_value = topics::DEFINITIONS)]
+    pub definitions_topic: String,
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    #[arg(
+        long,
+        env = "EXPRESSWAY_METRICS_LISTEN",
+        default_value = "0.0.0.0:9464"
+    )]
+    pub metrics_listen: SocketAddr,
+    /// Task configuration (JSON; expressway-tasks) for StartSyncExecution and TestState.
+    #[arg(long, env = "EXPRESSWAY_TASKS_CONFIG")]
+    pub tasks_config: Option<PathBuf>,
+    /// Extra librdkafka setting `KEY=VALUE` (repeatable; `;`-separated in the environment
+    /// variable).
+    #[arg(long = "kafka", env = "EXPRESSWAY_KAFKA", value_delimiter = ';', value_parser = parse_key_value)]
+    pub kafka: Vec<(String, String)>,
+}
+
+impl GatewayArgs {
+    /// The SigV4 credentials these flags describe (`None` with `--no-auth`).
+    pub fn credentials(&self) -> anyhow::Result<Option<Credentials>> {
+        if self.no_auth {
+            return Ok(None);
+        }
+        let mut creds = match &self.credentials_file {
+            Some(path) => Credentials::from_file(path)?,
+            None => Credentials::default(),
+        };
+        match (&self.access_key_id, &self.secret_access_key) {
+            (Some(k), Some(s)) => creds.add(k, s),
+            (None, None) => {}
+            _ => anyhow::bail!(
+                "EXPRESSWAY_ACCESS_KEY_ID and EXPRESSWAY_SECRET_ACCESS_KEY must be set together"
+            ),
+        }
+        if creds.is_empty() {
+            anyhow::bail!(
+                "no credentials for SigV4: set EXPRESSWAY_ACCESS_KEY_ID and EXPRESSWAY_SECRET_ACCESS_KEY, pass --credentials-file, or --no-auth for development"
+            );
+        }
+        Ok(Some(creds))
+    }
+}
+
+/// `expressway gateway`.
+pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let auth = args.credentials()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async {
+        let prometheus = telemetry::install_recorder();
+        let mut config = ExecutorConfig::new(args.brokers.clone());
+        config.kafka = args.kafka.clone();
+        let engine = engine_runtime(&config, args.tasks_config.as_deref())?;
+        let registry = Arc::new(Registry::new(DEFAULT_REGION, DEFAULT_ACCOUNT));
+        let gateway = expressway_gateway::start(
+            expressway_gateway::Options {
+                brokers: args.brokers.clone(),
+                kafka: args.kafka.clone(),
+                topics: Topics {
+                    start: args.start_topic.clone(),
+                    logs: args.logs_topic.clone(),
+                    results: args.results_topic.clone(),
+                    definitions: args.definitions_topic.clone(),
+                },
+                follow_definitions: true,
+                listen: args.listen,
+                server: ServerConfig {
+                    auth,
+                    max_body_bytes: args.max_body_bytes,
+                },
+            },
+            registry.clone(),
+            engine,
+        )
+        .await?;
+        let health = Arc::new(telemetry::Health::default());
+        health.set_assigned();
+        let (http_stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let metrics_addr = telemetry::serve_http(
+            args.metrics_listen,
+            prometheus,
+            health,
+            registry,
+            async move {
+                let _ = rx.await;
+            },
+        )
+        .await
+        .with_context(|| format!("listening on {}", args.metrics_listen))?;
+        println!("expressway gateway: http://{}", gateway.addr);
+        tracing::info!(addr = %metrics_addr, "serving /metrics /healthz /readyz");
+        shutdown_signal().await;
+        tracing::info!("signal received: stopping");
+        gateway.shutdown().await;
+        let _ = http_stop.send(());
+        anyhow::Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    }
+
+    #[test]
+    fn flags_defaults_and_credentials() {
+        let w = Wrapper::try_parse_from(["gateway", "--brokers", "b:9092", "--no-auth"])
+            .expect("parses");
+        assert_eq!(w.gateway.listen.port(), 8083);
+        assert_eq!(w.gateway.definitions_topic, "expressway.definitions");
+        assert!(w.gateway.credentials().expect("no auth").is_none());
+
+        let w = Wrapper::try_parse_from([
+            "gateway",
+            "--brokers",
+            "b",
+            "--access-key-id",
+            "AKID",
+            "--secret-access-key",
+            "s",
+            "--listen",
+            "127.0.0.1:9000",
+        ])
+        .expect("parses");
+        assert!(w.gateway.credentials().expect("creds").is_some());
+        assert_eq!(w.gateway.listen.port(), 9000);
+
+        // Without credentials (and without --no-auth) the gateway refuses to start, unless the
+        // environment provides them.
+        if std::env::var_os("EXPRESSWAY_ACCESS_KEY_ID").is_none()
+            && std::env::var_os("EXPRESSWAY_CREDENTIALS_FILE").is_none()
+        {
+            let w = Wrapper::try_parse_from(["gateway", "--brokers", "b"]).expect("parses");
+            assert!(w.gateway.credentials().is_err());
+            let w = Wrapper::try_parse_from(["gateway", "--brokers", "b", "--access-key-id", "A"])
+                .expect("parses");
+            assert!(w.gateway.credentials().is_err());
+        }
+    }
+}

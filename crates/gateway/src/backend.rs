@@ -1,0 +1,255 @@
+//! Where the gateway writes: the definitions topic, the start topic, and the log/result topics
+//! of synchronous executions. [`KafkaBackend`] is rdkafka; [`MemoryBackend`] records writes for
+//! tests.
+
+use futures::future::BoxFuture;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A write that was not acknowledged.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("kafka: {0}")]
+pub struct BackendError(pub String);
+
+/// Where a start event landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+}
+
+/// The gateway's writes; each future resolves once the brokers acknowledged.
+pub trait Backend: Send + Sync + 'static {
+    /// Writes a definitions-topic record (`None` = tombstone).
+    fn put_definition(
+        &self,
+        key: String,
+        value: Option<Vec<u8>>,
+    ) -> BoxFuture<'static, Result<(), BackendError>>;
+    /// Publishes a JSON start event.
+    fn publish_start(&self, value: Vec<u8>) -> BoxFuture<'static, Result<Position, BackendError>>;
+    /// Publishes a synchronous execution's log record (key = execution ARN) and result record
+    /// (key = execution name).
+    fn publish_outputs(
+        &self,
+        execution_arn: String,
+        log: Vec<u8>,
+        execution_name: String,
+        result: Vec<u8>,
+    ) -> BoxFuture<'static, Result<(), BackendError>>;
+}
+
+/// Topic names the Kafka backend writes to.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// Start events.
+    pub start: String,
+    /// Log records.
+    pub logs: String,
+    /// Result records.
+    pub results: String,
+    /// Compacted definitions.
+    pub definitions: String,
+}
+
+impl Default for Topics {
+    fn default() -> Topics {
+        use expressway_wire::topics;
+        Topics {
+            start: topics::START.into(),
+            logs: topics::LOGS.into(),
+            results: topics::RESULTS.into(),
+            definitions: topics::DEFINITIONS.into(),
+        }
+    }
+}
+
+/// The rdkafka backend: one idempotent producer (`acks=all`).
+pub struct KafkaBackend {
+    producer: FutureProducer,
+    topics: Topics,
+}
+
+impl std::fmt::Debug for KafkaBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaBackend")
+            .field("topics", &self.topics)
+            .finish()
+    }
+}
+
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl KafkaBackend {
+    /// Creates the producer from `bootstrap.servers` plus extra librdkafka settings.
+    pub fn new(
+        brokers: &str,
+        kafka: &[(String, String)],
+        topics: Topics,
+    ) -> Result<KafkaBackend, BackendError> {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", brokers);
+        c.set("linger.ms", "1");
+        c.set("acks", "all");
+        for (k, v) in kafka {
+            c.set(k, v);
+        }
+        c.set("enable.idempotence", "true");
+        let producer = c.create().map_err(|e| BackendError(e.to_string()))?;
+        Ok(KafkaBackend { producer, topics })
+    }
+
+    async fn send(
+        producer: FutureProducer,
+        topic: String,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+    ) -> Result<Position, BackendError> {
+        let mut record = FutureRecord::<[u8], [u8]>::to(&topic);
+        if let Some(k) = &key {
+            record = record.key(k);
+        }
+        if let Some(v) = &value {
+            record = record.payload(v);
+        }
+        match producer.send(record, SEND_TIMEOUT).await {
+            Ok(delivery) => Ok(Position {
+                topic: topic.clone(),
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }),
+            Err((e, _)) => Err(BackendError(e.to_string())),
+        }
+    }
+}
+
+impl Backend for KafkaBackend {
+    fn put_definition(
+        &self,
+        key: String,
+        value: Option<Vec<u8>>,
+    ) -> BoxFuture<'static, Result<(), BackendError>> {
+        let (p, t) = (self.producer.clone(), self.topics.definitions.clone());
+        Box::pin(async move {
+            KafkaBackend::send(p, t, Some(key.into_bytes()), value)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn publish_start(&self, value: Vec<u8>) -> BoxFuture<'static, Result<Position, BackendError>> {
+        let (p, t) = (self.producer.clone(), self.topics.start.clone());
+        Box::pin(KafkaBackend::send(p, t, None, Some(value)))
+    }
+
+    fn publish_outputs(
+        &self,
+        execution_arn: String,
+        log: Vec<u8>,
+        execution_name: String,
+        result: Vec<u8>,
+    ) -> BoxFuture<'static, Result<(), BackendError>> {
+        let p = self.producer.clone();
+        let (logs, results) = (self.topics.logs.clone(), self.topics.results.clone());
+        Box::pin(async move {
+            let (a, b) = futures::join!(
+                KafkaBackend::send(p.clone(), logs, Some(execution_arn.into_bytes()), Some(log)),
+                KafkaBackend::send(p, results, Some(execution_name.into_bytes()), Some(result)),
+            );
+            a.and(b).map(|_| ())
+        })
+    }
+}
+
+/// A record written to the [`MemoryBackend`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// Topic (`definitions`, `start`, `logs`, `results`).
+    pub topic: &'static str,
+    /// Key.
+    pub key: Option<String>,
+    /// Value (`None` = tombstone).
+    pub value: Option<Vec<u8>>,
+}
+
+/// Records every write in memory (tests); start events land on partition 0 at increasing
+/// offsets.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryBackend {
+    /// Everything written, in order.
+    pub written: Arc<Mutex<Vec<Written>>>,
+}
+
+impl MemoryBackend {
+    fn push(&self, w: Written) -> usize {
+        let mut v = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        v.push(w);
+        v.iter().filter(|w| w.topic == "start").count()
+    }
+
+    /// The records written to `topic`.
+    pub fn records(&self, topic: &str) -> Vec<Written> {
+        self.written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|w| w.topic == topic)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn put_definition(
+        &self,
+        key: String,
+        value: Option<Vec<u8>>,
+    ) -> BoxFuture<'static, Result<(), BackendError>> {
+        self.push(Written {
+            topic: "definitions",
+            key: Some(key),
+            value,
+        });
+        Box::pin(async { Ok(()) })
+    }
+
+    fn publish_start(&self, value: Vec<u8>) -> BoxFuture<'static, Result<Position, BackendError>> {
+        let n = self.push(Written {
+            topic: "start",
+            key: None,
+            value: Some(value),
+        });
+        Box::pin(async move {
+            Ok(Position {
+                topic: expressway_wire::topics::START.into(),
+                partition: 0,
+                offset: n as i64 - 1,
+            })
+        })
+    }
+
+    fn publish_outputs(
+        &self,
+        execution_arn: String,
+        log: Vec<u8>,
+        execution_name: String,
+        result: Vec<u8>,
+    ) -> BoxFuture<'static, Result<(), BackendError>> {
+        self.push(Written {
+            topic: "logs",
+            key: Some(execution_arn),
+            value: Some(log),
+        });
+        self.push(Written {
+            topic: "results",
+            key: Some(execution_name),
+            value: Some(result),
+        });
+        Box::pin(async { Ok(()) })
+    }
+}
