@@ -1502,10 +1502,28 @@ fn merge<'a>(
     if v.is_undefined() {
         return Ok(Value::Undefined);
     }
-    let mut out = Object::default();
-    for m in v.members() {
-        for (k, val) in m.entries() {
-            out.insert(k, val);
+    let members = v.members();
+    let mut out = Object::with_capacity_and_hasher(
+        members.iter().map(|m| m.len_keys()).sum(),
+        Default::default(),
+    );
+    for m in members {
+        match &m {
+            Value::JObj(o) => {
+                for (k, val) in o.iter() {
+                    out.insert(k.clone(), Value::from_json(val));
+                }
+            }
+            Value::Object(o) => {
+                for (k, val) in o.iter() {
+                    out.insert(k.clone(), val.clone());
+                }
+            }
+            other => {
+                for (k, val) in other.entries() {
+                    out.insert(k, val);
+                }
+            }
         }
     }
     Ok(Value::object(out))

@@ -110,14 +110,59 @@ impl Host for NoHost {}
 pub struct Expression {
     ast: ast::Node,
     source: String,
+    /// `$var.a.b` (or `$$.a.b`): a variable followed by plain field names, which the
+    /// evaluation walks directly while every step lands on an object.
+    simple: Option<(std::sync::Arc<str>, Vec<std::sync::Arc<str>>)>,
+}
+
+/// Recognises `$var.name.name...` with no predicates, bindings or flags.
+fn simple_path(node: &ast::Node) -> Option<(std::sync::Arc<str>, Vec<std::sync::Arc<str>>)> {
+    let plain = |n: &ast::Node| {
+        n.predicate.is_empty()
+            && n.stages.is_empty()
+            && n.group.is_none()
+            && n.focus.is_none()
+            && n.index.is_none()
+            && !n.tuple
+            && !n.keep_array
+            && n.ancestor.is_none()
+    };
+    let ast::Kind::Path {
+        steps,
+        keep_singleton: false,
+    } = &node.kind
+    else {
+        return None;
+    };
+    if !plain(node) {
+        return None;
+    }
+    let (first, rest) = steps.split_first()?;
+    let ast::Kind::Variable(var) = &first.kind else {
+        return None;
+    };
+    if var.is_empty() || !plain(first) {
+        return None;
+    }
+    let mut names = Vec::with_capacity(rest.len());
+    for s in rest {
+        match &s.kind {
+            ast::Kind::Name(n) if plain(s) => names.push(n.clone()),
+            _ => return None,
+        }
+    }
+    Some((var.clone(), names))
 }
 
 impl Expression {
     /// Parses `source`, reporting syntax errors with the reference implementation's codes.
     pub fn parse(source: &str) -> Result<Expression> {
+        let ast = parser::parse(source)?;
+        let simple = simple_path(&ast);
         Ok(Expression {
-            ast: parser::parse(source)?,
+            ast,
             source: source.to_string(),
+            simple,
         })
     }
 
@@ -135,6 +180,45 @@ impl Expression {
         self.evaluate_with(input, &[], host, Limits::default())
     }
 
+    /// The fast path for [`Expression::simple`]: `Some(None)` is an undefined result, `None`
+    /// means the general evaluator must decide (an array on the way, or no such variable).
+    fn walk_simple<'v>(
+        &self,
+        input: Option<&'v serde_json::Value>,
+        bindings: &[(&str, &'v serde_json::Value)],
+        host: &'v dyn Host,
+    ) -> Option<Option<&'v serde_json::Value>> {
+        let (var, names) = self.simple.as_ref()?;
+        let mut names = names.iter();
+        let mut cur: &serde_json::Value = if &**var == "$" {
+            input?
+        } else if let Some((_, v)) = bindings.iter().find(|(k, _)| *k == &**var) {
+            v
+        } else {
+            match host.variable(var)? {
+                HostValue::Json(j) => j,
+                HostValue::Object(o) => match names.next() {
+                    Some(n) => match o.field(n) {
+                        Some(j) => j,
+                        None => return Some(None),
+                    },
+                    None => return None,
+                },
+            }
+        };
+        for n in names {
+            match cur {
+                serde_json::Value::Object(m) => match value::json_get(m, n) {
+                    Some(next) => cur = next,
+                    None => return Some(None),
+                },
+                serde_json::Value::Array(_) => return None,
+                _ => return Some(None),
+            }
+        }
+        Some(Some(cur))
+    }
+
     /// Evaluates with extra variable bindings and limits.
     pub fn evaluate_with(
         &self,
@@ -143,6 +227,9 @@ impl Expression {
         host: &dyn Host,
         limits: Limits,
     ) -> Result<Option<serde_json::Value>> {
+        if let Some(found) = self.walk_simple(input, bindings, host) {
+            return Ok(found.cloned());
+        }
         let input_value = match input {
             Some(j) => value::Value::from_json(j),
             None => value::Value::Undefined,

@@ -266,8 +266,26 @@ impl Signature {
                     if p.quant == Quant::Plus || !p.set.as_bytes().contains(&sym) {
                         return false;
                     }
-                    if p.kind == 'a' && (sym != b'a' || p.subtype.is_some()) {
-                        return false;
+                    if p.kind == 'a' {
+                        if sym != b'a' {
+                            return false;
+                        }
+                        if let Some(sub) = &p.subtype {
+                            // `a<t>`: plain when every member has type t
+                            let [t] = sub.as_bytes() else { return false };
+                            let ok = match a {
+                                Value::JArr(items) => items
+                                    .iter()
+                                    .all(|j| Value::from_json(j).symbol() as u8 == *t),
+                                Value::Array(arr) => {
+                                    arr.items.iter().all(|v| v.symbol() as u8 == *t)
+                                }
+                                _ => false,
+                            };
+                            if !ok {
+                                return false;
+                            }
+                        }
                     }
                 }
                 None => {

@@ -227,6 +227,15 @@ impl<'a> Value<'a> {
         }
     }
 
+    /// Number of members of an object (0 for anything else).
+    pub(crate) fn len_keys(&self) -> usize {
+        match self {
+            Value::JObj(o) => o.len(),
+            Value::Object(o) => o.len(),
+            _ => 0,
+        }
+    }
+
     /// The keys of an object in order.
     pub(crate) fn keys(&self) -> Vec<String> {
         match self {
