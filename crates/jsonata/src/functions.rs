@@ -273,7 +273,13 @@ fn count<'a>(
     _: &Value<'a>,
     _: &Rc<Frame<'a>>,
 ) -> Result<Value<'a>> {
-    Ok(Value::Number(arg(&args, 0).to_members().len() as f64))
+    let v = arg(&args, 0);
+    let n = match &v {
+        Value::Undefined => 0,
+        a if a.is_array() => a.len(),
+        _ => 1,
+    };
+    Ok(Value::Number(n as f64))
 }
 
 fn max<'a>(
