@@ -14,6 +14,8 @@ pub enum EvalErrorKind {
     Runtime,
     /// JSONata failures: `States.QueryEvaluationError`.
     QueryEvaluation,
+    /// Size limits (variables): `States.DataLimitExceeded`.
+    DataLimit,
 }
 
 /// An evaluation failure. `detail` is AWS's text after the "An error occurred while executing the
@@ -35,6 +37,13 @@ impl EvalError {
             detail: detail.into(),
         }
     }
+    /// A `States.DataLimitExceeded` failure.
+    pub fn data_limit(detail: impl Into<String>) -> EvalError {
+        EvalError {
+            kind: EvalErrorKind::DataLimit,
+            detail: detail.into(),
+        }
+    }
     /// A `States.QueryEvaluationError` failure.
     pub fn query(detail: impl Into<String>) -> EvalError {
         EvalError {
@@ -47,6 +56,7 @@ impl EvalError {
         match self.kind {
             EvalErrorKind::Runtime => "States.Runtime",
             EvalErrorKind::QueryEvaluation => "States.QueryEvaluationError",
+            EvalErrorKind::DataLimit => "States.DataLimitExceeded",
         }
     }
 }

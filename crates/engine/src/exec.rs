@@ -4,7 +4,9 @@ use crate::events::{Details, EventLog, LogConfig};
 use crate::runtime::{uuid_v4, Runtime, SplitMix64, TaskError, TaskRequest};
 use expressway_asl::jsonpath::JsonPath;
 use expressway_asl::model::*;
-use expressway_asl::template::{to_json, EvalEnv, EvalError, EvalErrorKind, Template, ValueExpr};
+use expressway_asl::template::{
+    json_size, to_json, EvalEnv, EvalError, EvalErrorKind, Template, ValueExpr,
+};
 use expressway_asl::timestamp::{format_millis, parse_timestamp};
 use futures::future::{self, BoxFuture, Either};
 use futures::{FutureExt, StreamExt};
@@ -136,7 +138,7 @@ fn state_failure(state: &str, entered_id: u64, e: EvalError) -> Failure {
     Failure {
         error: e.error_name().to_string(),
         cause: Some(format!("An error occurred while executing the state '{state}' (entered at the event id #{entered_id}). {}", e.detail)),
-        fatal: e.kind == EvalErrorKind::Runtime,
+        fatal: matches!(e.kind, EvalErrorKind::Runtime | EvalErrorKind::DataLimit),
         evaluation: (e.kind == EvalErrorKind::QueryEvaluation).then(|| (state.to_string(), field_of(&e.detail))),
     }
 }
@@ -163,6 +165,7 @@ pub async fn execute(
         rt: runtime,
         log: EventLog::new(request.log),
         transitions: AtomicU64::new(0),
+        variable_bytes: AtomicU64::new(0),
         start_millis,
         execution_ctx: OnceLock::new(),
     };
@@ -267,6 +270,8 @@ struct Exec<'a> {
     rt: &'a Runtime,
     log: EventLog,
     transitions: AtomicU64,
+    /// Serialized size of every variable currently assigned (AWS caps it at 10 MiB).
+    variable_bytes: AtomicU64,
     start_millis: i64,
     execution_ctx: OnceLock<(Value, Value)>,
 }
@@ -484,7 +489,7 @@ fn fits(v: &Value, limit: usize) -> bool {
     if budget >= 0 {
         return true;
     }
-    expressway_asl::template::json_size(v) <= limit
+    json_size(v) <= limit
 }
 
 fn select_path(p: &JsonPath, value: &Value, env: &Env<'_>) -> Result<Value, EvalError> {
@@ -696,6 +701,10 @@ impl<'a> Exec<'a> {
                     self.run_state(state, input, &scope, prev).await?
                 };
                 for (k, v) in step.assign {
+                    let new = json_size(&v) as u64;
+                    let old = vars.get(&k).map(|o| json_size(o) as u64).unwrap_or(0);
+                    self.variable_bytes.fetch_add(new, Ordering::Relaxed);
+                    self.variable_bytes.fetch_sub(old, Ordering::Relaxed);
                     vars.insert(k, v);
                 }
                 match step.next {
@@ -1723,11 +1732,38 @@ fn value_text(v: &Value) -> String {
     }
 }
 
+/// AWS's variable limits: 256 KiB per variable and per Assign, 10 MiB per execution.
+const MAX_VARIABLE_BYTES: usize = 262_144;
+const MAX_EXECUTION_VARIABLE_BYTES: u64 = 10 * 1024 * 1024;
+
 fn eval_assign_template(t: &Template, env: &Env<'_>) -> Result<Vec<(String, Value)>, EvalError> {
-    match t.eval_in(env, "Assign")? {
-        Value::Object(m) => Ok(m.into_iter().collect()),
-        _ => Ok(Vec::new()),
+    let assigned: Vec<(String, Value)> = match t.eval_in(env, "Assign")? {
+        Value::Object(m) => m.into_iter().collect(),
+        _ => return Ok(Vec::new()),
+    };
+    let (mut total, mut replaced) = (0usize, 0u64);
+    for (k, v) in &assigned {
+        let size = json_size(v);
+        if size > MAX_VARIABLE_BYTES {
+            return Err(EvalError::data_limit(format!(
+                "The value assigned to the variable '{k}' is {size} bytes, more than the maximum of {MAX_VARIABLE_BYTES} bytes."
+            )));
+        }
+        total += size;
+        replaced += env.scope.get(k).map(|o| json_size(o) as u64).unwrap_or(0);
     }
+    if total > MAX_VARIABLE_BYTES {
+        return Err(EvalError::data_limit(format!(
+            "The variables assigned by this state are {total} bytes in all, more than the maximum of {MAX_VARIABLE_BYTES} bytes."
+        )));
+    }
+    let current = env.exec.variable_bytes.load(Ordering::Relaxed);
+    if current + total as u64 - replaced.min(current) > MAX_EXECUTION_VARIABLE_BYTES {
+        return Err(EvalError::data_limit(format!(
+            "The variables of this execution would be more than the maximum of {MAX_EXECUTION_VARIABLE_BYTES} bytes in all."
+        )));
+    }
+    Ok(assigned)
 }
 
 /// The `Idempotency-Key` for a task attempt: stable across redeliveries of the same start event.

@@ -224,6 +224,40 @@ async fn oversized_state_output_fails_with_data_limit_exceeded() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn variables_are_capped_at_256_kib_each_and_per_assign() {
+    // one variable over 256 KiB, built by JSONata so the definition itself stays small
+    let def = json!({"QueryLanguage": "JSONata", "StartAt": "A", "States": {
+        "A": {"Type": "Pass", "Assign": {"big": "{% $join($map([1..30000], function($i) { 'xxxxxxxxx' })) %}"},
+              "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}], "End": true},
+        "Caught": {"Type": "Succeed"}}});
+    let o = run(def, json!({})).await;
+    assert_eq!(o.status, Status::Failed, "States.ALL does not catch it");
+    assert_eq!(o.error.as_deref(), Some("States.DataLimitExceeded"));
+    assert!(
+        o.cause
+            .as_deref()
+            .unwrap_or_default()
+            .contains("variable 'big'"),
+        "{:?}",
+        o.cause
+    );
+    // two variables under the cap each, over it together
+    let def = json!({"QueryLanguage": "JSONata", "StartAt": "A", "States": {
+        "A": {"Type": "Pass", "Assign": {
+            "a": "{% $join($map([1..15000], function($i) { 'xxxxxxxxx' })) %}",
+            "b": "{% $join($map([1..15000], function($i) { 'xxxxxxxxx' })) %}"}, "End": true}}});
+    let o = run(def, json!({})).await;
+    assert_eq!(o.error.as_deref(), Some("States.DataLimitExceeded"));
+    // under the caps: fine, and the next state reads it
+    let def = json!({"QueryLanguage": "JSONata", "StartAt": "A", "States": {
+        "A": {"Type": "Pass", "Assign": {"a": "{% $join($map([1..1000], function($i) { 'x' })) %}"}, "Next": "B"},
+        "B": {"Type": "Pass", "Output": "{% $length($a) %}", "End": true}}});
+    let o = run(def, json!({})).await;
+    assert_eq!(o.status, Status::Succeeded);
+    assert_eq!(o.output, Some(json!(1000)));
+}
+
+#[tokio::test(start_paused = true)]
 async fn waits_sleep_on_the_injected_clock() {
     let def = json!({"StartAt": "W", "States": {
         "W": {"Type": "Wait", "SecondsPath": "$.s", "Next": "U"},
