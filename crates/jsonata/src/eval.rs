@@ -1396,7 +1396,13 @@ impl<'a> Ctx<'a> {
                     .signature
                     .validate(args, Some(input))
                     .map_err(|e| e.token(b.name))?;
-                (b.implementation)(self, args, input, env).map_err(|mut e| {
+                (b.implementation)(functions::Call {
+                    ctx: self,
+                    args,
+                    input,
+                    env,
+                })
+                .map_err(|mut e| {
                     if e.function_name.is_none() {
                         e.function_name = Some(b.name.to_string());
                     }

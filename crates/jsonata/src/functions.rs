@@ -11,7 +11,15 @@ use crate::regex::Regex;
 use crate::signature::Signature;
 use crate::value::{deep_equal, js_number_string, Object, Value};
 
-type Impl = for<'a> fn(&Ctx<'a>, Vec<Value<'a>>, &Value<'a>, &Rc<Frame<'a>>) -> Result<Value<'a>>;
+/// The arguments of a built-in function call.
+pub(crate) struct Call<'c, 'a> {
+    pub(crate) ctx: &'c Ctx<'a>,
+    pub(crate) args: Vec<Value<'a>>,
+    pub(crate) input: &'c Value<'a>,
+    pub(crate) env: &'c Rc<Frame<'a>>,
+}
+
+type Impl = for<'c, 'a> fn(Call<'c, 'a>) -> Result<Value<'a>>;
 
 /// A built-in function.
 pub(crate) struct Builtin {
@@ -236,12 +244,8 @@ fn to_string_pretty(v: &Value<'_>, pretty: bool) -> Result<String> {
     }
 }
 
-fn string<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn string<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let v = arg(&args, 0);
     if v.is_undefined() {
         return Ok(Value::Undefined);
@@ -254,12 +258,8 @@ fn numbers<'a>(v: &Value<'a>) -> Vec<f64> {
     v.to_members().iter().map(num).collect()
 }
 
-fn sum<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn sum<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let v = arg(&args, 0);
     if v.is_undefined() {
         return Ok(Value::Undefined);
@@ -267,12 +267,8 @@ fn sum<'a>(
     Ok(Value::Number(numbers(&v).iter().sum()))
 }
 
-fn count<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn count<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let v = arg(&args, 0);
     let n = match &v {
         Value::Undefined => 0,
@@ -282,12 +278,8 @@ fn count<'a>(
     Ok(Value::Number(n as f64))
 }
 
-fn max<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn max<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let ns = numbers(&arg(&args, 0));
     Ok(ns
         .into_iter()
@@ -296,12 +288,8 @@ fn max<'a>(
         .unwrap_or_default())
 }
 
-fn min<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn min<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let ns = numbers(&arg(&args, 0));
     Ok(ns
         .into_iter()
@@ -310,12 +298,8 @@ fn min<'a>(
         .unwrap_or_default())
 }
 
-fn average<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn average<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let ns = numbers(&arg(&args, 0));
     if ns.is_empty() {
         return Ok(Value::Undefined);
@@ -341,12 +325,8 @@ fn js_slice(len: usize, start: f64, end: Option<f64>) -> (usize, usize) {
     (s, e.max(s))
 }
 
-fn substring<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn substring<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
@@ -375,12 +355,8 @@ fn substring<'a>(
     Ok(Value::string(chars[a..b].iter().collect::<String>()))
 }
 
-fn substring_before<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn substring_before<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
@@ -392,12 +368,8 @@ fn substring_before<'a>(
     })
 }
 
-fn substring_after<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn substring_after<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
@@ -417,30 +389,18 @@ fn map_str<'a>(args: &[Value<'a>], f: impl Fn(&str) -> String) -> Result<Value<'
     Ok(Value::string(f(text(&s))))
 }
 
-fn lowercase<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn lowercase<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     map_str(&args, str::to_lowercase)
 }
 
-fn uppercase<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn uppercase<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     map_str(&args, str::to_uppercase)
 }
 
-fn length<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn length<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
@@ -448,12 +408,8 @@ fn length<'a>(
     Ok(Value::Number(text(&s).chars().count() as f64))
 }
 
-fn trim<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn trim<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     map_str(&args, |s| {
         let mut out = String::with_capacity(s.len());
         let mut in_ws = false;
@@ -473,12 +429,8 @@ fn trim<'a>(
     })
 }
 
-fn pad<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn pad<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
@@ -609,12 +561,8 @@ fn limit_arg(v: &Value<'_>, code: &'static str, what: &str) -> Result<Option<usi
     }
 }
 
-fn match_<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn match_<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
@@ -634,12 +582,8 @@ fn match_<'a>(
     Ok(Value::seq(ms.iter().map(|m| match_object(st, m)).collect()))
 }
 
-fn contains<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn contains<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
@@ -702,12 +646,14 @@ fn substitute(replacement: &str, m: &str, groups: &[Option<String>]) -> String {
     out
 }
 
-fn replace<'a>(
-    ctx: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    input: &Value<'a>,
-    env: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn replace<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call {
+        ctx,
+        args,
+        input,
+        env,
+        ..
+    } = call;
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
@@ -795,12 +741,8 @@ fn replace<'a>(
     Ok(Value::string(out))
 }
 
-fn split<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn split<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
@@ -835,12 +777,8 @@ fn split<'a>(
     Ok(Value::array(parts.into_iter().map(Value::string).collect()))
 }
 
-fn join<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn join<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let a = arg(&args, 0);
     if a.is_undefined() {
         return Ok(Value::Undefined);
@@ -850,12 +788,8 @@ fn join<'a>(
     Ok(Value::string(parts.join(sep.as_str().unwrap_or(""))))
 }
 
-fn format_number<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn format_number<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let n = arg(&args, 0);
     if n.is_undefined() {
         return Ok(Value::Undefined);
@@ -869,12 +803,8 @@ fn format_number<'a>(
     )?))
 }
 
-fn format_base<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn format_base<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let n = arg(&args, 0);
     if n.is_undefined() {
         return Ok(Value::Undefined);
@@ -885,12 +815,8 @@ fn format_base<'a>(
     )?))
 }
 
-fn format_integer<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn format_integer<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let n = arg(&args, 0);
     if n.is_undefined() {
         return Ok(Value::Undefined);
@@ -901,12 +827,8 @@ fn format_integer<'a>(
     )?))
 }
 
-fn parse_integer<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn parse_integer<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
@@ -916,12 +838,8 @@ fn parse_integer<'a>(
         .unwrap_or_default())
 }
 
-fn to_millis<'a>(
-    ctx: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn to_millis<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { ctx, args, .. } = call;
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
@@ -934,12 +852,8 @@ fn to_millis<'a>(
     )
 }
 
-fn from_millis<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn from_millis<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let n = arg(&args, 0);
     if n.is_undefined() {
         return Ok(Value::Undefined);
@@ -963,12 +877,8 @@ fn now_ms(ctx: &Ctx<'_>) -> f64 {
     }
 }
 
-fn now<'a>(
-    ctx: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn now<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { ctx, args, .. } = call;
     let (pic, tz) = (arg(&args, 0), arg(&args, 1));
     Ok(Value::string(crate::datetime::format_datetime(
         now_ms(ctx),
@@ -977,21 +887,13 @@ fn now<'a>(
     )?))
 }
 
-fn millis<'a>(
-    ctx: &Ctx<'a>,
-    _: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn millis<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { ctx, .. } = call;
     Ok(Value::Number(now_ms(ctx)))
 }
 
-fn number<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn number<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let v = arg(&args, 0);
     Ok(match &v {
         Value::Undefined => Value::Undefined,
@@ -1086,30 +988,18 @@ fn unary_num<'a>(args: &[Value<'a>], f: impl Fn(f64) -> f64) -> Result<Value<'a>
     Ok(Value::Number(f(num(&v))))
 }
 
-fn floor<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn floor<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     unary_num(&args, f64::floor)
 }
 
-fn ceil<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn ceil<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     unary_num(&args, f64::ceil)
 }
 
-fn abs<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn abs<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     unary_num(&args, f64::abs)
 }
 
@@ -1122,12 +1012,8 @@ fn shift(n: f64, by: f64) -> f64 {
     format!("{m}e{}", ex + by).parse().unwrap_or(n)
 }
 
-fn round<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn round<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let v = arg(&args, 0);
     if v.is_undefined() {
         return Ok(Value::Undefined);
@@ -1151,12 +1037,8 @@ fn round<'a>(
     Ok(Value::Number(r))
 }
 
-fn sqrt<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn sqrt<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let v = arg(&args, 0);
     if v.is_undefined() {
         return Ok(Value::Undefined);
@@ -1172,12 +1054,8 @@ fn sqrt<'a>(
     Ok(Value::Number(n.sqrt()))
 }
 
-fn power<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn power<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let v = arg(&args, 0);
     if v.is_undefined() {
         return Ok(Value::Undefined);
@@ -1189,30 +1067,18 @@ fn power<'a>(
     Ok(Value::Number(r))
 }
 
-fn random<'a>(
-    ctx: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn random<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { ctx, args, .. } = call;
     Ok(Value::Number(ctx.host.random(arg(&args, 0).as_f64())))
 }
 
-fn boolean_fn<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn boolean_fn<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     Ok(boolean(&arg(&args, 0)).map(Value::Bool).unwrap_or_default())
 }
 
-fn not<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn not<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     Ok(boolean(&arg(&args, 0))
         .map(|b| Value::Bool(!b))
         .unwrap_or_default())
@@ -1237,12 +1103,14 @@ fn hof_args<'a>(f: &Value<'a>, v: Value<'a>, i: usize, all: &Value<'a>) -> Vec<V
     args
 }
 
-fn map<'a>(
-    ctx: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    input: &Value<'a>,
-    env: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn map<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call {
+        ctx,
+        args,
+        input,
+        env,
+        ..
+    } = call;
     let a = arg(&args, 0);
     if a.is_undefined() {
         return Ok(Value::Undefined);
@@ -1258,12 +1126,14 @@ fn map<'a>(
     Ok(Value::seq(out))
 }
 
-fn filter<'a>(
-    ctx: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    input: &Value<'a>,
-    env: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn filter<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call {
+        ctx,
+        args,
+        input,
+        env,
+        ..
+    } = call;
     let a = arg(&args, 0);
     if a.is_undefined() {
         return Ok(Value::Undefined);
@@ -1279,12 +1149,14 @@ fn filter<'a>(
     Ok(Value::seq(out))
 }
 
-fn single<'a>(
-    ctx: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    input: &Value<'a>,
-    env: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn single<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call {
+        ctx,
+        args,
+        input,
+        env,
+        ..
+    } = call;
     let a = arg(&args, 0);
     if a.is_undefined() {
         return Ok(Value::Undefined);
@@ -1312,12 +1184,14 @@ fn single<'a>(
     })
 }
 
-fn reduce<'a>(
-    ctx: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    input: &Value<'a>,
-    env: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn reduce<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call {
+        ctx,
+        args,
+        input,
+        env,
+        ..
+    } = call;
     let a = arg(&args, 0);
     if a.is_undefined() {
         return Ok(Value::Undefined);
@@ -1362,12 +1236,14 @@ fn obj_hof_args<'a>(f: &Value<'a>, v: Value<'a>, k: &str, o: &Value<'a>) -> Vec<
     args
 }
 
-fn sift<'a>(
-    ctx: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    input: &Value<'a>,
-    env: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn sift<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call {
+        ctx,
+        args,
+        input,
+        env,
+        ..
+    } = call;
     let o = arg(&args, 0);
     if o.is_undefined() {
         return Ok(Value::Undefined);
@@ -1386,12 +1262,14 @@ fn sift<'a>(
     Ok(Value::object(out))
 }
 
-fn each<'a>(
-    ctx: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    input: &Value<'a>,
-    env: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn each<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call {
+        ctx,
+        args,
+        input,
+        env,
+        ..
+    } = call;
     let o = arg(&args, 0);
     if o.is_undefined() {
         return Ok(Value::Undefined);
@@ -1407,12 +1285,8 @@ fn each<'a>(
     Ok(Value::seq(out))
 }
 
-fn keys<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn keys<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let v = arg(&args, 0);
     let mut ks: Vec<String> = Vec::new();
     if v.is_array() {
@@ -1432,12 +1306,8 @@ fn keys<'a>(
     Ok(Value::seq(ks.into_iter().map(Value::string).collect()))
 }
 
-fn lookup_fn<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn lookup_fn<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let v = lookup_field(&arg(&args, 0), text(&arg(&args, 1)));
     Ok(match &v {
         Value::Array(a) if a.seq && a.items.is_empty() => Value::Undefined,
@@ -1446,30 +1316,18 @@ fn lookup_fn<'a>(
     })
 }
 
-fn append_fn<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn append_fn<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     Ok(append(arg(&args, 0), arg(&args, 1)))
 }
 
-fn exists<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn exists<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     Ok(Value::Bool(!arg(&args, 0).is_undefined()))
 }
 
-fn spread<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn spread<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let v = arg(&args, 0);
     if v.is_undefined() {
         return Ok(Value::Undefined);
@@ -1498,12 +1356,8 @@ fn spread<'a>(
     Ok(Value::seq(out))
 }
 
-fn merge<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn merge<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let v = arg(&args, 0);
     if v.is_undefined() {
         return Ok(Value::Undefined);
@@ -1535,12 +1389,8 @@ fn merge<'a>(
     Ok(Value::object(out))
 }
 
-fn reverse<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn reverse<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let v = arg(&args, 0);
     if v.is_undefined() {
         return Ok(Value::Undefined);
@@ -1550,12 +1400,8 @@ fn reverse<'a>(
     Ok(Value::array(items))
 }
 
-fn error<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn error<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let msg = arg(&args, 0);
     Err(e(
         "D3137",
@@ -1563,12 +1409,8 @@ fn error<'a>(
     ))
 }
 
-fn assert<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn assert<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     if matches!(arg(&args, 0), Value::Bool(true)) {
         return Ok(Value::Undefined);
     }
@@ -1579,12 +1421,8 @@ fn assert<'a>(
     ))
 }
 
-fn type_fn<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn type_fn<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let v = arg(&args, 0);
     Ok(match v {
         Value::Undefined => Value::Undefined,
@@ -1598,12 +1436,14 @@ fn type_fn<'a>(
     })
 }
 
-fn sort<'a>(
-    ctx: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    input: &Value<'a>,
-    env: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn sort<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call {
+        ctx,
+        args,
+        input,
+        env,
+        ..
+    } = call;
     let v = arg(&args, 0);
     if v.is_undefined() {
         return Ok(Value::Undefined);
@@ -1662,12 +1502,8 @@ fn sort<'a>(
     Ok(Value::array(msort(ctx, &f, items, input, env)?))
 }
 
-fn shuffle<'a>(
-    ctx: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn shuffle<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { ctx, args, .. } = call;
     let v = arg(&args, 0);
     if v.is_undefined() {
         return Ok(Value::Undefined);
@@ -1680,12 +1516,8 @@ fn shuffle<'a>(
     Ok(Value::array(items))
 }
 
-fn distinct<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn distinct<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let v = arg(&args, 0);
     if !v.is_array() {
         return Ok(v);
@@ -1703,12 +1535,8 @@ fn distinct<'a>(
     })
 }
 
-fn zip<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn zip<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let arrays: Vec<Vec<Value<'a>>> = args.iter().map(Value::to_members).collect();
     let len = arrays.iter().map(Vec::len).min().unwrap_or(0);
     Ok(Value::array(
@@ -1718,33 +1546,21 @@ fn zip<'a>(
     ))
 }
 
-fn clone<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn clone<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     Ok(deep_copy(&arg(&args, 0)))
 }
 
-fn base64encode<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn base64encode<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     use base64::Engine;
     map_str(&args, |s| {
         base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
     })
 }
 
-fn base64decode<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn base64decode<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     use base64::Engine;
     map_str(&args, |s| {
         let bytes = base64::engine::general_purpose::STANDARD
@@ -1804,30 +1620,18 @@ fn percent_decode(s: &str, reserved: &str, fname: &str) -> Result<String> {
     String::from_utf8(out).map_err(|_| malformed())
 }
 
-fn encode_url_component<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn encode_url_component<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     map_str(&args, |s| percent_encode(s, "-_.!~*'()"))
 }
 
-fn encode_url<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn encode_url<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     map_str(&args, |s| percent_encode(s, "-_.!~*'();,/?:@&=+$#"))
 }
 
-fn decode_url_component<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn decode_url_component<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
@@ -1839,12 +1643,8 @@ fn decode_url_component<'a>(
     )?))
 }
 
-fn decode_url<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn decode_url<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
@@ -1858,12 +1658,8 @@ fn decode_url<'a>(
 
 // ---- Step Functions additions ----
 
-fn partition<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn partition<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let a = arg(&args, 0);
     if a.is_undefined() {
         return Ok(Value::Undefined);
@@ -1885,12 +1681,8 @@ fn partition<'a>(
     ))
 }
 
-fn range<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn range<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let (start, end) = (num(&arg(&args, 0)), num(&arg(&args, 1)));
     let step = arg(&args, 2).as_f64().unwrap_or(1.0);
     if step == 0.0 || !step.is_finite() || !start.is_finite() || !end.is_finite() {
@@ -1914,12 +1706,8 @@ fn range<'a>(
     Ok(Value::seq(out))
 }
 
-fn hash<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn hash<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     use sha2::Digest;
     let s = arg(&args, 0);
     if s.is_undefined() {
@@ -1943,21 +1731,13 @@ fn hash<'a>(
     ))
 }
 
-fn uuid<'a>(
-    ctx: &Ctx<'a>,
-    _: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn uuid<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { ctx, .. } = call;
     Ok(Value::string(ctx.host.uuid()))
 }
 
-fn parse<'a>(
-    _: &Ctx<'a>,
-    args: Vec<Value<'a>>,
-    _: &Value<'a>,
-    _: &Rc<Frame<'a>>,
-) -> Result<Value<'a>> {
+fn parse<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
+    let Call { args, .. } = call;
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
