@@ -941,18 +941,16 @@ async fn run_execution(
         obj.insert("traceHeader".into(), Value::String(t.clone()));
     }
     let result = result.to_string();
-    let log_value = outcome.log_record(&req);
     let (log, log_headers) = match cfg.log_format {
-        LogFormat::Json => (log_value.to_string().into_bytes(), trace.clone()),
+        LogFormat::Json => (outcome.log_record_json(&req), trace.clone()),
         LogFormat::Protobuf => (
-            expressway_wire::convert::encode_log_batch(&log_value),
+            expressway_wire::convert::encode_log_batch(&outcome.log_record(&req)),
             Some(trace.clone().unwrap_or_default().insert(Header {
                 key: "content-type",
                 value: Some(expressway_wire::PROTOBUF_CONTENT_TYPE),
             })),
         ),
     };
-    drop(log_value);
     let (log_ok, result_ok) = futures::join!(
         deliver_log(deps, &req.execution_arn, &log, log_headers),
         deliver(
