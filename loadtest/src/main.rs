@@ -163,6 +163,7 @@ fn audit_topic(args: &Args, topic: &str, run_prefix: &str) -> anyhow::Result<Val
         .context("fetching metadata")?;
     let mut report = Vec::new();
     let mut run_total = 0u64;
+    let mut distinct_total = 0u64;
     for p in md.topics().iter().flat_map(|t| t.partitions()) {
         let (low, high) = c
             .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
@@ -171,6 +172,7 @@ fn audit_topic(args: &Args, topic: &str, run_prefix: &str) -> anyhow::Result<Val
         tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
         c.assign(&tpl)?;
         let (mut records, mut of_run, mut gaps) = (0u64, 0u64, 0u64);
+        let mut keys_of_run: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
         let (mut first, mut last) = (None::<i64>, None::<i64>);
         let mut idle = Instant::now();
         loop {
@@ -185,10 +187,9 @@ fn audit_topic(args: &Args, topic: &str, run_prefix: &str) -> anyhow::Result<Val
                     }
                     first.get_or_insert(m.offset());
                     last = Some(m.offset());
-                    if m.key()
-                        .is_some_and(|k| k.starts_with(run_prefix.as_bytes()))
-                    {
+                    if let Some(k) = m.key().filter(|k| k.starts_with(run_prefix.as_bytes())) {
                         of_run += 1;
+                        keys_of_run.insert(k.to_vec());
                     }
                 }
                 Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
@@ -200,12 +201,15 @@ fn audit_topic(args: &Args, topic: &str, run_prefix: &str) -> anyhow::Result<Val
             }
         }
         run_total += of_run;
+        distinct_total += keys_of_run.len() as u64;
         report.push(json!({
             "partition": p.id(), "low": low, "high": high, "records_read": records,
             "records_of_run": of_run, "first_offset": first, "last_offset": last, "offset_gaps": gaps,
         }));
     }
-    Ok(json!({"topic": topic, "records_of_run": run_total, "partitions": report}))
+    Ok(
+        json!({"topic": topic, "records_of_run": run_total, "distinct_keys_of_run": distinct_total, "partitions": report}),
+    )
 }
 
 /// Waits until every queued record got its delivery report.
@@ -466,10 +470,28 @@ fn main() -> anyhow::Result<()> {
                     .unwrap_or(0);
                 let acked = p.context().acked.load(Ordering::Relaxed);
                 let failed = p.context().failed.load(Ordering::Relaxed);
+                // Are the missing results on the broker (so this reader missed them)?
+                let results_on_broker =
+                    match audit_topic(&args, &args.results_topic, &format!("{run_id}-")) {
+                        Ok(r) => {
+                            let n = r
+                                .get("distinct_keys_of_run")
+                                .and_then(Value::as_u64)
+                                .unwrap_or(0);
+                            summary["results_topic_audit"] = r;
+                            n
+                        }
+                        Err(e) => {
+                            eprintln!("auditing {}: {e:#}", args.results_topic);
+                            0
+                        }
+                    };
                 summary["diagnosis"] = json!(if failed > 0 {
                     format!("{failed} start events were never acknowledged by the broker (see deliveries.errors): producer-side loss")
                 } else if on_broker < acked {
                     format!("the broker acknowledged {acked} start events but returns only {on_broker} when read from the beginning: the broker lost acknowledged records")
+                } else if results_on_broker >= next as u64 {
+                    format!("every execution's result is on the results topic ({results_on_broker} distinct names read from the beginning): this reader missed some (on Tansu 0.6.0 a reader that starts at the end can start inside a batch; use a fresh broker or results topic)")
                 } else {
                     format!("all {acked} start events are on the broker (read back from the beginning); the executor did not receive or finish {} of them: check expressway_consumer_lag and the executor log (Tansu 0.6.0: a fetch from an offset inside a record batch returns nothing, see ARCHITECTURE.md)", next - completed.len())
                 });
