@@ -9,11 +9,14 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -69,12 +72,153 @@ fn client(args: &Args) -> anyhow::Result<ClientConfig> {
     Ok(c)
 }
 
-fn producer(args: &Args) -> anyhow::Result<BaseProducer> {
+/// Counts delivery reports: a record is sent only when the broker acknowledged it. Without this,
+/// a record the producer gave up on (e.g. `message.timeout.ms` expired while the broker was slow)
+/// disappears silently and shows up as "lost" although no executor ever saw it.
+#[derive(Default)]
+struct Deliveries {
+    acked: AtomicU64,
+    failed: AtomicU64,
+    /// Failure reasons and how often each occurred.
+    errors: Mutex<BTreeMap<String, u64>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                self.acked.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((e, _)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+                *errors.entry(e.to_string()).or_default() += 1;
+            }
+        }
+    }
+}
+
+impl Deliveries {
+    fn summary(&self) -> Value {
+        let errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        json!({
+            "acked": self.acked.load(Ordering::Relaxed),
+            "failed": self.failed.load(Ordering::Relaxed),
+            "errors": *errors,
+        })
+    }
+}
+
+type LoadProducer = BaseProducer<Deliveries>;
+
+/// Idempotent (`acks=all`, no reordering or duplicates on retry), with delivery reports counted.
+fn producer(args: &Args) -> anyhow::Result<LoadProducer> {
     client(args)?
         .set("linger.ms", "5")
+        .set("enable.idempotence", "true")
         .set("queue.buffering.max.messages", "1000000")
-        .create()
+        .create_with_context(Deliveries::default())
         .context("creating the producer")
+}
+
+/// Sum of the high watermarks of every partition of `topic`.
+fn high_watermarks(args: &Args, topic: &str) -> anyhow::Result<i64> {
+    let c: BaseConsumer = client(args)?
+        .create()
+        .context("creating a metadata client")?;
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .context("fetching metadata")?;
+    let mut sum = 0;
+    for t in md.topics() {
+        for p in t.partitions() {
+            sum += c
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .context("fetching watermarks")?
+                .1;
+        }
+    }
+    Ok(sum)
+}
+
+/// Reads `topic` from the beginning and reports, per partition, the watermarks, how many records
+/// the broker returns, how many of them belong to this run (key prefix), and the offsets it skips.
+/// Run when results are missing, to tell "the broker does not have the start event" from "the
+/// executor did not run it".
+fn audit_topic(args: &Args, topic: &str, run_prefix: &str) -> anyhow::Result<Value> {
+    let c: BaseConsumer = client(args)?
+        .set(
+            "group.id",
+            format!("expressway-loadtest-audit-{}", std::process::id()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .context("creating the audit consumer")?;
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .context("fetching metadata")?;
+    let mut report = Vec::new();
+    let mut run_total = 0u64;
+    let mut distinct_total = 0u64;
+    for p in md.topics().iter().flat_map(|t| t.partitions()) {
+        let (low, high) = c
+            .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+            .context("fetching watermarks")?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+        c.assign(&tpl)?;
+        let (mut records, mut of_run, mut gaps) = (0u64, 0u64, 0u64);
+        let mut keys_of_run: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+        let (mut first, mut last) = (None::<i64>, None::<i64>);
+        let mut idle = Instant::now();
+        loop {
+            match c.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    idle = Instant::now();
+                    records += 1;
+                    if let Some(prev) = last {
+                        if m.offset() != prev + 1 {
+                            gaps += 1;
+                        }
+                    }
+                    first.get_or_insert(m.offset());
+                    last = Some(m.offset());
+                    if let Some(k) = m.key().filter(|k| k.starts_with(run_prefix.as_bytes())) {
+                        of_run += 1;
+                        keys_of_run.insert(k.to_vec());
+                    }
+                }
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+                Some(Err(_)) | None => {
+                    if idle.elapsed() > Duration::from_secs(5) {
+                        break;
+                    }
+                }
+            }
+        }
+        run_total += of_run;
+        distinct_total += keys_of_run.len() as u64;
+        report.push(json!({
+            "partition": p.id(), "low": low, "high": high, "records_read": records,
+            "records_of_run": of_run, "first_offset": first, "last_offset": last, "offset_gaps": gaps,
+        }));
+    }
+    Ok(
+        json!({"topic": topic, "records_of_run": run_total, "distinct_keys_of_run": distinct_total, "partitions": report}),
+    )
+}
+
+/// Waits until every queued record got its delivery report.
+fn flush(p: &LoadProducer) {
+    // `flush` times out while the broker is slow; keep serving delivery reports until the
+    // queue is empty (records that cannot be delivered fail after `message.timeout.ms`).
+    while p.in_flight_count() > 0 {
+        let _ = p.flush(Duration::from_secs(1));
+    }
 }
 
 /// A consumer assigned to every partition of `topic` at its current end.
@@ -109,7 +253,7 @@ fn tail_consumer(args: &Args, topic: &str) -> anyhow::Result<BaseConsumer> {
     Ok(c)
 }
 
-fn send(p: &BaseProducer, topic: &str, key: &str, value: &[u8]) {
+fn send(p: &LoadProducer, topic: &str, key: &str, value: &[u8]) {
     let mut rec = BaseRecord::<str, [u8]>::to(topic).key(key).payload(value);
     loop {
         match p.send(rec) {
@@ -150,7 +294,7 @@ fn raw_ceiling(args: &Args, size: usize) -> anyhow::Result<Value> {
         send(&p, &args.raw_topic, &i.to_string(), &payload);
         p.poll(Duration::ZERO);
     }
-    p.flush(Duration::from_secs(60))?;
+    flush(&p);
     let mut got = 0usize;
     let deadline = Instant::now() + Duration::from_secs_f64(args.timeout);
     while got < args.count && Instant::now() < deadline {
@@ -160,7 +304,7 @@ fn raw_ceiling(args: &Args, size: usize) -> anyhow::Result<Value> {
     }
     let secs = started.elapsed().as_secs_f64();
     Ok(
-        json!({"records": got, "record_bytes": size, "seconds": round3(secs), "records_per_second": (got as f64 / secs).round()}),
+        json!({"records": got, "record_bytes": size, "seconds": round3(secs), "records_per_second": (got as f64 / secs).round(), "deliveries": p.context().summary()}),
     )
 }
 
@@ -203,6 +347,7 @@ fn main() -> anyhow::Result<()> {
     };
 
     let consumer = tail_consumer(&args, &args.results_topic)?;
+    let start_high_before = high_watermarks(&args, &args.start_topic)?;
     let p = producer(&args)?;
     let mut sent_at: HashMap<String, Instant> = HashMap::with_capacity(args.count);
     let mut latencies: Vec<f64> = Vec::with_capacity(args.count);
@@ -259,7 +404,7 @@ fn main() -> anyhow::Result<()> {
         }
         p.poll(Duration::ZERO);
         if next == args.count && all_sent_at.is_none() {
-            p.flush(Duration::from_secs(60))?;
+            flush(&p);
             all_sent_at = Some(Instant::now());
         }
         drain(
@@ -272,9 +417,11 @@ fn main() -> anyhow::Result<()> {
         );
         if last_progress.elapsed() >= Duration::from_secs(1) {
             eprintln!(
-                "[{:>6.1}s] sent {next}/{} completed {} ({:.0}/s)",
+                "[{:>6.1}s] sent {next}/{} acked {} failed {} completed {} ({:.0}/s)",
                 started.elapsed().as_secs_f64(),
                 args.count,
+                p.context().acked.load(Ordering::Relaxed),
+                p.context().failed.load(Ordering::Relaxed),
                 completed.len(),
                 completed.len() as f64 / started.elapsed().as_secs_f64()
             );
@@ -287,6 +434,10 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let secs = started.elapsed().as_secs_f64();
+    // What the broker appended to the start topic during the run (exact when nobody else
+    // produces to it): compare with `sent` and the delivery reports to tell a producer-side
+    // loss from a broker-side one.
+    let start_high_after = high_watermarks(&args, &args.start_topic)?;
     latencies.sort_by(|a, b| a.total_cmp(b));
     let duplicates: u32 = completed.values().map(|n| n - 1).sum();
     let throughput = completed.len() as f64 / secs;
@@ -296,6 +447,8 @@ fn main() -> anyhow::Result<()> {
         "completed": completed.len(),
         "lost": next - completed.len(),
         "duplicates": duplicates,
+        "deliveries": p.context().summary(),
+        "start_topic_appended": start_high_after - start_high_before,
         "statuses": statuses,
         "seconds": round3(secs),
         "executions_per_second": throughput.round(),
@@ -307,6 +460,46 @@ fn main() -> anyhow::Result<()> {
             "max": round3(latencies.last().copied().unwrap_or(0.0)),
         },
     });
+    if next > completed.len() {
+        // Something is missing: does the broker have the start events?
+        match audit_topic(&args, &args.start_topic, &format!("{run_id}-")) {
+            Ok(audit) => {
+                let on_broker = audit
+                    .get("records_of_run")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                let acked = p.context().acked.load(Ordering::Relaxed);
+                let failed = p.context().failed.load(Ordering::Relaxed);
+                // Are the missing results on the broker (so this reader missed them)?
+                let results_on_broker =
+                    match audit_topic(&args, &args.results_topic, &format!("{run_id}-")) {
+                        Ok(r) => {
+                            let n = r
+                                .get("distinct_keys_of_run")
+                                .and_then(Value::as_u64)
+                                .unwrap_or(0);
+                            summary["results_topic_audit"] = r;
+                            n
+                        }
+                        Err(e) => {
+                            eprintln!("auditing {}: {e:#}", args.results_topic);
+                            0
+                        }
+                    };
+                summary["diagnosis"] = json!(if failed > 0 {
+                    format!("{failed} start events were never acknowledged by the broker (see deliveries.errors): producer-side loss")
+                } else if on_broker < acked {
+                    format!("the broker acknowledged {acked} start events but returns only {on_broker} when read from the beginning: the broker lost acknowledged records")
+                } else if results_on_broker >= next as u64 {
+                    format!("every execution's result is on the results topic ({results_on_broker} distinct names read from the beginning): this reader missed some (on Tansu 0.6.0 a reader that starts at the end can start inside a batch; use a fresh broker or results topic)")
+                } else {
+                    format!("all {acked} start events are on the broker (read back from the beginning); the executor did not receive or finish {} of them: check expressway_consumer_lag and the executor log (Tansu 0.6.0: a fetch from an offset inside a record batch returns nothing, see ARCHITECTURE.md)", next - completed.len())
+                });
+                summary["start_topic_audit"] = audit;
+            }
+            Err(e) => eprintln!("auditing {}: {e:#}", args.start_topic),
+        }
+    }
     if let Some(raw) = raw {
         let ceiling = raw
             .get("records_per_second")

@@ -121,6 +121,43 @@ impl Event {
     }
 }
 
+/// [`Event::to_log_json`] as a serializer view: the same JSON text (same keys, same order) written
+/// straight from the event, without building a `Value` or cloning its details.
+#[derive(Debug, Clone, Copy)]
+pub struct LogEvent<'a> {
+    /// The event.
+    pub event: &'a Event,
+    /// The execution's ARN.
+    pub execution_arn: &'a str,
+    /// AWS's redrive count (always 0 here).
+    pub redrive_count: u32,
+}
+
+/// A `Display` value serialized as a JSON string.
+struct AsString<T>(T);
+
+impl<T: std::fmt::Display> serde::Serialize for AsString<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl serde::Serialize for LogEvent<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let e = self.event;
+        let mut m = s.serialize_map(Some(7))?;
+        m.serialize_entry("id", &AsString(e.id))?;
+        m.serialize_entry("type", e.event_type)?;
+        m.serialize_entry("details", &e.details)?;
+        m.serialize_entry("previous_event_id", &AsString(e.previous_event_id))?;
+        m.serialize_entry("event_timestamp", &AsString(e.timestamp_millis))?;
+        m.serialize_entry("execution_arn", self.execution_arn)?;
+        m.serialize_entry("redrive_count", &AsString(self.redrive_count))?;
+        m.end()
+    }
+}
+
 /// Payloads above this size are truncated in log details (AWS: 248 KiB escaped).
 const MAX_LOGGED_PAYLOAD: usize = 248 * 1024;
 

@@ -1858,6 +1858,43 @@ impl Outcome {
         Value::Object(m)
     }
 
+    /// [`Outcome::log_record`] as JSON text, written straight from the events (no `Value` is
+    /// built and no details are cloned): the executor's hot path at log level ALL.
+    pub fn log_record_json(&self, request: &ExecutionRequest) -> Vec<u8> {
+        struct Events<'a>(&'a [crate::events::Event], &'a str);
+        impl serde::Serialize for Events<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter().map(|event| crate::events::LogEvent {
+                    event,
+                    execution_arn: self.1,
+                    redrive_count: 0,
+                }))
+            }
+        }
+        struct Record<'a>(&'a str, Events<'a>);
+        impl serde::Serialize for Record<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("executionArn", self.0)?;
+                m.serialize_entry("events", &self.1)?;
+                m.end()
+            }
+        }
+        let arn = request.execution_arn.as_str();
+        let size: usize = self
+            .events
+            .iter()
+            .map(|e| 160 + arn.len() + e.event_type.len())
+            .sum();
+        let mut out = Vec::with_capacity(size + 64);
+        match serde_json::to_writer(&mut out, &Record(arn, Events(&self.events, arn))) {
+            Ok(()) => out,
+            // Writing to a Vec cannot fail and every map key is a string; keep a fallback anyway.
+            Err(_) => self.log_record(request).to_string().into_bytes(),
+        }
+    }
+
     /// The log record (`{"executionArn","events":[...]}`) with AWS's Express event shape.
     pub fn log_record(&self, request: &ExecutionRequest) -> Value {
         let events = self

@@ -85,8 +85,19 @@ struct Deps {
     engine: Runtime,
     config: ExecutorConfig,
     bindings: HashMap<String, String>,
-    /// Set when the drain budget of a shutdown is spent: stop retrying deliveries.
+    /// Set when the drain budget of a shutdown is spent: stop retrying deliveries and abandon
+    /// running executions (they are counted as aborted and redelivered to the next owner).
     abort: AtomicBool,
+    /// Wakes running executions when `abort` is set.
+    abort_notify: tokio::sync::Notify,
+}
+
+impl Deps {
+    /// Sets `abort` and wakes every running execution.
+    fn abort_all(&self) {
+        self.abort.store(true, Ordering::Release);
+        self.abort_notify.notify_waiters();
+    }
 }
 
 struct PartitionState {
@@ -596,6 +607,7 @@ impl Executor {
             bindings: config.bindings.iter().cloned().collect(),
             config,
             abort: AtomicBool::new(false),
+            abort_notify: tokio::sync::Notify::new(),
         });
         let stop = shutdown.clone();
         let consumer_thread = std::thread::Builder::new()
@@ -719,7 +731,7 @@ fn consumer_loop(
         }
     }
     ctx.closing.store(true, Ordering::Release);
-    deps.abort.store(true, Ordering::Release);
+    deps.abort_all();
     if let Err(e) = deps.producer.flush(Duration::from_secs(10)) {
         tracing::warn!(error = %e, "producer flush failed");
     }
@@ -743,6 +755,8 @@ enum Decoded {
         entry: Arc<MachineEntry>,
         name: Option<String>,
         input: Value,
+        /// The start event's `traceHeader` (X-Ray style), carried to the result record.
+        trace_header: Option<String>,
     },
 }
 
@@ -758,6 +772,7 @@ async fn decode(deps: &Deps, msg: &OwnedMessage) -> Result<Decoded, StartError> 
             entry,
             name: None,
             input,
+            trace_header: None,
         });
     }
     let content_type = msg.headers().and_then(|h| {
@@ -776,6 +791,7 @@ async fn decode(deps: &Deps, msg: &OwnedMessage) -> Result<Decoded, StartError> 
         entry,
         name: event.name,
         input: event.input,
+        trace_header: event.trace_header,
     })
 }
 
@@ -843,12 +859,51 @@ async fn process_guarded(deps: &Deps, msg: &OwnedMessage) -> bool {
 /// Handles one record; returns whether its output was acknowledged (the offset may be stored).
 async fn process(deps: &Deps, msg: &OwnedMessage) -> bool {
     match decode(deps, msg).await {
-        Ok(Decoded::Start { entry, name, input }) => {
-            run_execution(deps, msg, &entry, name, input).await
-        }
+        Ok(Decoded::Start {
+            entry,
+            name,
+            input,
+            trace_header,
+        }) => run_execution(deps, msg, &entry, name, input, trace_header).await,
         Err(err) => dead_letter(deps, msg, err.code(), &err.to_string()).await,
     }
 }
+
+/// Counts an execution as aborted (and leaves the in-flight gauge) unless it is disarmed: an
+/// execution this pod started and abandoned without publishing its result, because the drain
+/// budget of a shutdown ran out (or the runtime stopped). Its start event is not stored, so the
+/// next owner re-runs it under the same ARN.
+struct AbortGuard {
+    machine: Option<String>,
+}
+
+impl AbortGuard {
+    fn disarm(mut self) {
+        self.machine = None;
+    }
+}
+
+impl Drop for AbortGuard {
+    fn drop(&mut self) {
+        if let Some(machine) = self.machine.take() {
+            metrics::counter!(names::ABORTED, "state_machine" => machine).increment(1);
+        }
+    }
+}
+
+/// Resolves once the shutdown drain budget is spent.
+async fn aborted(deps: &Deps) {
+    let notified = deps.abort_notify.notified();
+    let mut notified = std::pin::pin!(notified);
+    notified.as_mut().enable();
+    if deps.abort.load(Ordering::Acquire) {
+        return;
+    }
+    notified.await;
+}
+
+/// Header carrying the start event's `traceHeader` on the result and log records.
+pub const TRACE_HEADER: &str = "x-amzn-trace-id";
 
 async fn run_execution(
     deps: &Deps,
@@ -856,6 +911,7 @@ async fn run_execution(
     entry: &MachineEntry,
     name: Option<String>,
     input: Value,
+    trace_header: Option<String>,
 ) -> bool {
     let cfg = &deps.config;
     let id = expressway_wire::execution_identity(
@@ -880,11 +936,21 @@ async fn run_execution(
     };
     let machine_label = entry.name.clone();
     metrics::counter!(names::STARTED, "state_machine" => machine_label.clone()).increment(1);
-    metrics::gauge!(names::IN_FLIGHT).increment(1.0);
+    let guard = AbortGuard {
+        machine: Some(machine_label.clone()),
+    };
+    let in_flight = InFlight::enter();
     let t0 = Instant::now();
-    let outcome = execute(&entry.machine, &req, &deps.engine).await;
+    let outcome = tokio::select! {
+        biased;
+        outcome = execute(&entry.machine, &req, &deps.engine) => outcome,
+        () = aborted(deps) => {
+            tracing::warn!(execution_arn = %req.execution_arn, "drain budget spent: execution abandoned (it will be redelivered)");
+            return false;
+        }
+    };
     let elapsed = t0.elapsed().as_secs_f64();
-    metrics::gauge!(names::IN_FLIGHT).decrement(1.0);
+    drop(in_flight);
     let status_metric = match outcome.status {
         Status::Succeeded => names::SUCCEEDED,
         Status::TimedOut => names::TIMED_OUT,
@@ -896,19 +962,28 @@ async fn run_execution(
     metrics::histogram!(names::DURATION, "state_machine" => machine_label, "status" => outcome.status.as_str())
         .record(elapsed);
 
-    let result = outcome.result_object(&req).to_string();
-    let log_value = outcome.log_record(&req);
+    let mut result = outcome.result_object(&req);
+    let trace = trace_header.as_deref().map(|t| {
+        OwnedHeaders::new().insert(Header {
+            key: TRACE_HEADER,
+            value: Some(t),
+        })
+    });
+    if let (Some(t), Some(obj)) = (&trace_header, result.as_object_mut()) {
+        // StartSyncExecution's response carries the trace header too.
+        obj.insert("traceHeader".into(), Value::String(t.clone()));
+    }
+    let result = result.to_string();
     let (log, log_headers) = match cfg.log_format {
-        LogFormat::Json => (log_value.to_string().into_bytes(), None),
+        LogFormat::Json => (outcome.log_record_json(&req), trace.clone()),
         LogFormat::Protobuf => (
-            expressway_wire::convert::encode_log_batch(&log_value),
-            Some(OwnedHeaders::new().insert(Header {
+            expressway_wire::convert::encode_log_batch(&outcome.log_record(&req)),
+            Some(trace.clone().unwrap_or_default().insert(Header {
                 key: "content-type",
                 value: Some(expressway_wire::PROTOBUF_CONTENT_TYPE),
             })),
         ),
     };
-    drop(log_value);
     let (log_ok, result_ok) = futures::join!(
         deliver_log(deps, &req.execution_arn, &log, log_headers),
         deliver(
@@ -916,7 +991,7 @@ async fn run_execution(
             &cfg.results_topic,
             Some(req.execution_name.as_bytes()),
             result.as_bytes(),
-            None
+            trace
         ),
     );
     let result_ok = match result_ok {
@@ -933,7 +1008,27 @@ async fn run_execution(
         metrics::counter!(names::LOG_RECORDS).increment(1);
         metrics::histogram!(names::LOG_BATCH_BYTES).record(log.len() as f64);
     }
+    if result_ok {
+        guard.disarm();
+    }
     log_ok && result_ok
+}
+
+/// `expressway_executions_in_flight` for the lifetime of the value (also when the execution is
+/// abandoned).
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> InFlight {
+        metrics::gauge!(names::IN_FLIGHT).increment(1.0);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!(names::IN_FLIGHT).decrement(1.0);
+    }
 }
 
 async fn dead_letter(deps: &Deps, msg: &OwnedMessage, code: &str, cause: &str) -> bool {

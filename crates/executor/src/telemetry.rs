@@ -101,7 +101,10 @@ fn describe() {
     describe_counter!(names::SUCCEEDED, "Executions that succeeded");
     describe_counter!(names::FAILED, "Executions that failed");
     describe_counter!(names::TIMED_OUT, "Executions that timed out");
-    describe_counter!(names::ABORTED, "Executions that were aborted");
+    describe_counter!(
+        names::ABORTED,
+        "Executions abandoned without a result because the shutdown drain budget ran out (redelivered to the next owner)"
+    );
     describe_histogram!(names::DURATION, Unit::Seconds, "Execution duration");
     describe_counter!(names::TRANSITIONS, "State transitions");
     describe_histogram!(names::TASK_DURATION, Unit::Seconds, "Task duration");

@@ -288,6 +288,52 @@ fn executors_hand_partitions_over_on_stop_and_join_without_loss() {
     }
 }
 
+/// A start event's `traceHeader` reaches the result record (field and header) and the log
+/// record (header), as StartSyncExecution returns it.
+#[test]
+fn the_trace_header_is_carried_to_the_result_and_log_records() {
+    let env = Env::new(1);
+    let mut cfg = env.config();
+    cfg.group = "g-trace".into();
+    let exec = env.start(cfg, env.registry(&[("echo", ECHO)]));
+    env.start_event(
+        "k",
+        &json!({"stateMachine": "echo", "name": "traced", "traceHeader": "Root=1-5759e988-bd862e3fe1be46a994272793"}),
+    );
+    env.start_event("k", &json!({"stateMachine": "echo", "name": "untraced"}));
+    let mut results = env.reader("expressway.results");
+    let results = results.at_least(2).to_vec();
+    let traced = results
+        .iter()
+        .find(|r| r.key.as_deref() == Some("traced"))
+        .unwrap();
+    assert_eq!(
+        traced.json()["traceHeader"],
+        "Root=1-5759e988-bd862e3fe1be46a994272793"
+    );
+    assert_eq!(
+        traced.header("x-amzn-trace-id").as_deref(),
+        Some("Root=1-5759e988-bd862e3fe1be46a994272793")
+    );
+    let untraced = results
+        .iter()
+        .find(|r| r.key.as_deref() == Some("untraced"))
+        .unwrap();
+    assert!(untraced.json().get("traceHeader").is_none());
+    assert!(untraced.header("x-amzn-trace-id").is_none());
+    let mut logs = env.reader("expressway.logs");
+    let logs = logs.at_least(2).to_vec();
+    let with_header: Vec<_> = logs
+        .iter()
+        .filter_map(|l| l.header("x-amzn-trace-id"))
+        .collect();
+    assert_eq!(
+        with_header,
+        vec!["Root=1-5759e988-bd862e3fe1be46a994272793".to_string()]
+    );
+    exec.shutdown_blocking();
+}
+
 #[test]
 fn a_definition_published_to_the_topic_becomes_runnable() {
     let env = Env::new(1);
@@ -538,59 +584,6 @@ fn protobuf_log_format_and_protobuf_start_events() {
 
 /// Throughput on the mock cluster (not a benchmark of Kafka; run with
 /// `cargo test --release -p expressway-executor --test mock_cluster -- --ignored --nocapture`).
-#[test]
-#[ignore]
-fn throughput_on_the_mock_cluster() {
-    let env = Env::new(4);
-    let n: usize = std::env::var("EXPRESSWAY_THROUGHPUT_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
-    let p = env.producer();
-    for i in 0..n {
-        let v = json!({"stateMachine": "choose", "input": {"i": i, "fail": false}}).to_string();
-        let key = format!("k{i}");
-        loop {
-            let rec = rdkafka::producer::BaseRecord::<str, str>::to("expressway.start")
-                .key(&key)
-                .payload(&v);
-            match p.send(rec) {
-                Ok(()) => break,
-                Err(_) => {
-                    p.poll(Duration::from_millis(10));
-                }
-            }
-        }
-    }
-    use rdkafka::producer::Producer as _;
-    p.flush(Duration::from_secs(60)).unwrap();
-    let mut cfg = env.config();
-    cfg.group = "g-throughput".into();
-    if let Some(v) = std::env::var("EXPRESSWAY_THROUGHPUT_PER_PARTITION")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        cfg.max_in_flight_per_partition = v;
-        cfg.max_in_flight = v * 4;
-    }
-    if let Ok(extra) = std::env::var("EXPRESSWAY_THROUGHPUT_KAFKA") {
-        for kv in extra.split(';').filter(|s| !s.is_empty()) {
-            let (k, v) = kv.split_once('=').unwrap();
-            cfg.kafka.push((k.into(), v.into()));
-        }
-    }
-    let t0 = std::time::Instant::now();
-    let exec = env.start(cfg, env.registry(&[("choose", CHOOSE)]));
-    let mut results = env.reader("expressway.results");
-    results.until("all results", |r| r.len() >= n);
-    let secs = t0.elapsed().as_secs_f64();
-    eprintln!(
-        "throughput: {n} executions (log level ALL) in {secs:.2}s incl. group join = {:.0}/s",
-        n as f64 / secs
-    );
-    exec.shutdown_blocking();
-}
-
 /// `kafka:publish` on a pod completes when the brokers acknowledge, and the record carries the
 /// key, value, headers and the task's Idempotency-Key.
 #[test]

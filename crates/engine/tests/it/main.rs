@@ -304,6 +304,18 @@ async fn log_levels_filter_events_and_execution_data() {
         .map(|e| (e.id, e.previous_event_id))
         .collect();
     assert_eq!(ids, [(1, 0), (2, 0), (3, 2), (4, 3), (5, 4)]);
+    let req = request(
+        json!({"k": 1}),
+        LogConfig {
+            level: LogLevel::All,
+            include_execution_data: true,
+        },
+    );
+    assert_eq!(
+        String::from_utf8(all.log_record_json(&req)).expect("UTF-8"),
+        all.log_record(&req).to_string(),
+        "the direct serializer writes exactly the Value form"
+    );
 
     let err = run_with(
         def.clone(),
