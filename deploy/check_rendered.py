@@ -188,6 +188,63 @@ def check_mounts(who, pod_spec, container, parsed):
     return volumes
 
 
+# CRD kinds have no offline schema here. These are the fields of the upstream CRDs (KEDA 2.x
+# ScaledObject/TriggerAuthentication and the Kafka scaler; prometheus-operator monitoring.coreos.com/v1
+# ServiceMonitor/PodMonitor) that a chart like this one may set: a misspelt key or a bad enum value
+# fails here. This is a spot check from the documentation, not the CRD schemas.
+SCALEDOBJECT_SPEC = {"scaleTargetRef", "pollingInterval", "cooldownPeriod", "initialCooldownPeriod",
+                     "idleReplicaCount", "minReplicaCount", "maxReplicaCount", "advanced", "fallback", "triggers"}
+KAFKA_TRIGGER = {"bootstrapServers", "consumerGroup", "topic", "lagThreshold", "activationLagThreshold",
+                 "offsetResetPolicy", "allowIdleConsumers", "excludePersistentLag", "scaleToZeroOnInvalidOffset",
+                 "limitToPartitionsWithLag", "partitionLimitation", "version", "sasl", "tls", "unsafeSsl"}
+KAFKA_AUTH_PARAMS = {"sasl", "username", "password", "tls", "ca", "cert", "key", "keyPassword", "keyEncoding",
+                     "unsafeSsl", "oauthTokenEndpointUri", "scopes", "oauthExtensions"}
+MONITOR_SPEC = {"jobLabel", "namespaceSelector", "selector", "endpoints", "podMetricsEndpoints", "targetLabels",
+                "podTargetLabels", "sampleLimit"}
+MONITOR_ENDPOINT = {"port", "path", "interval", "scrapeTimeout", "relabelings", "metricRelabelings", "scheme",
+                    "honorLabels", "honorTimestamps", "params", "tlsConfig"}
+PROM_DURATION = re.compile(r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$")
+
+
+def check_crd_fields(d):
+    kind, spec = d["kind"], d.get("spec") or {}
+    if kind == "ScaledObject":
+        check(d["apiVersion"] == "keda.sh/v1alpha1", f"ScaledObject apiVersion {d['apiVersion']}")
+        check(set(spec) <= SCALEDOBJECT_SPEC, f"ScaledObject spec keys {sorted(set(spec) - SCALEDOBJECT_SPEC)}")
+        for k in ("pollingInterval", "cooldownPeriod", "minReplicaCount", "maxReplicaCount"):
+            check(isinstance(spec.get(k, 0), int), f"ScaledObject {k} must be an integer")
+        check(spec.get("minReplicaCount", 0) <= spec.get("maxReplicaCount", 100), "ScaledObject min > max")
+        check(set(spec.get("advanced", {})) <= {"horizontalPodAutoscalerConfig", "restoreToOriginalReplicaCount",
+                                                "scalingModifiers"}, "ScaledObject spec.advanced keys")
+        for t in spec.get("triggers", []):
+            check(set(t) <= {"type", "name", "metadata", "authenticationRef", "metricType", "useCachedMetrics"},
+                  f"ScaledObject trigger keys {sorted(t)}")
+            md = t.get("metadata", {})
+            check(set(md) <= KAFKA_TRIGGER, f"Kafka trigger metadata keys {sorted(set(md) - KAFKA_TRIGGER)}")
+            check(md.get("sasl", "plaintext") in {"plaintext", "scram_sha256", "scram_sha512", "gssapi",
+                                                   "oauthbearer", "none"}, f"Kafka trigger sasl {md.get('sasl')}")
+            check(md.get("tls", "enable") in {"enable", "disable"}, f"Kafka trigger tls {md.get('tls')}")
+            check(md.get("offsetResetPolicy", "latest") in {"earliest", "latest"}, "Kafka trigger offsetResetPolicy")
+            for k in ("lagThreshold", "activationLagThreshold"):
+                check(re.fullmatch(r"[0-9]+", md.get(k, "0")) is not None, f"Kafka trigger {k} {md.get(k)!r}")
+    elif kind == "TriggerAuthentication":
+        check(set(spec) == {"secretTargetRef"}, f"TriggerAuthentication spec keys {sorted(spec)}")
+        for ref in spec.get("secretTargetRef", []):
+            check(set(ref) == {"parameter", "name", "key"} and all(ref.values()),
+                  f"TriggerAuthentication secretTargetRef {ref}")
+            check(ref.get("parameter") in KAFKA_AUTH_PARAMS, f"TriggerAuthentication parameter {ref.get('parameter')}")
+    elif kind in ("ServiceMonitor", "PodMonitor"):
+        check(d["apiVersion"] == "monitoring.coreos.com/v1", f"{kind} apiVersion {d['apiVersion']}")
+        check(set(spec) <= MONITOR_SPEC, f"{kind} spec keys {sorted(set(spec) - MONITOR_SPEC)}")
+        eps = spec.get("endpoints" if kind == "ServiceMonitor" else "podMetricsEndpoints")
+        check(bool(eps), f"{kind} has no endpoints")
+        for ep in eps or []:
+            check(set(ep) <= MONITOR_ENDPOINT, f"{kind} endpoint keys {sorted(set(ep) - MONITOR_ENDPOINT)}")
+            for k in ("interval", "scrapeTimeout"):
+                if k in ep:
+                    check(PROM_DURATION.match(str(ep[k])) is not None, f"{kind} {k} {ep[k]!r} is not a duration")
+
+
 def main(scenario, rendered):
     docs = [d for d in yaml.safe_load_all(Path(rendered).read_text()) if d]
     by_kind = {}
@@ -263,6 +320,9 @@ def main(scenario, rendered):
             if ref:
                 names = [a["metadata"]["name"] for a in by_kind.get("TriggerAuthentication", [])]
                 check(ref in names, f"KEDA authenticationRef {ref} is not rendered")
+
+    for d in docs:
+        check_crd_fields(d)
 
     # --- monitoring -------------------------------------------------------------------------------
     sms = by_kind.get("ServiceMonitor", [])
