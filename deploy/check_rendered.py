@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Assert properties of `helm template` output that a schema cannot see.
 
-usage: check_rendered.py SCENARIO RENDERED.yaml
+usage: check_rendered.py SCENARIO RENDERED.yaml [EXPRESSWAY_BINARY]
 
 SCENARIO is the name of the ci values file (default, gateway, hpa, keda, tls-sasl, ...) and
 selects the extra expectations in EXPECT below; every rendering gets the common checks:
@@ -19,6 +19,8 @@ selects the extra expectations in EXPECT below; every rendering gets the common 
 - never both an HPA and a KEDA ScaledObject, never both a ServiceMonitor and a PodMonitor, and
   their targets (Deployment name, Service/pod selectors, port names) exist in the rendering;
 - every Service selects the pods of a rendered Deployment, by a port name the pods declare.
+
+With EXPRESSWAY_BINARY, each Deployment's args are also parsed by the real binary (ARGS --help).
 """
 import json
 import re
@@ -407,10 +409,30 @@ def main(scenario, rendered):
             check("StartAt" in asl and "States" in asl, f"{scenario}: {machine}.asl.json is not an ASL definition")
 
 
+def run_binary(binary, rendered):
+    """Parse every rendered container's args with the real binary: ARGS... --help.
+
+    clap parses (and validates the values of) the arguments before it reaches the trailing --help,
+    so an unknown flag or a bad value exits 2; nothing connects to Kafka.
+    """
+    import subprocess
+
+    docs = [d for d in yaml.safe_load_all(Path(rendered).read_text()) if d and d["kind"] == "Deployment"]
+    for d in docs:
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        argv = [binary] + c["args"] + ["--help"]
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
+        if check(p.returncode == 0 and f"Usage: expressway {c['args'][0]}" in p.stdout,
+                 f"{binary} {' '.join(c['args'])} --help: exit {p.returncode}: {p.stderr.strip()[:400]}"):
+            print(f"  {Path(binary).name} accepts the {d['metadata']['name']} args ({len(c['args'])})")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
     main(sys.argv[1], sys.argv[2])
+    if len(sys.argv) == 4:
+        run_binary(sys.argv[3], sys.argv[2])
     if errors:
         for e in errors:
             print(f"FAIL: {sys.argv[2]}: {e}", file=sys.stderr)
