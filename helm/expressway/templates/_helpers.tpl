@@ -223,4 +223,7 @@ Value checks the schema cannot express.
 {{- if and .Values.kafka.sasl.enabled (not .Values.kafka.sasl.existingSecret) }}
 {{- fail "kafka.sasl.enabled needs kafka.sasl.existingSecret" }}
 {{- end }}
+{{- if and .Values.gateway.enabled (not .Values.gateway.auth.disabled) (not .Values.gateway.auth.existingSecret) }}
+{{- fail "gateway.enabled needs gateway.auth.existingSecret (a Secret of ACCESS_KEY_ID:SECRET_ACCESS_KEY lines) or gateway.auth.disabled=true (development only): the gateway refuses to start without SigV4 credentials" }}
+{{- end }}
 {{- end }}
