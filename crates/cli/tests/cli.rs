@@ -55,6 +55,26 @@ fn run_prints_one_result_line_for_the_example() {
 }
 
 #[test]
+fn the_jsonata_example_prices_discounts_and_totals() {
+    let out = bin()
+        .args(["run"])
+        .arg(repo("examples/quote.asl.json"))
+        .args([
+            "--input",
+            r#"{"customer":"Ada","items":[{"name":"tea","price":4.5,"qty":10},{"name":"cup","price":30,"qty":2}]}"#,
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0));
+    let r = stdout_json(&out);
+    assert_eq!(r["status"], "SUCCEEDED", "{r}");
+    assert_eq!(
+        r["output"],
+        serde_json::json!({"customer": "Ada", "net": 94.5, "lines": ["10 x tea", "2 x cup"], "discount": "10%", "gross": 113.4})
+    );
+}
+
+#[test]
 fn failed_executions_still_exit_zero_with_error_and_cause() {
     let def = temp_file(
         "fail.asl.json",
