@@ -620,24 +620,15 @@ pub fn json_eq(a: &Value, b: &Value) -> bool {
 
 /// Lowercase hex digest for the algorithms AWS supports.
 pub fn hash_hex(alg: &str, data: &[u8]) -> Result<String, IntrinsicError> {
-    use sha2::Digest;
-    let bytes: Vec<u8> = match alg {
-        "MD5" => md5::Md5::digest(data).to_vec(),
-        "SHA-1" => sha1::Sha1::digest(data).to_vec(),
-        "SHA-256" => sha2::Sha256::digest(data).to_vec(),
-        "SHA-384" => sha2::Sha384::digest(data).to_vec(),
-        "SHA-512" => sha2::Sha512::digest(data).to_vec(),
-        other => {
-            return fail(format!(
+    match expressway_jsonata::digest_hex(alg, data) {
+        Some(hex) => Ok(hex),
+        None => {
+            let other = alg;
+            fail(format!(
                 "States.Hash: the hash algorithm '{other}' is not supported; use one of MD5, SHA-1, SHA-256, SHA-384, SHA-512"
             ))
         }
-    };
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push_str(&format!("{b:02x}"));
     }
-    Ok(s)
 }
 
 #[cfg(test)]

@@ -1708,27 +1708,38 @@ fn range<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
 
 fn hash<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
     let Call { args, .. } = call;
-    use sha2::Digest;
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
     }
-    let data = text(&s).as_bytes();
     let alg = arg(&args, 1);
     let alg = alg.as_str().unwrap_or("SHA-256");
+    match digest_hex(alg, text(&s).as_bytes()) {
+        Some(hex) => Ok(Value::string(hex)),
+        None => Err(e(
+            "D3153",
+            format!("The hash algorithm '{alg}' is not supported; use MD5, SHA-1, SHA-256, SHA-384 or SHA-512"),
+        )),
+    }
+}
+
+/// Lowercase hex digest with one of the algorithms Step Functions offers (`MD5`, `SHA-1`,
+/// `SHA-256`, `SHA-384`, `SHA-512`); `None` for any other name.
+pub fn digest_hex(alg: &str, data: &[u8]) -> Option<String> {
+    use sha2::Digest;
     let bytes: Vec<u8> = match alg {
         "MD5" => md5::Md5::digest(data).to_vec(),
         "SHA-1" => sha1::Sha1::digest(data).to_vec(),
         "SHA-256" => sha2::Sha256::digest(data).to_vec(),
         "SHA-384" => sha2::Sha384::digest(data).to_vec(),
         "SHA-512" => sha2::Sha512::digest(data).to_vec(),
-        other => {
-            return Err(e("D3153", format!("The hash algorithm '{other}' is not supported; use MD5, SHA-1, SHA-256, SHA-384 or SHA-512")))
-        }
+        _ => return None,
     };
-    Ok(Value::string(
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
-    ))
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    Some(hex)
 }
 
 fn uuid<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
