@@ -809,7 +809,7 @@ impl<'a> Exec<'a> {
                         None => Vec::new(),
                     };
                     let jsonata_out = if jsonata {
-                        Some(self.jsonata_output(state, &env, None).map_err(fail)?)
+                        self.jsonata_output(state, &env).map_err(fail)?
                     } else {
                         None
                     };
@@ -850,10 +850,7 @@ impl<'a> Exec<'a> {
                 let (eff_owned, jsonata_out) = {
                     let env = Env::new(self, &input, scope, &state.name, entered_millis);
                     if jsonata {
-                        (
-                            None,
-                            Some(self.jsonata_output(state, &env, None).map_err(fail)?),
-                        )
+                        (None, self.jsonata_output(state, &env).map_err(fail)?)
                     } else {
                         (
                             owned_if_new(effective_input(state, &input, &env).map_err(fail)?),
@@ -943,7 +940,7 @@ impl<'a> Exec<'a> {
                     }
                     let assign = self.eval_assign(state, &eff_env).map_err(fail)?;
                     let jsonata_out = if jsonata {
-                        Some(self.jsonata_output(state, &env, None).map_err(fail)?)
+                        self.jsonata_output(state, &env).map_err(fail)?
                     } else {
                         None
                     };
@@ -1004,16 +1001,14 @@ impl<'a> Exec<'a> {
         }
     }
 
-    fn jsonata_output(
-        &self,
-        state: &State,
-        env: &Env<'_>,
-        _result: Option<&Value>,
-    ) -> Result<Value, EvalError> {
-        match &state.output {
-            Some(t) => t.eval_in(env, "Output"),
-            None => Ok(env.input.clone()),
-        }
+    /// A JSONata state's `Output`; `None` without one, when the output is the input (Pass, Wait,
+    /// Succeed), passed on without copying.
+    fn jsonata_output(&self, state: &State, env: &Env<'_>) -> Result<Option<Value>, EvalError> {
+        state
+            .output
+            .as_ref()
+            .map(|t| t.eval_in(env, "Output"))
+            .transpose()
     }
 
     fn dynamic_string(
