@@ -1027,10 +1027,6 @@ impl<'a> Ctx<'a> {
         input: Value<'a>,
         env: &Rc<Frame<'a>>,
     ) -> Result<Value<'a>> {
-        enum Data<'a> {
-            Values(Value<'a>),
-            Tuples(Vec<Tuple<'a>>),
-        }
         if !input.is_array() && !matches!(input, Value::Tuples(_)) {
             // One context value: no grouping, each pair is evaluated once against it.
             let mut result: Object<'a> =
@@ -1056,8 +1052,7 @@ impl<'a> Ctx<'a> {
             }
             return Ok(Value::object(result));
         }
-        let mut groups: IndexMap<String, (Data<'a>, usize), foldhash::fast::RandomState> =
-            IndexMap::default();
+        let mut groups: Groups<'a> = IndexMap::default();
         if let Value::Tuples(ts) = &input {
             let ts: Vec<Tuple<'a>> = if ts.is_empty() {
                 vec![Vec::new()]
@@ -1070,24 +1065,7 @@ impl<'a> Ctx<'a> {
                 for (pi, (k, _)) in pairs.iter().enumerate() {
                     let key = self.group_key(k, &ctx, &tenv, pos)?;
                     let Some(key) = key else { continue };
-                    match groups.get_mut(&key) {
-                        Some((data, idx)) => {
-                            if *idx != pi {
-                                return Err(err(
-                                    "D1009",
-                                    "Multiple key definitions evaluate to same key",
-                                )
-                                .at(pos)
-                                .value(serde_json::json!(key)));
-                            }
-                            if let Data::Tuples(v) = data {
-                                v.push(t.clone());
-                            }
-                        }
-                        None => {
-                            groups.insert(key, (Data::Tuples(vec![t.clone()]), pi));
-                        }
-                    }
+                    group_insert(&mut groups, key, pi, pos, Data::Tuples(vec![t.clone()]))?;
                 }
             }
         } else {
@@ -1105,24 +1083,7 @@ impl<'a> Ctx<'a> {
                 for (pi, (k, _)) in pairs.iter().enumerate() {
                     let key = self.group_key(k, &item, env, pos)?;
                     let Some(key) = key else { continue };
-                    match groups.get_mut(&key) {
-                        Some((data, idx)) => {
-                            if *idx != pi {
-                                return Err(err(
-                                    "D1009",
-                                    "Multiple key definitions evaluate to same key",
-                                )
-                                .at(pos)
-                                .value(serde_json::json!(key)));
-                            }
-                            if let Data::Values(v) = data {
-                                *v = append(std::mem::take(v), item.clone());
-                            }
-                        }
-                        None => {
-                            groups.insert(key, (Data::Values(item.clone()), pi));
-                        }
-                    }
+                    group_insert(&mut groups, key, pi, pos, Data::Values(item.clone()))?;
                 }
             }
         }
@@ -1571,6 +1532,46 @@ fn thunk_parts<'a>(v: &Value<'a>) -> Option<(&'a Node, Rc<Frame<'a>>, Value<'a>)
         },
         _ => None,
     }
+}
+
+/// The members grouped under one key of an object constructor.
+enum Data<'a> {
+    Values(Value<'a>),
+    Tuples(Vec<Tuple<'a>>),
+}
+
+type Groups<'a> = IndexMap<String, (Data<'a>, usize), foldhash::fast::RandomState>;
+
+fn duplicate_key(key: &str, pos: usize) -> Error {
+    err("D1009", "Multiple key definitions evaluate to same key")
+        .at(pos)
+        .value(serde_json::json!(key))
+}
+
+/// Adds a member under `key` for pair `pi`; two different pairs producing one key is D1009.
+fn group_insert<'a>(
+    groups: &mut Groups<'a>,
+    key: String,
+    pi: usize,
+    pos: usize,
+    member: Data<'a>,
+) -> Result<()> {
+    match groups.get_mut(&key) {
+        Some((data, idx)) => {
+            if *idx != pi {
+                return Err(duplicate_key(&key, pos));
+            }
+            match (data, member) {
+                (Data::Tuples(v), Data::Tuples(m)) => v.extend(m),
+                (Data::Values(v), Data::Values(m)) => *v = append(std::mem::take(v), m),
+                _ => {}
+            }
+        }
+        None => {
+            groups.insert(key, (member, pi));
+        }
+    }
+    Ok(())
 }
 
 type Change<'a> = (*const Object<'a>, Option<Value<'a>>, Vec<String>);
