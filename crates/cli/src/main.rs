@@ -77,6 +77,10 @@ struct BenchArgs {
     /// Log level of every execution: ALL, ERROR, FATAL or OFF (ALL includes execution data).
     #[arg(long, default_value = "OFF", value_parser = parse_level)]
     log_level: LogLevel,
+    /// Also render every execution's result record and JSON log record as `expressway serve`
+    /// does (`result_json`, `log_record_json`), to measure that path too.
+    #[arg(long)]
+    render_records: bool,
 }
 
 #[derive(clap::Args)]
@@ -230,6 +234,7 @@ fn cmd_bench(args: BenchArgs) -> ExitCode {
     let duration = std::time::Duration::from_secs_f64(args.seconds.max(0.1));
     let threads = args.threads.max(1);
     let iterations = args.iterations;
+    let render = args.render_records;
     let log = LogConfig {
         level: args.log_level,
         include_execution_data: args.log_level == LogLevel::All,
@@ -265,6 +270,9 @@ fn cmd_bench(args: BenchArgs) -> ExitCode {
                                 expressway_engine::execute(&machine, &req, &runtime).await;
                             transitions += outcome.state_transitions;
                             executions += 1;
+                            if render {
+                                render_records(&outcome, &req);
+                            }
                         }
                         return Ok((executions, transitions));
                     }
@@ -275,6 +283,9 @@ fn cmd_bench(args: BenchArgs) -> ExitCode {
                                 expressway_engine::execute(&machine, &req, &runtime).await;
                             transitions += outcome.state_transitions;
                             executions += 1;
+                            if render {
+                                render_records(&outcome, &req);
+                            }
                         }
                     }
                     Ok((executions, transitions))
@@ -311,6 +322,14 @@ fn cmd_bench(args: BenchArgs) -> ExitCode {
         })
     );
     ExitCode::SUCCESS
+}
+
+/// The serve path's record rendering (result record text and JSON log record), kept from being
+/// optimized away.
+fn render_records(outcome: &expressway_engine::Outcome, req: &expressway_engine::ExecutionRequest) {
+    let result = outcome.result_json(req, None);
+    let log = outcome.log_record_json(req);
+    std::hint::black_box((result, log));
 }
 
 fn cmd_run(args: RunArgs) -> ExitCode {

@@ -158,8 +158,96 @@ impl serde::Serialize for LogEvent<'_> {
     }
 }
 
+/// The last long strings written into one log record and where their escaped text lies in it:
+/// consecutive events repeat their data (a state's output is the next state's input), so the
+/// same JSON text would otherwise be escaped once per event.
+#[derive(Default)]
+pub(crate) struct EscapedReuse<'a> {
+    recent: [Option<(&'a str, std::ops::Range<usize>)>; 2],
+    next: usize,
+}
+
+impl<'a> EscapedReuse<'a> {
+    /// Strings shorter than this are escaped again (comparing would not pay).
+    const MIN_LEN: usize = 48;
+
+    fn write_str(&mut self, out: &mut Vec<u8>, s: &'a str) {
+        if s.len() < Self::MIN_LEN {
+            crate::jsonw::write_str(out, s);
+            return;
+        }
+        out.push(b'"');
+        let hit = self
+            .recent
+            .iter()
+            .flatten()
+            .find(|(t, _)| *t == s)
+            .map(|(_, r)| r.clone());
+        match hit {
+            Some(r) => out.extend_from_within(r),
+            None => {
+                let start = out.len();
+                crate::jsonw::write_str_contents(out, s);
+                self.recent[self.next] = Some((s, start..out.len()));
+                self.next = (self.next + 1) % self.recent.len();
+            }
+        }
+        out.push(b'"');
+    }
+}
+
+impl<'a> LogEvent<'a> {
+    /// Appends the event's JSON text (what its `Serialize` writes); `arn_escaped` is
+    /// `execution_arn` already escaped as JSON string contents.
+    pub(crate) fn write_json(
+        &self,
+        out: &mut Vec<u8>,
+        arn_escaped: &[u8],
+        reuse: &mut EscapedReuse<'a>,
+    ) {
+        use crate::jsonw;
+        let e = self.event;
+        out.extend_from_slice(b"{\"id\":\"");
+        jsonw::write_u64(out, e.id);
+        out.extend_from_slice(b"\",\"type\":");
+        jsonw::write_str(out, e.event_type);
+        out.extend_from_slice(b",\"details\":");
+        match &e.details {
+            Value::Object(m) => {
+                out.push(b'{');
+                for (i, (k, v)) in m.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    jsonw::write_str(out, k);
+                    out.push(b':');
+                    match v {
+                        Value::String(s) => reuse.write_str(out, s),
+                        _ => jsonw::write_value(out, v),
+                    }
+                }
+                out.push(b'}');
+            }
+            other => jsonw::write_value(out, other),
+        }
+        out.extend_from_slice(b",\"previous_event_id\":\"");
+        jsonw::write_u64(out, e.previous_event_id);
+        out.extend_from_slice(b"\",\"event_timestamp\":\"");
+        jsonw::write_i64(out, e.timestamp_millis);
+        out.extend_from_slice(b"\",\"execution_arn\":\"");
+        out.extend_from_slice(arn_escaped);
+        out.extend_from_slice(b"\",\"redrive_count\":\"");
+        jsonw::write_u64(out, u64::from(self.redrive_count));
+        out.extend_from_slice(b"\"}");
+    }
+}
+
 /// Payloads above this size are truncated in log details (AWS: 248 KiB escaped).
 const MAX_LOGGED_PAYLOAD: usize = 248 * 1024;
+
+/// Payloads whose text is longer than this are not kept for comparison with the next one (the
+/// copy would cost memory for the whole execution).
+const MAX_REMEMBERED_PAYLOAD: usize = 16 * 1024;
 
 /// Collects events for one execution.
 #[derive(Debug)]
@@ -167,6 +255,9 @@ pub struct EventLog {
     config: LogConfig,
     next_id: AtomicU64,
     events: Mutex<Vec<Event>>,
+    /// The last logged payload and its (possibly truncated) text: a state's output is usually
+    /// the next state's input, which then is compared instead of serialized again.
+    last_payload: Mutex<Option<(Value, String, bool)>>,
 }
 
 /// Details of an event, built only when it is kept.
@@ -213,6 +304,7 @@ impl EventLog {
             config,
             next_id: AtomicU64::new(1),
             events: Mutex::new(Vec::new()),
+            last_payload: Mutex::new(None),
         }
     }
 
@@ -268,15 +360,33 @@ impl EventLog {
         if !self.config.include_execution_data {
             return;
         }
-        let mut text = serde_json::to_string(v).unwrap_or_default();
-        let truncated = text.len() > MAX_LOGGED_PAYLOAD;
-        if truncated {
-            let mut cut = MAX_LOGGED_PAYLOAD;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
+        let mut last = match self.last_payload.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let (text, truncated) = match &*last {
+            Some((prev, text, truncated)) if crate::jsonw::same_text(prev, v) => {
+                (text.clone(), *truncated)
             }
-            text.truncate(cut);
-        }
+            _ => {
+                let mut text = crate::jsonw::to_string(v);
+                let truncated = text.len() > MAX_LOGGED_PAYLOAD;
+                if truncated {
+                    let mut cut = MAX_LOGGED_PAYLOAD;
+                    while !text.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    text.truncate(cut);
+                }
+                *last = if text.len() <= MAX_REMEMBERED_PAYLOAD {
+                    Some((v.clone(), text.clone(), truncated))
+                } else {
+                    None
+                };
+                (text, truncated)
+            }
+        };
+        drop(last);
         m.insert(key.into(), Value::String(text));
         let mut d = Map::new();
         d.insert("truncated".into(), Value::Bool(truncated));
@@ -336,7 +446,7 @@ impl EventLog {
                 if self.config.include_execution_data {
                     m.insert(
                         "parameters".into(),
-                        Value::String(serde_json::to_string(parameters).unwrap_or_default()),
+                        Value::String(crate::jsonw::to_string(parameters)),
                     );
                 }
                 if let Some(t) = timeout {

@@ -1853,41 +1853,76 @@ impl Outcome {
         Value::Object(m)
     }
 
+    /// [`Outcome::result_object`] as JSON text, with `traceHeader` appended when given (as the
+    /// executor inserts it), written without building a `Value` or cloning the output.
+    pub fn result_json(&self, request: &ExecutionRequest, trace_header: Option<&str>) -> Vec<u8> {
+        use crate::jsonw::{write_str, write_value};
+        let mut out = Vec::with_capacity(
+            256 + request.execution_arn.len()
+                + request.state_machine_arn.len()
+                + request.execution_name.len(),
+        );
+        out.extend_from_slice(b"{\"executionArn\":");
+        write_str(&mut out, &request.execution_arn);
+        out.extend_from_slice(b",\"stateMachineArn\":");
+        write_str(&mut out, &request.state_machine_arn);
+        out.extend_from_slice(b",\"name\":");
+        write_str(&mut out, &request.execution_name);
+        out.extend_from_slice(b",\"status\":");
+        write_str(&mut out, self.status.as_str());
+        out.extend_from_slice(b",\"startDate\":");
+        write_str(&mut out, &format_millis(self.start_millis));
+        out.extend_from_slice(b",\"stopDate\":");
+        write_str(&mut out, &format_millis(self.stop_millis));
+        if let Some(o) = &self.output {
+            out.extend_from_slice(b",\"output\":");
+            write_value(&mut out, o);
+        }
+        if let Some(e) = &self.error {
+            out.extend_from_slice(b",\"error\":");
+            write_str(&mut out, e);
+        }
+        if let Some(c) = &self.cause {
+            out.extend_from_slice(b",\"cause\":");
+            write_str(&mut out, c);
+        }
+        if let Some(t) = trace_header {
+            out.extend_from_slice(b",\"traceHeader\":");
+            write_str(&mut out, t);
+        }
+        out.push(b'}');
+        out
+    }
+
     /// [`Outcome::log_record`] as JSON text, written straight from the events (no `Value` is
     /// built and no details are cloned): the executor's hot path at log level ALL.
     pub fn log_record_json(&self, request: &ExecutionRequest) -> Vec<u8> {
-        struct Events<'a>(&'a [crate::events::Event], &'a str);
-        impl serde::Serialize for Events<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_seq(self.0.iter().map(|event| crate::events::LogEvent {
-                    event,
-                    execution_arn: self.1,
-                    redrive_count: 0,
-                }))
-            }
-        }
-        struct Record<'a>(&'a str, Events<'a>);
-        impl serde::Serialize for Record<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                use serde::ser::SerializeMap;
-                let mut m = s.serialize_map(Some(2))?;
-                m.serialize_entry("executionArn", self.0)?;
-                m.serialize_entry("events", &self.1)?;
-                m.end()
-            }
-        }
         let arn = request.execution_arn.as_str();
+        let mut arn_escaped = Vec::with_capacity(arn.len() + 8);
+        crate::jsonw::write_str_contents(&mut arn_escaped, arn);
         let size: usize = self
             .events
             .iter()
-            .map(|e| 160 + arn.len() + e.event_type.len())
+            .map(|e| 160 + arn.len() + e.event_type.len() + details_size_hint(&e.details))
             .sum();
         let mut out = Vec::with_capacity(size + 64);
-        match serde_json::to_writer(&mut out, &Record(arn, Events(&self.events, arn))) {
-            Ok(()) => out,
-            // Writing to a Vec cannot fail and every map key is a string; keep a fallback anyway.
-            Err(_) => self.log_record(request).to_string().into_bytes(),
+        out.extend_from_slice(b"{\"executionArn\":\"");
+        out.extend_from_slice(&arn_escaped);
+        out.extend_from_slice(b"\",\"events\":[");
+        let mut reuse = crate::events::EscapedReuse::default();
+        for (i, event) in self.events.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            crate::events::LogEvent {
+                event,
+                execution_arn: arn,
+                redrive_count: 0,
+            }
+            .write_json(&mut out, &arn_escaped, &mut reuse);
         }
+        out.extend_from_slice(b"]}");
+        out
     }
 
     /// The log record (`{"executionArn","events":[...]}`) with AWS's Express event shape.
@@ -1904,5 +1939,24 @@ impl Outcome {
         );
         m.insert("events".into(), Value::Array(events));
         Value::Object(m)
+    }
+}
+
+/// A cheap lower bound of an event's details text (its top-level strings, escaped ones growing
+/// by about a tenth), to size the log record buffer once.
+fn details_size_hint(details: &Value) -> usize {
+    match details {
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| {
+                k.len()
+                    + 4
+                    + match v {
+                        Value::String(s) => s.len() + s.len() / 8 + 2,
+                        _ => 24,
+                    }
+            })
+            .sum(),
+        _ => 16,
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod events;
 mod exec;
+pub mod jsonw;
 pub mod runtime;
 pub mod tasks;
 

@@ -316,6 +316,19 @@ async fn log_levels_filter_events_and_execution_data() {
         all.log_record(&req).to_string(),
         "the direct serializer writes exactly the Value form"
     );
+    assert_eq!(
+        String::from_utf8(all.result_json(&req, None)).expect("UTF-8"),
+        all.result_object(&req).to_string(),
+        "result_json writes exactly the Value form"
+    );
+    let mut traced = all.result_object(&req);
+    if let Some(o) = traced.as_object_mut() {
+        o.insert("traceHeader".into(), json!("Root=1-\"x\""));
+    }
+    assert_eq!(
+        String::from_utf8(all.result_json(&req, Some("Root=1-\"x\""))).expect("UTF-8"),
+        traced.to_string()
+    );
 
     let err = run_with(
         def.clone(),
