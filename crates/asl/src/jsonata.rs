@@ -108,14 +108,6 @@ impl JsonataExpr {
     }
 
     /// Evaluates; `None` when the expression returns nothing.
-    pub fn eval_optional(
-        &self,
-        field: &str,
-        env: &dyn EvalEnv,
-    ) -> Result<Option<Value>, EvalError> {
-        self.eval_optional_named(&|| field.to_string(), env)
-    }
-
     fn eval_optional_named(
         &self,
         field: &dyn Fn() -> String,

@@ -126,6 +126,15 @@ impl Drop for Ctx<'_> {
     }
 }
 
+/// The item a numeric predicate selects: rounded down, negative counts from the end.
+fn position(n: f64, len: usize) -> Option<usize> {
+    let mut i = n.floor();
+    if i < 0.0 {
+        i += len as f64;
+    }
+    (i >= 0.0).then_some(i as usize)
+}
+
 fn may_hold_function(v: &Value<'_>) -> bool {
     matches!(
         v,
@@ -342,7 +351,6 @@ impl<'a> Ctx<'a> {
             }
             Kind::Array(items) => {
                 let mut out: Vec<Value<'a>> = Vec::new();
-                let mut plain = false;
                 for item in items {
                     let v = self.evaluate(item, input, env)?;
                     if v.is_undefined() {
@@ -352,12 +360,10 @@ impl<'a> Ctx<'a> {
                         out.push(v);
                     } else if v.is_array() {
                         out.extend(v.members());
-                        plain = true;
                     } else {
                         out.push(v);
                     }
                 }
-                let _ = plain;
                 Value::Array(Rc::new(Array {
                     items: out,
                     cons: expr.cons_array,
@@ -763,14 +769,8 @@ impl<'a> Ctx<'a> {
             let len = ts.len();
             let mut out = Vec::new();
             if let Kind::Num(n) = pred.kind {
-                let mut i = n.floor();
-                if i < 0.0 {
-                    i += len as f64;
-                }
-                if i >= 0.0 {
-                    if let Some(t) = ts.get(i as usize) {
-                        out.push(t.clone());
-                    }
+                if let Some(t) = position(n, len).and_then(|i| ts.get(i)) {
+                    out.push(t.clone());
                 }
             } else {
                 for (index, t) in ts.iter().enumerate() {
@@ -791,17 +791,11 @@ impl<'a> Ctx<'a> {
         let len = items.len();
         let mut out = Vec::new();
         if let Kind::Num(n) = pred.kind {
-            let mut i = n.floor();
-            if i < 0.0 {
-                i += len as f64;
-            }
-            if i >= 0.0 {
-                if let Some(item) = items.get(i as usize) {
-                    if item.is_array() {
-                        return Ok(item.clone());
-                    }
-                    out.push(item.clone());
+            if let Some(item) = position(n, len).and_then(|i| items.get(i)) {
+                if item.is_array() {
+                    return Ok(item.clone());
                 }
+                out.push(item.clone());
             }
         } else {
             for (index, item) in items.iter().enumerate() {
@@ -823,13 +817,7 @@ impl<'a> Ctx<'a> {
             None
         };
         match nums {
-            Some(ns) => Ok(ns.into_iter().any(|n| {
-                let mut i = n.floor();
-                if i < 0.0 {
-                    i += len as f64;
-                }
-                i == index as f64
-            })),
+            Some(ns) => Ok(ns.into_iter().any(|n| position(n, len) == Some(index))),
             None => Ok(boolean(res).unwrap_or(false)),
         }
     }
