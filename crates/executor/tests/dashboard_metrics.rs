@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use serde_json::json;
 use std::time::Duration;
 
 const METRICS: &str = include_str!("../../../deploy/metrics.txt");
@@ -72,16 +71,7 @@ fn every_dashboard_and_alert_metric_is_exported() {
     wait_until("/readyz 200", || http_get(addr, "/readyz").0 == 200);
 
     // A success, a failure, a failing task, and a malformed event for the DLQ.
-    env.start_event(
-        "a",
-        &json!({"stateMachine": "choose", "input": {"fail": false}}),
-    );
-    env.start_event(
-        "b",
-        &json!({"stateMachine": "choose", "input": {"fail": true}}),
-    );
-    env.start_event("c", &json!({"stateMachine": "flaky"}));
-    env.produce("expressway.start", Some("d"), Some(b"{not json"), &[]);
+    env.start_sample_events(b"{not json");
     env.reader("expressway.results").at_least(3);
     env.reader("expressway.dlq").at_least(1);
 

@@ -410,16 +410,7 @@ fn metrics_and_readiness_are_served_on_one_port() {
     assert_eq!(http_get(addr, "/healthz").0, 200);
     wait_until("/readyz 200", || http_get(addr, "/readyz").0 == 200);
 
-    env.start_event(
-        "a",
-        &json!({"stateMachine": "choose", "input": {"fail": false}}),
-    );
-    env.start_event(
-        "b",
-        &json!({"stateMachine": "choose", "input": {"fail": true}}),
-    );
-    env.start_event("c", &json!({"stateMachine": "flaky"}));
-    env.produce("expressway.start", Some("d"), Some(b"nope"), &[]);
+    env.start_sample_events(b"nope");
     let mut results = env.reader("expressway.results");
     results.at_least(3);
 

@@ -8,7 +8,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -141,6 +141,21 @@ impl Env {
             Some(event.to_string().as_bytes()),
             &[],
         );
+    }
+
+    /// A success and a failure of `choose`, a run of `flaky` (its task fails), and `malformed`
+    /// (for the dead-letter topic): one of each outcome the metrics count.
+    pub fn start_sample_events(&self, malformed: &[u8]) {
+        self.start_event(
+            "a",
+            &json!({"stateMachine": "choose", "input": {"fail": false}}),
+        );
+        self.start_event(
+            "b",
+            &json!({"stateMachine": "choose", "input": {"fail": true}}),
+        );
+        self.start_event("c", &json!({"stateMachine": "flaky"}));
+        self.produce("expressway.start", Some("d"), Some(malformed), &[]);
     }
 
     pub fn reader(&self, topic: &str) -> Reader {
