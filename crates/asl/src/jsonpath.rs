@@ -4,6 +4,7 @@
 //! yields the value itself or "no results"; an *indefinite* path (wildcards, slices, filters, deep scan,
 //! unions) yields an array of every match, possibly empty.
 
+use crate::depth::{with_stack, Depth, MAX_PATH_DEPTH, MAX_PATH_SEGMENTS};
 use serde_json::Value;
 use std::fmt;
 
@@ -114,8 +115,13 @@ impl JsonPath {
                 (Root::Input, after)
             }
         };
-        let mut parser = Parser { src: rest, pos: 0 };
-        let segments = parser.segments(false).map_err(|r| err(&r))?;
+        let mut parser = Parser {
+            src: rest,
+            pos: 0,
+            depth: Depth::new(MAX_PATH_DEPTH),
+            nodes: 0,
+        };
+        let segments = with_stack(|| parser.segments(false)).map_err(|r| err(&r))?;
         if parser.pos != rest.len() {
             return Err(err("unexpected trailing characters"));
         }
@@ -490,20 +496,34 @@ fn operand_values<'a>(
     }
 }
 
-fn eval_filter(f: &Filter, root: &Value, current: &Value) -> bool {
-    match f {
-        Filter::Or(a, b) => eval_filter(a, root, current) || eval_filter(b, root, current),
-        Filter::And(a, b) => eval_filter(a, root, current) && eval_filter(b, root, current),
-        Filter::Not(a) => !eval_filter(a, root, current),
-        Filter::Exists(op) => operand_values(op, root, current).is_some(),
-        Filter::Compare(l, op, r) => {
-            let (Some(l), Some(r)) = (
-                operand_values(l, root, current),
-                operand_values(r, root, current),
-            ) else {
-                return matches!(op, CmpOp::Ne);
-            };
-            compare_values(&l, *op, &r)
+fn eval_filter(mut f: &Filter, root: &Value, current: &Value) -> bool {
+    // `&&`/`||` chains are right-deep (see `Parser::filter_or`): the loop walks their spine, so
+    // the recursion is as deep as the nesting of parentheses and `!`, not the chain's length.
+    loop {
+        match f {
+            Filter::Or(a, b) => {
+                if eval_filter(a, root, current) {
+                    return true;
+                }
+                f = b;
+            }
+            Filter::And(a, b) => {
+                if !eval_filter(a, root, current) {
+                    return false;
+                }
+                f = b;
+            }
+            Filter::Not(a) => return !eval_filter(a, root, current),
+            Filter::Exists(op) => return operand_values(op, root, current).is_some(),
+            Filter::Compare(l, op, r) => {
+                let (Some(l), Some(r)) = (
+                    operand_values(l, root, current),
+                    operand_values(r, root, current),
+                ) else {
+                    return matches!(op, CmpOp::Ne);
+                };
+                return compare_values(&l, *op, &r);
+            }
         }
     }
 }
@@ -529,9 +549,29 @@ fn compare_values(l: &Value, op: CmpOp, r: &Value) -> bool {
     }
 }
 
+/// Folds `first, rest...` into `op(first, op(r1, ... rn))`.
+fn right_deep(
+    first: Filter,
+    mut rest: Vec<Filter>,
+    op: fn(Box<Filter>, Box<Filter>) -> Filter,
+) -> Filter {
+    let Some(mut acc) = rest.pop() else {
+        return first;
+    };
+    while let Some(t) = rest.pop() {
+        acc = op(Box::new(t), Box::new(acc));
+    }
+    op(Box::new(first), Box::new(acc))
+}
+
 struct Parser<'s> {
     src: &'s str,
     pos: usize,
+    /// Nesting of filters, parentheses and `!` (each a recursion of the parser and evaluator).
+    depth: Depth,
+    /// Segments and filter operators so far (the evaluator recurses once per segment, and a
+    /// chain of `&&`/`||` is as deep as it is long).
+    nodes: usize,
 }
 
 impl Parser<'_> {
@@ -553,6 +593,26 @@ impl Parser<'_> {
         while matches!(self.peek(), Some(b' ' | b'\t')) {
             self.pos += 1;
         }
+    }
+
+    /// Runs `f` one nesting level down, failing beyond [`MAX_PATH_DEPTH`].
+    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, String>) -> Result<T, String> {
+        self.depth.enter().map_err(|e| format!("filters {e}"))?;
+        let r = f(self);
+        self.depth.leave();
+        r
+    }
+
+    /// Counts a segment or a filter's `&&`/`||` (each deepens what the evaluator recurses
+    /// through), failing beyond [`MAX_PATH_SEGMENTS`].
+    fn count_node(&mut self) -> Result<(), String> {
+        self.nodes += 1;
+        if self.nodes > MAX_PATH_SEGMENTS {
+            return Err(format!(
+                "more than {MAX_PATH_SEGMENTS} segments and filter operators"
+            ));
+        }
+        Ok(())
     }
 
     /// Parses segments until the end, or (inside a filter) until an operator or `)`.
@@ -591,6 +651,8 @@ impl Parser<'_> {
                 Some(_) if in_filter => break,
                 Some(c) => return Err(format!("unexpected character '{}'", c as char)),
             }
+            // Every arm that gets here pushed one segment.
+            self.count_node()?;
         }
         Ok(segs)
     }
@@ -691,7 +753,7 @@ impl Parser<'_> {
                 if !self.eat("(") {
                     return Err("expected '(' after '?'".into());
                 }
-                let f = self.filter_or()?;
+                let f = self.nested(Self::filter_or)?;
                 self.skip_ws();
                 if !self.eat(")") {
                     return Err("expected ')' closing the filter".into());
@@ -726,28 +788,32 @@ impl Parser<'_> {
         Ok(seg)
     }
 
+    /// `a || b || c` as `Or(a, Or(b, c))`: the same short-circuit order as left to right, and a
+    /// spine the evaluator walks in a loop.
     fn filter_or(&mut self) -> Result<Filter, String> {
-        let mut left = self.filter_and()?;
+        let first = self.filter_and()?;
+        let mut rest = Vec::new();
         loop {
             self.skip_ws();
             if self.eat("||") {
-                let right = self.filter_and()?;
-                left = Filter::Or(Box::new(left), Box::new(right));
+                self.count_node()?;
+                rest.push(self.filter_and()?);
             } else {
-                return Ok(left);
+                return Ok(right_deep(first, rest, Filter::Or));
             }
         }
     }
 
     fn filter_and(&mut self) -> Result<Filter, String> {
-        let mut left = self.filter_unary()?;
+        let first = self.filter_unary()?;
+        let mut rest = Vec::new();
         loop {
             self.skip_ws();
             if self.eat("&&") {
-                let right = self.filter_unary()?;
-                left = Filter::And(Box::new(left), Box::new(right));
+                self.count_node()?;
+                rest.push(self.filter_unary()?);
             } else {
-                return Ok(left);
+                return Ok(right_deep(first, rest, Filter::And));
             }
         }
     }
@@ -755,10 +821,10 @@ impl Parser<'_> {
     fn filter_unary(&mut self) -> Result<Filter, String> {
         self.skip_ws();
         if self.eat("!") && !self.rest().starts_with('=') {
-            return Ok(Filter::Not(Box::new(self.filter_unary()?)));
+            return Ok(Filter::Not(Box::new(self.nested(Self::filter_unary)?)));
         }
         if self.eat("(") {
-            let f = self.filter_or()?;
+            let f = self.nested(Self::filter_or)?;
             self.skip_ws();
             if !self.eat(")") {
                 return Err("expected ')'".into());

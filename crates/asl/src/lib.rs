@@ -5,7 +5,9 @@
 //! draws no randomness of its own; callers pass those in.
 
 pub mod choice;
+pub mod depth;
 pub mod intrinsic;
+mod json;
 pub mod jsonata;
 pub mod jsonpath;
 pub mod load;

@@ -37,9 +37,11 @@ fn err<T>(message: impl Into<String>, location: &str) -> R<T> {
 
 /// Parses definition text and loads it.
 pub fn load_str(text: &str) -> R<StateMachine> {
-    let value: Value =
-        serde_json::from_str(text).or_else(|e| err(format!("Invalid JSON: {e}"), "/"))?;
-    load(&value)
+    crate::depth::with_stack(|| {
+        let value =
+            crate::json::parse_whole(text).or_else(|e| err(format!("Invalid JSON: {e}"), "/"))?;
+        load(&value)
+    })
 }
 
 /// Loads a parsed definition.

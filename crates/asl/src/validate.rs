@@ -30,7 +30,7 @@
 //! error-name rules, Choice rule shape, HeartbeatSeconds, name length, duplicate names, activities on
 //! Express.
 
-mod jackson;
+pub(crate) mod jackson;
 
 use crate::intrinsic::Intrinsic;
 use crate::jsonata::type_name;
@@ -181,28 +181,18 @@ pub fn validate(definition_text: &str, machine_type: MachineType) -> Validation 
         return not_an_object();
     }
     // Like Jackson's `readTree`, read the first JSON value and ignore whatever follows it.
-    let first = serde_json::Deserializer::from_str(definition_text)
-        .into_iter::<Value>()
-        .next();
-    match first {
-        Some(Ok(value)) => validate_value(&value, machine_type),
-        None => not_an_object(),
-        Some(Err(serde_error)) => {
-            let (message, location) = match jackson::first_error(definition_text) {
-                Some(e) => (e.message, e.location),
-                // Our scanner accepted what serde_json refused (should not happen).
-                None => (serde_error.to_string(), "/".to_string()),
-            };
-            Validation {
-                diagnostics: vec![Diagnostic {
-                    severity: Severity::Error,
-                    code: codes::INVALID_JSON_DESCRIPTION,
-                    message,
-                    location: Some(location),
-                }],
-            }
-        }
-    }
+    crate::depth::with_stack(|| match crate::json::parse_first(definition_text) {
+        Ok(Some(value)) => validate_value(&value, machine_type),
+        Ok(None) => not_an_object(),
+        Err(e) => Validation {
+            diagnostics: vec![Diagnostic {
+                severity: Severity::Error,
+                code: codes::INVALID_JSON_DESCRIPTION,
+                message: e.message,
+                location: Some(e.location),
+            }],
+        },
+    })
 }
 
 fn not_an_object() -> Validation {

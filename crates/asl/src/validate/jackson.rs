@@ -3,7 +3,10 @@
 //! AWS parses definitions with Jackson and echoes its exception text. This is a small JSON scanner that
 //! stops at the first syntax error and describes it the way Jackson 2.x does:
 //! `<what>\n at [Source: (String)"<text>"; line: L, column: C]`, where the column is one past the last
-//! character Jackson consumed.
+//! character Jackson consumed. Nesting deeper than Jackson's default maximum (1000) is an error with
+//! Jackson's `StreamConstraintsException` text; the scanner itself never recurses.
+
+use crate::depth::MAX_JSON_DEPTH;
 
 /// A Jackson-style parse failure: the message (with the `at [Source…]` suffix) and the location.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,17 +93,90 @@ impl Scanner<'_> {
         if self.peek().is_none() {
             return self.fail("No content to map due to end-of-input".into());
         }
-        self.value(Context::Root)
+        // Iterative (an explicit stack of open containers): the text is untrusted and may nest
+        // far deeper than any call stack.
+        let mut open: Vec<Context> = Vec::new();
+        let mut ctx = Context::Root;
+        loop {
+            // A value is expected in `ctx`.
+            match self.value(ctx)? {
+                Token::Scalar => {}
+                Token::Open(container) => {
+                    if open.len() >= MAX_JSON_DEPTH {
+                        return self.fail(format!(
+                            "Document nesting depth ({}) exceeds the maximum allowed ({MAX_JSON_DEPTH}, from `StreamReadConstraints.getMaxNestingDepth()`)",
+                            open.len() + 1
+                        ));
+                    }
+                    self.ws();
+                    let empty = match container {
+                        Context::Array(_) => self.peek() == Some(']'),
+                        _ => self.peek() == Some('}'),
+                    };
+                    if empty {
+                        self.pos += 1;
+                    } else {
+                        if let Context::Object(start) = container {
+                            self.field_name(start)?;
+                        }
+                        open.push(container);
+                        ctx = container;
+                        continue;
+                    }
+                }
+            }
+            // A value is complete: close what ends here, up to the next value expected.
+            loop {
+                let Some(&top) = open.last() else {
+                    return Ok(());
+                };
+                self.ws();
+                let (close, kind) = match top {
+                    Context::Object(_) => ('}', "Object"),
+                    _ => (']', "Array"),
+                };
+                match self.peek() {
+                    None => return self.eof(top),
+                    Some(',') => {
+                        self.pos += 1;
+                        if let Context::Object(start) = top {
+                            self.field_name(start)?;
+                        }
+                        ctx = top;
+                        break;
+                    }
+                    Some(c) if c == close => {
+                        self.pos += 1;
+                        open.pop();
+                    }
+                    Some(c) => {
+                        self.pos += 1;
+                        return self.fail(format!(
+                            "Unexpected character {}: was expecting comma to separate {kind} entries",
+                            describe(c)
+                        ));
+                    }
+                }
+            }
+        }
     }
 
-    fn value(&mut self, ctx: Context) -> R {
+    /// Starts a value in `ctx`: a scalar is read whole, a container only opened.
+    fn value(&mut self, ctx: Context) -> Result<Token, JacksonError> {
         self.ws();
         let Some(c) = self.peek() else {
-            return self.eof(ctx);
+            return self.eof(ctx).map(|()| Token::Scalar);
         };
-        match c {
-            '{' => self.object(),
-            '[' => self.array(),
+        let scalar = match c {
+            '{' | '[' => {
+                let start = self.pos;
+                self.pos += 1;
+                return Ok(Token::Open(if c == '{' {
+                    Context::Object(start)
+                } else {
+                    Context::Array(start)
+                }));
+            }
             '"' => self.string(),
             '-' | '0'..='9' => self.number(),
             't' => self.keyword("true"),
@@ -114,6 +190,38 @@ impl Scanner<'_> {
                     _ => "expected a valid value (JSON String, Number, Array, Object or token 'null', 'true' or 'false')",
                 };
                 self.fail(format!("Unexpected character {}: {expected}", describe(c)))
+            }
+        };
+        scalar.map(|()| Token::Scalar)
+    }
+
+    /// An object member's name and colon (the value follows).
+    fn field_name(&mut self, start: usize) -> R {
+        self.ws();
+        match self.peek() {
+            None => return self.eof(Context::Object(start)),
+            Some('"') => self.string()?,
+            Some(c) => {
+                self.pos += 1;
+                return self.fail(format!(
+                    "Unexpected character {}: was expecting double-quote to start field name",
+                    describe(c)
+                ));
+            }
+        }
+        self.ws();
+        match self.peek() {
+            None => self.eof(Context::Object(start)),
+            Some(':') => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some(c) => {
+                self.pos += 1;
+                self.fail(format!(
+                    "Unexpected character {}: was expecting a colon to separate field name and value",
+                    describe(c)
+                ))
             }
         }
     }
@@ -264,88 +372,12 @@ impl Scanner<'_> {
             }
         }
     }
+}
 
-    fn object(&mut self) -> R {
-        let start = self.pos;
-        self.pos += 1;
-        self.ws();
-        if self.peek() == Some('}') {
-            self.pos += 1;
-            return Ok(());
-        }
-        loop {
-            self.ws();
-            match self.peek() {
-                None => return self.eof(Context::Object(start)),
-                Some('"') => self.string()?,
-                Some(c) => {
-                    self.pos += 1;
-                    return self.fail(format!(
-                        "Unexpected character {}: was expecting double-quote to start field name",
-                        describe(c)
-                    ));
-                }
-            }
-            self.ws();
-            match self.peek() {
-                None => return self.eof(Context::Object(start)),
-                Some(':') => self.pos += 1,
-                Some(c) => {
-                    self.pos += 1;
-                    return self.fail(format!(
-                        "Unexpected character {}: was expecting a colon to separate field name and value",
-                        describe(c)
-                    ));
-                }
-            }
-            self.value(Context::Object(start))?;
-            self.ws();
-            match self.peek() {
-                None => return self.eof(Context::Object(start)),
-                Some(',') => self.pos += 1,
-                Some('}') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                Some(c) => {
-                    self.pos += 1;
-                    return self.fail(format!(
-                        "Unexpected character {}: was expecting comma to separate Object entries",
-                        describe(c)
-                    ));
-                }
-            }
-        }
-    }
-
-    fn array(&mut self) -> R {
-        let start = self.pos;
-        self.pos += 1;
-        self.ws();
-        if self.peek() == Some(']') {
-            self.pos += 1;
-            return Ok(());
-        }
-        loop {
-            self.value(Context::Array(start))?;
-            self.ws();
-            match self.peek() {
-                None => return self.eof(Context::Array(start)),
-                Some(',') => self.pos += 1,
-                Some(']') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                Some(c) => {
-                    self.pos += 1;
-                    return self.fail(format!(
-                        "Unexpected character {}: was expecting comma to separate Array entries",
-                        describe(c)
-                    ));
-                }
-            }
-        }
-    }
+/// What [`Scanner::value`] found: a complete scalar or an opened container.
+enum Token {
+    Scalar,
+    Open(Context),
 }
 
 #[derive(Clone, Copy)]
