@@ -182,7 +182,22 @@ pub fn validate(definition_text: &str, machine_type: MachineType) -> Validation 
     }
     // Like Jackson's `readTree`, read the first JSON value and ignore whatever follows it.
     crate::depth::with_stack(|| match crate::json::parse_first(definition_text) {
-        Ok(Some(value)) => validate_value(&value, machine_type),
+        Ok(Some(value)) => {
+            let mut report = validate_value(&value, machine_type);
+            // What validation accepts must load (CreateStateMachine loads it): the loader's
+            // errors (e.g. a JSONata expression nested beyond the parser's bound) are reported.
+            if report.is_ok() {
+                if let Err(e) = crate::load::load(&value) {
+                    report.diagnostics.push(Diagnostic {
+                        severity: Severity::Error,
+                        code: codes::SCHEMA_VALIDATION_FAILED,
+                        message: e.message,
+                        location: Some(e.location),
+                    });
+                }
+            }
+            report
+        }
         Ok(None) => not_an_object(),
         Err(e) => Validation {
             diagnostics: vec![Diagnostic {

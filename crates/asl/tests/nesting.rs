@@ -181,3 +181,29 @@ fn jsonpath_nested_beyond_the_bound_is_a_syntax_error() {
         );
     });
 }
+
+fn jsonata_pass(parens: usize) -> String {
+    serde_json::json!({"QueryLanguage": "JSONata", "StartAt": "A", "States": {"A": {
+        "Type": "Pass",
+        "Output": format!("{{% {}1{} %}}", "(".repeat(parens), ")".repeat(parens)),
+        "End": true}}})
+    .to_string()
+}
+
+#[test]
+fn jsonata_nested_beyond_the_bound_fails_validation_and_loading_alike() {
+    on_small_stack(|| {
+        for parens in [1_000, 5_000, 100_000] {
+            let text = jsonata_pass(parens);
+            let v = validate(&text, MachineType::Express);
+            assert_eq!(only_code(&v), codes::SCHEMA_VALIDATION_FAILED);
+            assert!(v.diagnostics[0]
+                .message
+                .contains("nested deeper than 1000 levels"));
+            assert!(expressway_asl::load_str(&text).is_err());
+        }
+        let text = jsonata_pass(expressway_jsonata::MAX_PARSE_DEPTH - 1);
+        assert!(validate(&text, MachineType::Express).is_ok());
+        expressway_asl::load_validated(&text, MachineType::Express).expect("loads");
+    });
+}

@@ -105,6 +105,10 @@ impl Default for Limits {
     }
 }
 
+/// See [`Ctx::evaluate`].
+const EVAL_STACK_CHECK: usize = 8;
+const EVAL_RED_ZONE: usize = 1024 * 1024;
+
 /// Per-evaluation state.
 pub(crate) struct Ctx<'a> {
     pub(crate) host: &'a dyn Host,
@@ -305,8 +309,10 @@ impl<'a> Ctx<'a> {
             }
         }
         self.depth.set(depth);
-        let r = if depth.is_multiple_of(64) {
-            stacker::maybe_grow(256 * 1024, 4 * 1024 * 1024, || {
+        // Every EVAL_STACK_CHECK levels make sure EVAL_RED_ZONE bytes of stack are left (a new
+        // segment otherwise): enough for that many levels even with unoptimised frames.
+        let r = if depth.is_multiple_of(EVAL_STACK_CHECK) {
+            stacker::maybe_grow(EVAL_RED_ZONE, 8 * 1024 * 1024, || {
                 self.evaluate_inner(expr, input, env)
             })
         } else {

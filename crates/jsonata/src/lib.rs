@@ -29,6 +29,7 @@ use std::rc::Rc;
 pub use error::{Error, ErrorDetail, Result};
 pub use eval::Limits;
 pub use functions::digest_hex;
+pub use parser::MAX_PARSE_DEPTH;
 pub use value::{js_number_string, number_to_json};
 
 /// The error code [`Expression::evaluate`] returns when the result is a function.

@@ -86,9 +86,18 @@ fn tok_text(t: &Tok) -> String {
     }
 }
 
+/// How deep an expression may nest: parentheses, operands of operators, arguments, and the
+/// length of operator chains (`a.b.c`, `1 + 2 + 3`: each link deepens the tree; it counts two
+/// levels, the link and its right operand). Deeper expressions are a `U1001` syntax error
+/// instead of recursing without bound in the parser, the processing pass, the evaluator and
+/// `Drop`.
+pub const MAX_PARSE_DEPTH: usize = 1000;
+
 struct Parser<'s> {
     lexer: Lexer<'s>,
     node: Token,
+    /// Levels of the tree under construction (see [`MAX_PARSE_DEPTH`]).
+    depth: usize,
 }
 
 impl<'s> Parser<'s> {
@@ -126,10 +135,37 @@ impl<'s> Parser<'s> {
         self.advance()
     }
 
+    /// One more level of the tree; `U1001` beyond [`MAX_PARSE_DEPTH`].
+    fn descend(&mut self) -> Result<()> {
+        if self.depth >= MAX_PARSE_DEPTH {
+            return Err(Error::new(
+                "U1001",
+                format!(
+                    "Stack overflow error: the expression is nested deeper than {MAX_PARSE_DEPTH} levels"
+                ),
+            )
+            .at(self.node.pos));
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
     fn expression(&mut self, rbp: u8) -> Result<RawNode> {
+        // Every call and every link of the operator chain below deepens the tree by one; the
+        // levels are given back when the call returns. So the tree (and the recursion of the
+        // processing pass, the evaluator and `Drop` over it) is at most MAX_PARSE_DEPTH deep.
+        let entry = self.depth;
+        let r = with_stack(|| self.expression_chain(rbp));
+        self.depth = entry;
+        r
+    }
+
+    fn expression_chain(&mut self, rbp: u8) -> Result<RawNode> {
+        self.descend()?;
         let t = self.advance()?;
         let mut left = self.nud(t)?;
         while rbp < lbp(&self.node.tok) {
+            self.descend()?;
             let t = self.advance()?;
             left = self.led(t, left)?;
         }
@@ -394,11 +430,24 @@ impl<'s> Parser<'s> {
     }
 }
 
+/// Stack one level of the parser or the processing pass may need (unoptimised builds have large
+/// frames); each level makes sure that much is left, on a new segment if need be.
+const LEVEL_RED_ZONE: usize = 256 * 1024;
+const STACK_SEGMENT: usize = 4 * 1024 * 1024;
+
+fn with_stack<R>(f: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(LEVEL_RED_ZONE, STACK_SEGMENT, f)
+}
+
 /// Parses and processes an expression.
 pub(crate) fn parse(src: &str) -> Result<Node> {
     let mut lexer = Lexer::new(src);
     let first = lexer.next_token()?;
-    let mut p = Parser { lexer, node: first };
+    let mut p = Parser {
+        lexer,
+        node: first,
+        depth: 0,
+    };
     let expr = p.expression_top()?;
     if p.node.tok != Tok::End {
         return Err(Error::new(
@@ -564,6 +613,10 @@ impl Process {
     }
 
     fn process(&mut self, r: RawNode) -> Result<Node> {
+        with_stack(|| self.process_here(r))
+    }
+
+    fn process_here(&mut self, r: RawNode) -> Result<Node> {
         let pos = r.pos;
         let keep = r.keep_array;
         let mut result = match r.raw {
