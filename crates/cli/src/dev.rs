@@ -32,6 +32,9 @@ pub struct DevArgs {
         default_value = "127.0.0.1:8083"
     )]
     pub gateway_listen: SocketAddr,
+    /// Memory budget of each execution the pod runs (see `expressway serve --help`).
+    #[arg(long, env = "EXPRESSWAY_EXECUTION_MEMORY_BUDGET", default_value = "64MiB", value_parser = crate::serve::parse_bytes)]
+    pub execution_memory_budget: usize,
 }
 
 /// `expressway dev`.
@@ -59,6 +62,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         ("heartbeat.interval.ms".into(), "500".into()),
     ];
     config.drain_timeout = std::time::Duration::from_secs(5);
+    config.execution_memory_bytes = args.execution_memory_budget;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -54,6 +54,11 @@ pub struct ServeArgs {
     /// How long a revoke or shutdown waits for in-flight executions (`30s`, `500ms`, `2m`).
     #[arg(long, env = "EXPRESSWAY_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// Memory budget of each execution: estimated bytes of its live state (kept log events,
+    /// Map items and results, iterations and branches in flight). An execution that needs more
+    /// fails with `States.DataLimitExceeded` (`64MiB`, `512KiB`, `1GiB`, `100MB` or bytes).
+    #[arg(long, env = "EXPRESSWAY_EXECUTION_MEMORY_BUDGET", default_value = "64MiB", value_parser = parse_bytes)]
+    pub execution_memory_budget: usize,
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     #[arg(
         long,
@@ -96,6 +101,38 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(v * mult))
 }
 
+/// Parses a byte size: `64MiB`, `512KiB`, `1GiB`, `100MB`, `2KB`, `100B` or plain bytes (more
+/// than zero).
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        _ => {
+            return Err(format!(
+                "invalid size '{s}' (e.g. 64MiB, 512KiB, 1GiB, 100MB)"
+            ))
+        }
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid size '{s}' (e.g. 64MiB, 512KiB, 1GiB, 100MB)"))?;
+    let bytes = (v * mult).round();
+    if !(bytes >= 1.0 && bytes <= usize::MAX as f64) {
+        return Err(format!("invalid size '{s}': must be at least one byte"));
+    }
+    Ok(bytes as usize)
+}
+
 impl ServeArgs {
     /// The executor configuration these flags describe.
     pub fn config(&self) -> ExecutorConfig {
@@ -111,6 +148,7 @@ impl ServeArgs {
         c.max_in_flight_per_partition = self.max_in_flight_per_partition;
         c.max_in_flight = self.max_in_flight;
         c.drain_timeout = self.drain_timeout;
+        c.execution_memory_bytes = self.execution_memory_budget;
         c.kafka = self.kafka.clone();
         c.log_format = self.log_format;
         c
@@ -301,8 +339,47 @@ mod tests {
         assert_eq!(c.kafka, vec![("security.protocol".into(), "SSL".into())]);
         assert_eq!(c.drain_timeout, Duration::from_secs(10));
         assert_eq!(c.max_in_flight_per_partition, 64);
+        assert_eq!(
+            c.execution_memory_bytes,
+            expressway_engine::DEFAULT_MAX_MEMORY_BYTES
+        );
         assert_eq!(w.serve.metrics_listen.port(), 9464);
         assert!(Wrapper::try_parse_from(["serve", "--brokers", "b", "--bind", "nope"]).is_err());
+    }
+
+    #[test]
+    fn execution_memory_budget_flag() {
+        let w = Wrapper::try_parse_from([
+            "serve",
+            "--brokers",
+            "b",
+            "--execution-memory-budget",
+            "16MiB",
+        ])
+        .expect("parses");
+        assert_eq!(w.serve.config().execution_memory_bytes, 16 * 1024 * 1024);
+        assert!(Wrapper::try_parse_from([
+            "serve",
+            "--brokers",
+            "b",
+            "--execution-memory-budget",
+            "lots"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("64MiB"), Ok(64 * 1024 * 1024));
+        assert_eq!(parse_bytes("512 KiB"), Ok(512 * 1024));
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("100MB"), Ok(100_000_000));
+        assert_eq!(parse_bytes("1.5kb"), Ok(1500));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("-1MiB").is_err());
+        assert!(parse_bytes("12 parsecs").is_err());
+        assert!(parse_bytes("").is_err());
     }
 
     #[test]

@@ -255,6 +255,10 @@ pub struct EventLog {
     config: LogConfig,
     next_id: AtomicU64,
     events: Mutex<Vec<Event>>,
+    /// Number of kept events.
+    kept: AtomicU64,
+    /// Estimated bytes of the kept events (see [`crate::budget`]).
+    kept_bytes: AtomicU64,
     /// The last logged payload and its (possibly truncated) text: a state's output is usually
     /// the next state's input, which then is compared instead of serialized again.
     last_payload: Mutex<Option<(Value, String, bool)>>,
@@ -304,6 +308,8 @@ impl EventLog {
             config,
             next_id: AtomicU64::new(1),
             events: Mutex::new(Vec::new()),
+            kept: AtomicU64::new(0),
+            kept_bytes: AtomicU64::new(0),
             last_payload: Mutex::new(None),
         }
     }
@@ -326,6 +332,11 @@ impl EventLog {
             return self.next_id.fetch_add(1, Ordering::Relaxed);
         }
         let details = self.render(details);
+        self.kept.fetch_add(1, Ordering::Relaxed);
+        self.kept_bytes.fetch_add(
+            crate::budget::EVENT_COST + crate::budget::estimate_bytes(&details),
+            Ordering::Relaxed,
+        );
         let timestamp_millis = timestamp_millis();
         let mut events = match self.events.lock() {
             Ok(g) => g,
@@ -341,6 +352,16 @@ impl EventLog {
             details,
         });
         id
+    }
+
+    /// Number of events kept so far.
+    pub fn kept_count(&self) -> u64 {
+        self.kept.load(Ordering::Relaxed)
+    }
+
+    /// Estimated bytes of the events kept so far.
+    pub fn kept_bytes(&self) -> u64 {
+        self.kept_bytes.load(Ordering::Relaxed)
     }
 
     /// The id the next event will get.

@@ -1,6 +1,8 @@
 //! The interpreter: runs one execution of a loaded state machine.
 
+use crate::budget::{estimate_bytes, Budget, Charge, LiveBytes, IN_FLIGHT_COST};
 use crate::events::{Details, EventLog, LogConfig};
+use crate::pace::Pacer;
 use crate::runtime::{uuid_v4, Runtime, SplitMix64, TaskError, TaskRequest};
 use expressway_asl::jsonpath::JsonPath;
 use expressway_asl::model::*;
@@ -24,13 +26,25 @@ pub struct Limits {
     pub max_payload_bytes: usize,
     /// Maximum execution duration (Express: 5 minutes).
     pub max_duration: Duration,
+    /// Maximum number of log events an execution keeps (at its log level); more fails it with
+    /// `States.DataLimitExceeded`. AWS caps a Standard execution's history at 25,000 events.
+    pub max_events: usize,
+    /// Budget of an execution's estimated live bytes: kept log events, Map items and results,
+    /// iterations and branches in flight, Parallel branch outputs. More fails it with
+    /// `States.DataLimitExceeded`; it also bounds how many Map iterations run at once.
+    pub max_memory_bytes: usize,
 }
+
+/// Default of [`Limits::max_memory_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_MEMORY_BYTES: usize = 64 * 1024 * 1024;
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_payload_bytes: 262_144,
             max_duration: Duration::from_secs(300),
+            max_events: 25_000,
+            max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
         }
     }
 }
@@ -99,6 +113,8 @@ pub struct Outcome {
     pub events: Vec<crate::events::Event>,
     /// Number of states entered.
     pub state_transitions: u64,
+    /// The budget whose exhaustion failed the execution (`States.DataLimitExceeded`), if any.
+    pub exceeded_budget: Option<Budget>,
 }
 
 /// Why a state (or a branch) did not complete normally.
@@ -168,6 +184,9 @@ pub async fn execute(
         variable_bytes: AtomicU64::new(0),
         start_millis,
         execution_ctx: OnceLock::new(),
+        pacer: Pacer::default(),
+        live: LiveBytes::default(),
+        exceeded: OnceLock::new(),
     };
     let started_id = exec.log.emit(
         "ExecutionStarted",
@@ -253,6 +272,7 @@ pub async fn execute(
         }
     };
     let state_transitions = exec.transitions.load(Ordering::Relaxed);
+    let exceeded_budget = exec.exceeded.get().copied();
     Outcome {
         status,
         output,
@@ -262,6 +282,7 @@ pub async fn execute(
         stop_millis,
         events: exec.log.into_events(),
         state_transitions,
+        exceeded_budget,
     }
 }
 
@@ -274,6 +295,12 @@ struct Exec<'a> {
     variable_bytes: AtomicU64,
     start_millis: i64,
     execution_ctx: OnceLock<(Value, Value)>,
+    /// When to give control back to the runtime.
+    pacer: Pacer,
+    /// Estimated live bytes besides the kept events (see [`crate::budget`]).
+    live: LiveBytes,
+    /// Set when a budget failed the execution.
+    exceeded: OnceLock<Budget>,
 }
 
 /// Variables visible to a graph: its own, then its parents'.
@@ -650,6 +677,66 @@ impl<'a> Exec<'a> {
         self.rt.clock.now_millis()
     }
 
+    /// Counts one unit of work and yields to the runtime every [`crate::pace::YIELD_EVERY`].
+    async fn pace(&self) {
+        if let Some(y) = self.pacer.tick() {
+            y.await;
+        }
+    }
+
+    fn memory_limit(&self) -> u64 {
+        self.req.limits.max_memory_bytes as u64
+    }
+
+    /// Fails the execution once it keeps too many events or holds too many bytes.
+    fn check_budgets(&self, state: &str) -> Result<(), Failure> {
+        let kept = self.log.kept_count();
+        if kept > self.req.limits.max_events as u64 {
+            return Err(self.over_budget(Budget::Events, state, kept));
+        }
+        let bytes = self.live.get() + self.log.kept_bytes();
+        if bytes > self.memory_limit() {
+            return Err(self.over_budget(Budget::Memory, state, bytes));
+        }
+        Ok(())
+    }
+
+    /// Holds `bytes` of live state until the guard drops, or fails the execution when they do
+    /// not fit in its memory budget.
+    fn charge(&self, bytes: u64, state: &str) -> Result<Charge<'_>, Failure> {
+        self.live
+            .charge(bytes, self.log.kept_bytes(), self.memory_limit())
+            .map_err(|used| self.over_budget(Budget::Memory, state, used))
+    }
+
+    /// Adds `bytes` to a charge, failing the execution when they do not fit.
+    fn grow(&self, charge: &mut Charge<'_>, bytes: u64, state: &str) -> Result<(), Failure> {
+        charge
+            .grow(bytes, self.log.kept_bytes(), self.memory_limit())
+            .map_err(|used| self.over_budget(Budget::Memory, state, used))
+    }
+
+    fn over_budget(&self, budget: Budget, state: &str, used: u64) -> Failure {
+        let _ = self.exceeded.set(budget);
+        let limits = &self.req.limits;
+        let cause = match budget {
+            Budget::Events => format!(
+                "The execution exceeded its budget of {} log events in the state '{state}' ({used} events kept at its log level).",
+                limits.max_events
+            ),
+            Budget::Memory => format!(
+                "The execution exceeded its memory budget of {} bytes in the state '{state}' (about {used} bytes of live state: log events, Map items and results, iterations and branches in flight).",
+                limits.max_memory_bytes
+            ),
+        };
+        Failure {
+            error: "States.DataLimitExceeded".into(),
+            cause: Some(cause),
+            fatal: true,
+            evaluation: None,
+        }
+    }
+
     fn decide(&self, work: &Work, counters: &mut [u32], f: &Failure) -> Decision {
         if f.fatal {
             return Decision::Fail;
@@ -707,6 +794,8 @@ impl<'a> Exec<'a> {
                     self.variable_bytes.fetch_sub(old, Ordering::Relaxed);
                     vars.insert(k, v);
                 }
+                self.check_budgets(&state.name)?;
+                self.pace().await;
                 match step.next {
                     Some(n) => {
                         index = n;
@@ -1219,6 +1308,8 @@ impl<'a> Exec<'a> {
                                 if !d.is_zero() {
                                     self.rt.clock.sleep(d).await;
                                 }
+                                // a zero-delay retry of an instant failure must not spin
+                                self.pace().await;
                             }
                             Decision::Catch(i) => break Err((f, Some(i))),
                             Decision::Fail => break Err((f, None)),
@@ -1356,6 +1447,7 @@ impl<'a> Exec<'a> {
             let eff = effective_input(state, &input, env).map_err(fail)?;
             let eff_env = env.with_input(&eff);
             let branch_input = work_input(&par.work, jsonata, &eff, &eff_env).map_err(fail)?;
+            let branch_cost = IN_FLIGHT_COST + estimate_bytes(&branch_input);
             let mut counters = vec![0u32; par.work.retry.len()];
             let outcome = loop {
                 let started =
@@ -1368,16 +1460,21 @@ impl<'a> Exec<'a> {
                     .map(|g| {
                         let branch_input = branch_input.clone();
                         async move {
+                            let running = self.charge(branch_cost, &state.name)?;
                             let mut lane = started;
-                            self.run_graph(g, branch_input, env.scope, &mut lane, None)
-                                .await
-                                .map(|v| (v, lane))
+                            let v = self
+                                .run_graph(g, branch_input, env.scope, &mut lane, None)
+                                .await?;
+                            drop(running);
+                            // the output is held until every branch is done
+                            let held = self.charge(estimate_bytes(&v), &state.name)?;
+                            Ok::<_, Failure>((v, lane, held))
                         }
                     })
                     .collect::<Vec<_>>();
                 match future::try_join_all(branches).await {
                     Ok(results) => {
-                        if let Some(last) = results.iter().map(|(_, l)| *l).max() {
+                        if let Some(last) = results.iter().map(|(_, l, _)| *l).max() {
                             *prev = last;
                         }
                         *prev = self.log.emit(
@@ -1386,7 +1483,9 @@ impl<'a> Exec<'a> {
                             || self.now(),
                             Details::Empty,
                         );
-                        break Ok(Value::Array(results.into_iter().map(|(v, _)| v).collect()));
+                        break Ok(Value::Array(
+                            results.into_iter().map(|(v, _, _held)| v).collect(),
+                        ));
                     }
                     Err(f) => {
                         *prev = self.log.peek_next_id().saturating_sub(1);
@@ -1477,11 +1576,22 @@ impl<'a> Exec<'a> {
                 }
                 }
             };
+            // Iterations in flight hold at most a quarter of the memory budget (declared
+            // concurrency is kept below that: 4,096 at the default 64 MiB).
+            let in_flight_cap = (self.memory_limit() / (4 * IN_FLIGHT_COST)).max(1) as usize;
             let limit = if max_concurrency == 0 {
                 items.len().max(1)
             } else {
                 max_concurrency
-            };
+            }
+            .min(in_flight_cap);
+            // The items and the results (one slot per item, then each result) are live until
+            // the state is done.
+            let slot = std::mem::size_of::<Option<Value>>() as u64;
+            let _items_held = self.charge(
+                estimate_bytes(&items_value) + slot * items.len() as u64,
+                &state.name,
+            )?;
             let mut counters = vec![0u32; map.work.retry.len()];
             let mut tolerance: Option<(Option<f64>, Option<f64>)> = None;
             let outcome = loop {
@@ -1516,65 +1626,75 @@ impl<'a> Exec<'a> {
                     }
                 };
                 let tolerant = tolerated_count.is_some() || tolerated_pct.is_some();
-                let iterations = items
-                    .iter()
-                    .enumerate()
-                    .map(|(index, item)| {
-                        let eff_ref: &Value = &eff;
-                        async move {
-                            let mut lane = self.log.emit(
-                                "MapIterationStarted",
-                                started,
-                                || self.now(),
-                                Details::Raw(iteration_details(index, &state.name)),
-                            );
-                            let item_input = match &map.item_selector {
-                                Some(sel) => {
-                                    let mut ienv = Env::new(
-                                        self,
-                                        eff_ref,
-                                        env.scope,
-                                        &state.name,
-                                        env.entered_millis,
-                                    );
-                                    ienv.map_item = Some(MapItem { index, value: item });
-                                    sel.eval_in(&ienv, if jsonata { "ItemSelector" } else { "" })
-                                        .map_err(|e| state_failure(&state.name, entered_id, e))?
-                                }
-                                None => item.clone(),
-                            };
-                            let r = self
-                                .run_graph(&map.processor, item_input, env.scope, &mut lane, None)
-                                .await;
-                            let ty = if r.is_ok() {
-                                "MapIterationSucceeded"
-                            } else {
-                                "MapIterationFailed"
-                            };
-                            self.log.emit(
-                                ty,
-                                lane,
-                                || self.now(),
-                                Details::Raw(iteration_details(index, &state.name)),
-                            );
-                            Ok::<_, Failure>((index, r))
-                        }
-                    })
-                    .collect::<Vec<_>>();
+                // Created lazily: only `limit` iteration futures exist at a time.
+                // (indexes, not `(usize, &Value)` pairs: a closure over borrowed pairs is not
+                // general enough for the boxed, `Send` interpreter future)
+                let iterations = (0..items.len()).map(|index| {
+                    let item = &items[index];
+                    let eff_ref: &Value = &eff;
+                    async move {
+                        let mut lane = self.log.emit(
+                            "MapIterationStarted",
+                            started,
+                            || self.now(),
+                            Details::Raw(iteration_details(index, &state.name)),
+                        );
+                        let item_input = match &map.item_selector {
+                            Some(sel) => {
+                                let mut ienv = Env::new(
+                                    self,
+                                    eff_ref,
+                                    env.scope,
+                                    &state.name,
+                                    env.entered_millis,
+                                );
+                                ienv.map_item = Some(MapItem { index, value: item });
+                                sel.eval_in(&ienv, if jsonata { "ItemSelector" } else { "" })
+                                    .map_err(|e| state_failure(&state.name, entered_id, e))?
+                            }
+                            None => item.clone(),
+                        };
+                        let running =
+                            self.charge(IN_FLIGHT_COST + estimate_bytes(&item_input), &state.name)?;
+                        let r = self
+                            .run_graph(&map.processor, item_input, env.scope, &mut lane, None)
+                            .await;
+                        drop(running);
+                        let ty = if r.is_ok() {
+                            "MapIterationSucceeded"
+                        } else {
+                            "MapIterationFailed"
+                        };
+                        self.log.emit(
+                            ty,
+                            lane,
+                            || self.now(),
+                            Details::Raw(iteration_details(index, &state.name)),
+                        );
+                        Ok::<_, Failure>((index, r))
+                    }
+                });
                 let mut stream = futures::stream::iter(iterations).buffer_unordered(limit);
                 let mut results: Vec<Option<Value>> = vec![None; items.len()];
+                // a retried attempt starts with no results
+                let mut results_charge = self.charge(0, &state.name)?;
                 let mut failures = 0usize;
                 let mut first_failure: Option<Failure> = None;
                 while let Some(r) = stream.next().await {
                     let (index, r) = r?;
                     match r {
-                        Ok(v) => results[index] = Some(v),
+                        Ok(v) => {
+                            self.grow(&mut results_charge, estimate_bytes(&v), &state.name)?;
+                            results[index] = Some(v);
+                        }
                         Err(f) => {
                             if f.fatal {
                                 return Err(f);
                             }
                             failures += 1;
-                            results[index] = Some(f.error_output());
+                            let e = f.error_output();
+                            self.grow(&mut results_charge, estimate_bytes(&e), &state.name)?;
+                            results[index] = Some(e);
                             let exceeded = if tolerant {
                                 let over_count = tolerated_count
                                     .is_some_and(|c| failures as f64 > c)
@@ -1644,6 +1764,7 @@ impl<'a> Exec<'a> {
                 if !d.is_zero() {
                     self.rt.clock.sleep(d).await;
                 }
+                self.pace().await;
                 return None;
             }
             Decision::Catch(i) => Some(i),

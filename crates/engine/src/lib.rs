@@ -4,14 +4,19 @@
 //! Retry/Catch, Wait, Parallel, Map, timeouts, payload limits and the Express log events. Time,
 //! randomness and task dispatch come in through [`Runtime`], so tests run in virtual time.
 
+pub mod budget;
 pub mod events;
 mod exec;
 pub mod jsonw;
+mod pace;
 pub mod runtime;
 pub mod tasks;
 
+pub use budget::Budget;
 pub use events::{Event, LogConfig, LogLevel};
-pub use exec::{execute, idempotency_key, ExecutionRequest, Limits, Outcome, Status};
+pub use exec::{
+    execute, idempotency_key, ExecutionRequest, Limits, Outcome, Status, DEFAULT_MAX_MEMORY_BYTES,
+};
 pub use runtime::{Clock, Entropy, Runtime, TaskDispatcher, TaskError, TaskRequest};
 
 /// The region Expressway reports in ARNs and events unless configured otherwise.

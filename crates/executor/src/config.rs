@@ -64,6 +64,9 @@ pub struct ExecutorConfig {
     pub region: String,
     /// Account in ARNs.
     pub account: String,
+    /// Memory budget of each execution (estimated bytes of live state; see
+    /// `expressway_engine::Limits::max_memory_bytes`).
+    pub execution_memory_bytes: usize,
 }
 
 impl ExecutorConfig {
@@ -86,6 +89,7 @@ impl ExecutorConfig {
             log_format: LogFormat::Json,
             region: expressway_engine::DEFAULT_REGION.into(),
             account: expressway_engine::DEFAULT_ACCOUNT.into(),
+            execution_memory_bytes: expressway_engine::DEFAULT_MAX_MEMORY_BYTES,
         }
     }
 }

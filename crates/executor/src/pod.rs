@@ -939,7 +939,10 @@ async fn run_execution(
         role_arn: format!("arn:aws:iam::{}:role/expressway", cfg.account),
         input,
         log: entry.log,
-        limits: Limits::default(),
+        limits: Limits {
+            max_memory_bytes: cfg.execution_memory_bytes,
+            ..Limits::default()
+        },
         synchronous: false,
     };
     let machine_label = entry.name.clone();
@@ -967,6 +970,7 @@ async fn run_execution(
     metrics::counter!(status_metric, "state_machine" => machine_label.clone()).increment(1);
     metrics::counter!(names::TRANSITIONS, "state_machine" => machine_label.clone())
         .increment(outcome.state_transitions);
+    crate::telemetry::record_budget_exceeded(&machine_label, &req.execution_arn, &outcome);
     metrics::histogram!(names::DURATION, "state_machine" => machine_label, "status" => outcome.status.as_str())
         .record(elapsed);
 

@@ -4,6 +4,7 @@
 use crate::registry::Registry;
 use axum::http::StatusCode;
 use axum::routing::get;
+use expressway_engine::{Budget, Outcome};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +27,9 @@ pub mod names {
     pub const DURATION: &str = "expressway_execution_duration_seconds";
     /// Counter, label `state_machine`.
     pub const TRANSITIONS: &str = "expressway_state_transitions_total";
+    /// Counter, labels `state_machine`, `budget` (`events`/`memory`): executions failed with
+    /// `States.DataLimitExceeded` because they exceeded a per-execution budget.
+    pub const BUDGET_EXCEEDED: &str = "expressway_execution_budget_exceeded_total";
     /// Histogram, label `resource`.
     pub const TASK_DURATION: &str = "expressway_task_duration_seconds";
     /// Counter, label `resource`.
@@ -107,6 +111,10 @@ fn describe() {
     );
     describe_histogram!(names::DURATION, Unit::Seconds, "Execution duration");
     describe_counter!(names::TRANSITIONS, "State transitions");
+    describe_counter!(
+        names::BUDGET_EXCEEDED,
+        "Executions failed because they kept too many log events or held too much live state"
+    );
     describe_histogram!(names::TASK_DURATION, Unit::Seconds, "Task duration");
     describe_counter!(names::TASK_FAILURES, "Task failures");
     describe_gauge!(names::IN_FLIGHT, "Executions running in this pod");
@@ -145,6 +153,24 @@ pub fn touch_machine(machine: &str) {
         names::TRANSITIONS,
     ] {
         metrics::counter!(name, "state_machine" => machine.to_string()).increment(0);
+    }
+    for budget in [Budget::Events, Budget::Memory] {
+        metrics::counter!(names::BUDGET_EXCEEDED, "state_machine" => machine.to_string(), "budget" => budget.as_str())
+            .increment(0);
+    }
+}
+
+/// Counts and logs an execution that a budget failed (`Outcome::exceeded_budget`).
+pub fn record_budget_exceeded(machine: &str, execution_arn: &str, outcome: &Outcome) {
+    if let Some(budget) = outcome.exceeded_budget {
+        metrics::counter!(names::BUDGET_EXCEEDED, "state_machine" => machine.to_string(), "budget" => budget.as_str())
+            .increment(1);
+        tracing::warn!(
+            execution_arn,
+            budget = budget.as_str(),
+            cause = outcome.cause.as_deref().unwrap_or_default(),
+            "execution failed: budget exceeded"
+        );
     }
 }
 

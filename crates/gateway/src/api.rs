@@ -1202,6 +1202,11 @@ impl Gateway {
         metrics::counter!(status_metric, "state_machine" => label.clone()).increment(1);
         metrics::counter!(names::TRANSITIONS, "state_machine" => label.clone())
             .increment(outcome.state_transitions);
+        expressway_executor::telemetry::record_budget_exceeded(
+            &label,
+            &req.execution_arn,
+            &outcome,
+        );
         metrics::histogram!(names::DURATION, "state_machine" => label, "status" => outcome.status.as_str())
             .record(elapsed.as_secs_f64());
 

@@ -6,12 +6,14 @@ use expressway_engine::tasks::{Registry, TEST_RESOURCE};
 use expressway_engine::{
     execute, ExecutionRequest, Limits, LogConfig, LogLevel, Outcome, Runtime, Status,
 };
+mod runaway;
+
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-const T0: i64 = 1_767_225_600_000;
+pub(crate) const T0: i64 = 1_767_225_600_000;
 
-fn request(input: Value, log: LogConfig) -> ExecutionRequest {
+pub(crate) fn request(input: Value, log: LogConfig) -> ExecutionRequest {
     ExecutionRequest {
         execution_arn:
             "arn:aws:states:us-east-1:123456789012:express:m:e:00000000-0000-4000-8000-000000000000"
