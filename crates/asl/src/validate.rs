@@ -24,11 +24,13 @@
 //! valid intrinsic function call` (at the object holding the key), `String does not match RFC3339
 //! timestamp`, `The field 'RoleArn' is required but was missing`, the Express `.sync` /
 //! `.waitForTaskToken` messages, `Missing 'Next' target: X`, `State "X" is not reachable.`,
-//! `Workflow has no terminal state`, `Definition must be a valid JSON object` and the Jackson
+//! `Workflow has no terminal state`, `Value is not a valid resource ARN` (Step Functions Local),
+//! `Definition must be a valid JSON object` and the Jackson
 //! `INVALID_JSON_DESCRIPTION` shape. The Map `Label` reasons come from LocalStack's wording.
 //! Not measured (our wording): Next/End and Wait one-of messages, type/enum/range messages, Retry/Catch
 //! error-name rules, Choice rule shape, HeartbeatSeconds, name length, duplicate names, activities on
-//! Express.
+//! Express, `k` with `k.$`, incomplete `{% %}` strings. Intrinsic calls whose literal arguments have
+//! the wrong type get the measured intrinsic message.
 
 mod jackson;
 mod jsonata_wrapper;
