@@ -85,6 +85,106 @@ impl Func {
     }
 }
 
+/// The type of an argument as far as the text shows it before run time: a literal's own type, or
+/// what a nested call returns; `Any` for paths and calls whose result depends on the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ty {
+    Any,
+    Null,
+    String,
+    Number,
+    Boolean,
+    Array,
+    Object,
+}
+
+impl Ty {
+    fn of_literal(v: &Value) -> Ty {
+        match v {
+            Value::Null => Ty::Null,
+            Value::Bool(_) => Ty::Boolean,
+            Value::Number(_) => Ty::Number,
+            Value::String(_) => Ty::String,
+            Value::Array(_) => Ty::Array,
+            Value::Object(_) => Ty::Object,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Ty::Any => "any value",
+            Ty::Null => "null",
+            Ty::String => "a string",
+            Ty::Number => "a number",
+            Ty::Boolean => "a boolean",
+            Ty::Array => "an array",
+            Ty::Object => "an object",
+        }
+    }
+}
+
+impl Func {
+    /// What argument `i` must be (the run-time checks of [`apply`], known before run time).
+    fn param(self, i: usize) -> Ty {
+        match (self, i) {
+            (Func::Format, 0)
+            | (Func::StringToJson | Func::Base64Encode | Func::Base64Decode, _)
+            | (Func::StringSplit, _)
+            | (Func::Hash, 1) => Ty::String,
+            (Func::ArrayPartition | Func::ArrayContains | Func::ArrayGetItem, 0)
+            | (Func::ArrayLength | Func::ArrayUnique, _) => Ty::Array,
+            (Func::ArrayPartition | Func::ArrayGetItem, 1)
+            | (Func::ArrayRange | Func::MathRandom | Func::MathAdd, _) => Ty::Number,
+            (Func::JsonMerge, 0 | 1) => Ty::Object,
+            (Func::JsonMerge, _) => Ty::Boolean,
+            _ => Ty::Any,
+        }
+    }
+
+    /// What a call of this function returns.
+    fn result(self) -> Ty {
+        match self {
+            Func::Format
+            | Func::JsonToString
+            | Func::Base64Encode
+            | Func::Base64Decode
+            | Func::Hash
+            | Func::Uuid => Ty::String,
+            Func::StringToJson | Func::ArrayGetItem => Ty::Any,
+            Func::Array
+            | Func::ArrayPartition
+            | Func::ArrayRange
+            | Func::ArrayUnique
+            | Func::StringSplit => Ty::Array,
+            Func::ArrayContains => Ty::Boolean,
+            Func::ArrayLength | Func::MathRandom | Func::MathAdd => Ty::Number,
+            Func::JsonMerge => Ty::Object,
+        }
+    }
+}
+
+/// AWS checks literal (and nested-call) argument types when it validates the definition:
+/// `States.MathAdd(1,'-1')` is refused before it can run (asl-validator's labelled set).
+fn check_static_types(name: &str, func: Func, args: &[Arg]) -> Result<(), String> {
+    for (i, arg) in args.iter().enumerate() {
+        let found = match arg {
+            Arg::Literal(v) => Ty::of_literal(v),
+            Arg::Call(c) => c.func.result(),
+            Arg::Path(_) => Ty::Any,
+        };
+        let wanted = func.param(i);
+        if wanted != Ty::Any && found != Ty::Any && found != wanted {
+            return Err(format!(
+                "{name}: argument {} must be {} but is {}",
+                i + 1,
+                wanted.name(),
+                found.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The expression is not a well-formed intrinsic function call.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("invalid intrinsic function '{text}': {reason}")]
@@ -234,6 +334,7 @@ impl P<'_> {
                 args.len()
             ));
         }
+        check_static_types(&name, func, &args)?;
         self.depth -= 1;
         Ok(Intrinsic {
             func,
@@ -722,6 +823,51 @@ mod tests {
             eval("States.Base64Decode('RGF0YSB0byBlbmNvZGU=')", json!({})),
             Ok(json!("Data to encode"))
         );
+    }
+
+    #[test]
+    fn literal_argument_types_are_checked_when_parsed() {
+        for bad in [
+            "States.MathAdd(1,'-1')",
+            "States.MathAdd(null, 1)",
+            "States.MathRandom('1', 10)",
+            "States.ArrayRange(0, true, 1)",
+            "States.ArrayGetItem('abc', 0)",
+            "States.ArrayGetItem(States.Array(1), '0')",
+            "States.ArrayLength('abc')",
+            "States.ArrayLength(States.Format('{}', 1))",
+            "States.MathAdd(States.Array(1), 1)",
+            "States.MathAdd(States.UUID(), 1)",
+            "States.StringSplit(1, ',')",
+            "States.Base64Encode(States.ArrayLength(States.Array(1)))",
+            "States.Hash('data', 256)",
+            "States.JsonMerge($.a, $.b, 'false')",
+            "States.JsonMerge(States.Array(), $.b, false)",
+            "States.Format(1)",
+            "States.StringToJson(States.Array())",
+        ] {
+            let e = Intrinsic::parse(bad).expect_err(bad);
+            assert!(e.reason.contains("must be"), "{bad}: {}", e.reason);
+        }
+        assert_eq!(
+            Intrinsic::parse("States.MathAdd(1,'-1')")
+                .expect_err("string")
+                .reason,
+            "States.MathAdd: argument 2 must be a number but is a string"
+        );
+        // Paths and calls whose result depends on the data are checked at run time only.
+        for ok in [
+            "States.MathAdd($.a, -1)",
+            "States.MathAdd(States.ArrayLength($.a), States.ArrayGetItem($.b, 0))",
+            "States.MathAdd(States.StringToJson($.n), 1.5)",
+            "States.ArrayContains(States.Array(1, 'a'), 'a')",
+            "States.Hash(States.Array(1), 'SHA-256')",
+            "States.JsonMerge(States.StringToJson($.a), $.b, false)",
+            "States.Format('{} {}', null, States.Array())",
+            "States.Array(null, true, 1, 'x', States.UUID())",
+        ] {
+            assert!(Intrinsic::parse(ok).is_ok(), "{ok}");
+        }
     }
 
     #[test]

@@ -62,6 +62,14 @@ impl JsonataExpr {
         s.len() >= 4 && s.starts_with("{%") && s.ends_with("%}")
     }
 
+    /// True when the string looks meant as an expression but is not one: it begins with `{%` or
+    /// ends with `%}` without being `{% ... %}`, e.g. `"{% 10 %"`, `"10 %}"`. AWS refuses these
+    /// instead of taking them as literal strings. Blanks count: `" {% x %} "` begins and ends with
+    /// a blank and is a literal (recorded: outputdecl `BASE_LITERALS`).
+    pub fn is_incomplete_expression(s: &str) -> bool {
+        (s.starts_with("{%") || s.ends_with("%}")) && !Self::is_expression(s)
+    }
+
     /// Parses the text between `{%` and `%}`.
     pub fn parse(s: &str) -> Result<JsonataExpr, String> {
         let inner = s

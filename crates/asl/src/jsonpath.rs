@@ -32,6 +32,9 @@ enum Segment {
     Deep(Box<Segment>),
     /// `length()` (Jayway function) on the current value.
     Length,
+    /// Jayway's script index `[(@.length-n)]` / `[(@.size()-n)]`: element `len - n` of an array
+    /// (definite; nothing when `n` is 0 or larger than the array).
+    FromEnd(u64),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -125,9 +128,12 @@ impl JsonPath {
         if parser.pos != rest.len() {
             return Err(err("unexpected trailing characters"));
         }
-        let definite = segments
-            .iter()
-            .all(|s| matches!(s, Segment::Name(_) | Segment::Index(_)));
+        let definite = segments.iter().all(|s| {
+            matches!(
+                s,
+                Segment::Name(_) | Segment::Index(_) | Segment::FromEnd(_)
+            )
+        });
         Ok(JsonPath {
             text: trimmed.to_string(),
             root,
@@ -221,6 +227,7 @@ impl JsonPath {
             current = match (seg, current) {
                 (Segment::Name(n), Value::Object(m)) => m.get(n)?,
                 (Segment::Index(i), Value::Array(a)) => a.get(resolve_index(*i, a.len())?)?,
+                (Segment::FromEnd(n), Value::Array(a)) => a.get(from_end(*n, a.len())?)?,
                 _ => return None,
             };
         }
@@ -309,6 +316,12 @@ fn resolve_index(i: i64, len: usize) -> Option<usize> {
     }
 }
 
+/// Index of Jayway's `[(@.length-n)]` in an array of `len` elements.
+fn from_end(n: u64, len: usize) -> Option<usize> {
+    let n = usize::try_from(n).ok()?;
+    (n >= 1 && n <= len).then(|| len - n)
+}
+
 fn push_bracket(s: &mut String, seg: &Segment) {
     match seg {
         Segment::Name(n) => {
@@ -343,6 +356,8 @@ fn push_bracket(s: &mut String, seg: &Segment) {
             push_bracket(s, inner);
         }
         Segment::Length => s.push_str(".length()"),
+        // Jayway's own rendering of the script index.
+        Segment::FromEnd(n) => s.push_str(&format!("[@.size()-{n}]")),
     }
 }
 
@@ -372,6 +387,13 @@ fn select<'a>(segments: &[Segment], root: &'a Value, current: &'a Value, out: &m
                     if let Some(v) = m.get(n) {
                         select(rest, root, v, out);
                     }
+                }
+            }
+        }
+        Segment::FromEnd(n) => {
+            if let Value::Array(a) = current {
+                if let Some(v) = from_end(*n, a.len()).and_then(|i| a.get(i)) {
+                    select(rest, root, v, out);
                 }
             }
         }
@@ -747,6 +769,7 @@ impl Parser<'_> {
                     Segment::Names(names)
                 }
             }
+            Some(b'(') => self.script_index()?,
             Some(b'?') => {
                 self.pos += 1;
                 self.skip_ws();
@@ -786,6 +809,34 @@ impl Parser<'_> {
             return Err("expected ']'".into());
         }
         Ok(seg)
+    }
+
+    /// Jayway's script index, the only script it evaluates: `(@.length-n)` or `(@.size()-n)`
+    /// (blanks allowed between the parts; `-` is the only operator).
+    fn script_index(&mut self) -> Result<Segment, String> {
+        const EXPECTED: &str = "expected '(@.length-n)' or '(@.size()-n)'";
+        self.pos += 1; // (
+        self.skip_ws();
+        if !(self.eat("@.length") || self.eat("@.size()")) {
+            return Err(EXPECTED.into());
+        }
+        self.skip_ws();
+        if !self.eat("-") {
+            return Err(EXPECTED.into());
+        }
+        self.skip_ws();
+        let start = self.pos;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.pos += 1;
+        }
+        let n = self.src[start..self.pos]
+            .parse::<u64>()
+            .map_err(|_| EXPECTED.to_string())?;
+        self.skip_ws();
+        if !self.eat(")") {
+            return Err(EXPECTED.into());
+        }
+        Ok(Segment::FromEnd(n))
     }
 
     /// `a || b || c` as `Or(a, Or(b, c))`: the same short-circuit order as left to right, and a
@@ -845,6 +896,9 @@ impl Parser<'_> {
             CmpOp::Lt
         } else if self.eat(">") {
             CmpOp::Gt
+        } else if matches!(left, Operand::Literal(_)) {
+            // Jayway: an existence test needs a path (`[?(@.a)]`), never a bare value.
+            return Err("expected a comparison operator after a value in filter".into());
         } else {
             return Ok(Filter::Exists(left));
         };
@@ -865,17 +919,28 @@ impl Parser<'_> {
             }
             Some(b'\'' | b'"') => Ok(Operand::Literal(Value::String(self.quoted()?))),
             _ => {
+                // A JSON literal (number, true, false, null), else an unquoted word, which
+                // Jayway keeps as the string it spells (`@.lang == es` is `@.lang == 'es'`). It
+                // runs to the next operator, `)`, `&&` or `||`; inner blanks belong to it.
                 let start = self.pos;
                 while let Some(c) = self.peek() {
-                    if matches!(c, b' ' | b')' | b'&' | b'|' | b'=' | b'!' | b'<' | b'>') {
+                    let two = self.src.as_bytes().get(self.pos..self.pos + 2);
+                    if matches!(c, b')' | b'=' | b'!' | b'<' | b'>')
+                        || matches!(two, Some(b"&&" | b"||"))
+                    {
                         break;
                     }
                     self.pos += 1;
                 }
-                let lit = &self.src[start..self.pos];
-                serde_json::from_str::<Value>(lit)
-                    .map(Operand::Literal)
-                    .map_err(|_| format!("invalid literal '{lit}' in filter"))
+                let lit = self.src[start..self.pos].trim_end_matches([' ', '\t']);
+                self.pos = start + lit.len();
+                if lit.is_empty() {
+                    return Err("expected a value in filter".into());
+                }
+                Ok(Operand::Literal(
+                    serde_json::from_str::<Value>(lit)
+                        .unwrap_or_else(|_| Value::String(lit.to_string())),
+                ))
             }
         }
     }
@@ -916,6 +981,90 @@ mod tests {
             ),
             Ok(json!([{"status": 0}]))
         );
+    }
+
+    #[test]
+    fn unquoted_filter_words_are_strings() {
+        let v = json!({"t": [
+            {"TargetLanguageCode": "es", "TranslatedText": "hola"},
+            {"TargetLanguageCode": "fr", "TranslatedText": "salut"},
+            {"TargetLanguageCode": "es-MX", "TranslatedText": "qué onda"},
+            {"TargetLanguageCode": 1, "TranslatedText": "number"}
+        ]});
+        let words = |p: &str| q(p, v.clone());
+        assert_eq!(
+            words("$.t[?(@.TargetLanguageCode==es)].TranslatedText"),
+            Ok(json!(["hola"]))
+        );
+        // Same result as the quoted form.
+        assert_eq!(
+            words("$.t[?(@.TargetLanguageCode==es)].TranslatedText"),
+            words("$.t[?(@.TargetLanguageCode=='es')].TranslatedText")
+        );
+        assert_eq!(
+            words("$.t[?(@.TargetLanguageCode == es-MX )].TranslatedText"),
+            Ok(json!(["qué onda"]))
+        );
+        assert_eq!(
+            words(
+                "$.t[?(@.TargetLanguageCode != es && @.TargetLanguageCode != fr)].TranslatedText"
+            ),
+            Ok(json!(["qué onda", "number"]))
+        );
+        assert_eq!(
+            words("$.t[?(es == @.TargetLanguageCode)].TranslatedText"),
+            Ok(json!(["hola"]))
+        );
+        // Numbers, booleans and null keep their JSON meaning.
+        assert_eq!(
+            words("$.t[?(@.TargetLanguageCode == 1)].TranslatedText"),
+            Ok(json!(["number"]))
+        );
+        // A bare value is no filter, and a comparison needs its right side.
+        assert!(JsonPath::parse("$.t[?(es)]").is_err());
+        assert!(JsonPath::parse("$.t[?(1)]").is_err());
+        assert!(JsonPath::parse("$.t[?(@.a == )]").is_err());
+        assert!(JsonPath::parse("$.t[?(@.a == é)]").is_ok());
+    }
+
+    #[test]
+    fn script_index_counts_from_the_end() {
+        let v = json!({"a": [{"bar": 1}, {"bar": 2}, {"bar": 3}]});
+        assert_eq!(q("$.a[(@.length-1)].bar", v.clone()), Ok(json!(3)));
+        assert_eq!(q("$.a[( @.length - 2 )].bar", v.clone()), Ok(json!(2)));
+        assert_eq!(q("$.a[(@.size()-3)].bar", v.clone()), Ok(json!(1)));
+        assert_eq!(
+            q("$[(@.length-1)].bar", json!([{"bar": "x"}])),
+            Ok(json!("x"))
+        );
+        // Jayway: index len-n must lie inside the array.
+        assert_eq!(q("$.a[(@.length-0)]", v.clone()), Err(NoResults));
+        assert_eq!(q("$.a[(@.length-4)]", v.clone()), Err(NoResults));
+        assert_eq!(
+            q("$.a[(@.length-1)]", json!({"a": {"k": 1}})),
+            Err(NoResults)
+        );
+        let p = JsonPath::parse("$.a[(@.length-1)].bar").expect("valid");
+        assert!(p.is_definite());
+        assert!(!p.is_reference_path());
+        assert_eq!(p.bracket_notation(), "$['a'][@.size()-1]['bar']");
+        // Inside filters and after a wildcard too.
+        assert_eq!(
+            q(
+                "$.x[?(@.v[(@.length-1)] == 3)].id",
+                json!({"x": [{"id": 1, "v": [1, 3]}, {"id": 2, "v": [3, 1]}]})
+            ),
+            Ok(json!([1]))
+        );
+        for bad in [
+            "$.a[(@.length+1)]",
+            "$.a[(@.length)]",
+            "$.a[(@.foo-1)]",
+            "$.a[(@.length-x)]",
+            "$.a[(@.length-1]",
+        ] {
+            assert!(JsonPath::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

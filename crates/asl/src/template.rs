@@ -278,6 +278,11 @@ impl ValueExpr {
     }
 }
 
+/// The diagnostic for a string that begins with `{%` or ends with `%}` but is not an expression
+/// (located at the string).
+pub const INCOMPLETE_EXPRESSION: &str =
+    "The value is an incomplete JSONata expression: it must begin with '{%' and end with '%}'";
+
 /// A compiled payload template.
 #[derive(Debug, Clone)]
 pub enum Template {
@@ -314,6 +319,11 @@ impl Template {
                 let mut dynamic = false;
                 for (k, v) in map {
                     match (lang, k.strip_suffix(".$"), v) {
+                        (Lang::JsonPath, Some(stripped), _) if map.contains_key(stripped) => {
+                            return Err(format!(
+                                "Only one of the fields [{stripped}, {k}] can be specified"
+                            ));
+                        }
                         (Lang::JsonPath, Some(stripped), Value::String(s)) => {
                             let expr = ValueExpr::parse_jsonpath_mode(s)
                                 .map_err(|e| format!("The value for the field '{k}' must be a valid JSONPath or a valid intrinsic function call ({e})"))?;
@@ -343,6 +353,9 @@ impl Template {
                 } else {
                     Ok(Template::Array(compiled))
                 }
+            }
+            (Value::String(s), Lang::Jsonata) if JsonataExpr::is_incomplete_expression(s) => {
+                Err(INCOMPLETE_EXPRESSION.to_string())
             }
             (Value::String(s), Lang::Jsonata) if JsonataExpr::is_expression(s) => {
                 Ok(Template::Expr(

@@ -24,13 +24,17 @@
 //! valid intrinsic function call` (at the object holding the key), `String does not match RFC3339
 //! timestamp`, `The field 'RoleArn' is required but was missing`, the Express `.sync` /
 //! `.waitForTaskToken` messages, `Missing 'Next' target: X`, `State "X" is not reachable.`,
-//! `Workflow has no terminal state`, `Definition must be a valid JSON object` and the Jackson
+//! `Workflow has no terminal state`, `Value is not a valid resource ARN` (Step Functions Local),
+//! `Definition must be a valid JSON object` and the Jackson
 //! `INVALID_JSON_DESCRIPTION` shape. The Map `Label` reasons come from LocalStack's wording.
 //! Not measured (our wording): Next/End and Wait one-of messages, type/enum/range messages, Retry/Catch
 //! error-name rules, Choice rule shape, HeartbeatSeconds, name length, duplicate names, activities on
-//! Express.
+//! Express, `k` with `k.$`, incomplete `{% %}` strings. Intrinsic calls whose literal arguments have
+//! the wrong type get the measured intrinsic message.
 
 pub(crate) mod jackson;
+mod jsonata_wrapper;
+mod resource;
 
 use crate::intrinsic::Intrinsic;
 use crate::jsonata::type_name;
@@ -444,27 +448,6 @@ impl Kind {
     }
 }
 
-/// Error names AWS predefines; any other `States.` name is invalid.
-const KNOWN_ERRORS: &[&str] = &[
-    "States.ALL",
-    "States.HeartbeatTimeout",
-    "States.Timeout",
-    "States.TaskFailed",
-    "States.Permissions",
-    "States.ResultPathMatchFailure",
-    "States.ParameterPathFailure",
-    "States.QueryEvaluationError",
-    "States.BranchFailed",
-    "States.NoChoiceMatched",
-    "States.IntrinsicFailure",
-    "States.ExceedToleratedFailureThreshold",
-    "States.ItemReaderFailed",
-    "States.ResultWriterFailed",
-    "States.Runtime",
-    "States.DataLimitExceeded",
-    "States.Http.Socket",
-];
-
 const CHOICE_COMPARATORS: &[&str] = &[
     "StringEquals",
     "StringEqualsPath",
@@ -848,6 +831,9 @@ impl Validator {
         if let Some(assign) = obj.get("Assign") {
             self.assign(assign, ql, &member(at, "Assign"));
         }
+        if ql == Ql::Jsonata {
+            self.incomplete_expressions(obj, at);
+        }
 
         match kind {
             Kind::Pass | Kind::Succeed => {}
@@ -863,6 +849,19 @@ impl Validator {
             self.catch(obj, ql, at, &mut node);
         }
         Some(node)
+    }
+
+    /// JSONata strings that begin with `{%` or end with `%}` without being expressions.
+    fn incomplete_expressions(&mut self, obj: &Map<String, Value>, at: &str) {
+        let mut found = Vec::new();
+        for field in jsonata_wrapper::EXPRESSION_FIELDS {
+            if let Some(value) = obj.get(*field) {
+                jsonata_wrapper::incomplete_expressions(value, &member(at, field), &mut found);
+            }
+        }
+        for location in found {
+            self.schema(crate::template::INCOMPLETE_EXPRESSION, &location);
+        }
     }
 
     fn path_field(
@@ -899,6 +898,13 @@ impl Validator {
         match template {
             Value::Object(map) => {
                 for (key, value) in map {
+                    if let Some(plain) = key.strip_suffix(".$").filter(|p| map.contains_key(*p)) {
+                        // Both would produce the output key `plain`.
+                        self.schema(
+                            format!("Only one of the fields [{plain}, {key}] can be specified"),
+                            at,
+                        );
+                    }
                     if key.ends_with(".$") {
                         let ok = matches!(value, Value::String(s) if path_ok(s, PathKind::PathOrIntrinsic));
                         if !ok {
@@ -944,7 +950,10 @@ impl Validator {
             self.required(&["Resource"], at);
         }
         if let Some(resource) = self.expect_string(obj, "Resource", at) {
-            if self.machine_type == MachineType::Express {
+            if !resource::is_valid_resource_arn(resource) {
+                // Measured (Step Functions Local): "Value is not a valid resource ARN".
+                self.schema("Value is not a valid resource ARN", &member(at, "Resource"));
+            } else if self.machine_type == MachineType::Express {
                 let location = member(at, "Resource");
                 if resource.ends_with(".sync") || resource.contains(".sync:") {
                     // Measured.
@@ -1159,6 +1168,7 @@ impl Validator {
             if let Some(assign) = r.get("Assign") {
                 self.assign(assign, ql, &member(at, "Assign"));
             }
+            self.incomplete_expressions(r, at);
             return;
         }
         let mut operators = Vec::new();
@@ -1408,8 +1418,34 @@ impl Validator {
                 ),
             }
         }
+        if ql == Ql::JsonPath {
+            self.batch_and_reader_twins(obj, at);
+        }
         if let Some(label) = obj.get("Label") {
             self.label(label, &member(at, "Label"));
+        }
+    }
+
+    /// `ItemBatcher.MaxItemsPerBatch(Path)`, `ItemBatcher.MaxInputBytesPerBatch(Path)` and
+    /// `ItemReader.ReaderConfig.MaxItems(Path)`: a field or its `...Path` twin, never both.
+    fn batch_and_reader_twins(&mut self, obj: &Map<String, Value>, at: &str) {
+        let batcher_at = member(at, "ItemBatcher");
+        let config_at = member(&member(at, "ItemReader"), "ReaderConfig");
+        let batcher = obj.get("ItemBatcher").and_then(Value::as_object);
+        let config = obj
+            .get("ItemReader")
+            .and_then(|r| r.get("ReaderConfig"))
+            .and_then(Value::as_object);
+        let twins = [
+            (batcher, batcher_at.as_str(), "MaxItemsPerBatch"),
+            (batcher, batcher_at.as_str(), "MaxInputBytesPerBatch"),
+            (config, config_at.as_str(), "MaxItems"),
+        ];
+        for (holder, holder_at, field) in twins {
+            let Some(holder) = holder else { continue };
+            let path_field = format!("{field}Path");
+            self.exclusive(holder, &[field, &path_field], holder_at);
+            self.path_field(holder, &path_field, holder_at, PathKind::Reference, false);
         }
     }
 
@@ -1576,6 +1612,8 @@ impl Validator {
             }
             if ql == Ql::JsonPath {
                 self.path_field(c, "ResultPath", &c_at, PathKind::ResultPath, true);
+            } else {
+                self.incomplete_expressions(c, &c_at);
             }
             if let Some(assign) = c.get("Assign") {
                 self.assign(assign, ql, &member(&c_at, "Assign"));
@@ -1609,16 +1647,8 @@ impl Validator {
                                 );
                             }
                         }
-                        Value::String(n) if n.starts_with("States.") => {
-                            if !KNOWN_ERRORS.contains(&n.as_str())
-                                && !n.starts_with("States.Http.StatusCode.")
-                            {
-                                self.schema(
-                                    format!("Value is not a valid error name: '{n}'"),
-                                    &element(&ee_at, i),
-                                );
-                            }
-                        }
+                        // Any other name, `States.`-prefixed ones included: AWS runs deployed
+                        // machines that catch their own `States.QuorumMet` (raised by a Fail state).
                         Value::String(_) => {}
                         other => self.schema(
                             format!("Error names must be strings but was {}", type_name(other)),

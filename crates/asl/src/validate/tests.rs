@@ -221,6 +221,38 @@ fn payload_template_paths_and_intrinsics() {
         check(state(json!({"a.$": "States.Nope()"}))),
         schema(&msg("a.$"), "/States/S/Parameters")
     );
+    // Literal argument types AWS checks statically.
+    assert_eq!(
+        check(state(json!({"foo.$": "States.MathAdd(1,'-1')"}))),
+        schema(&msg("foo.$"), "/States/S/Parameters")
+    );
+    assert_eq!(
+        check(state(json!({"foo.$": "States.MathAdd($.n, -1)"}))),
+        vec![]
+    );
+    // The same output key with and without `.$`.
+    assert_eq!(
+        check(state(json!({"conflict": 1, "conflict.$": "$.x"}))),
+        schema(
+            "Only one of the fields [conflict, conflict.$] can be specified",
+            "/States/S/Parameters"
+        )
+    );
+    assert_eq!(
+        check(state(json!({"n": [{"k": "v", "k.$": "$.k"}]}))),
+        schema(
+            "Only one of the fields [k, k.$] can be specified",
+            "/States/S/Parameters/n[0]"
+        )
+    );
+    let assign = machine(json!({"Type": "Pass", "End": true, "Assign": {"v": 1, "v.$": "$.v"}}));
+    assert_eq!(
+        check(assign),
+        schema(
+            "Only one of the fields [v, v.$] can be specified",
+            "/States/S/Assign"
+        )
+    );
     // JSONata states do not interpret `.$`.
     let d = machine(
         json!({"Type": "Pass", "End": true, "QueryLanguage": "JSONata", "Output": {"a.$": "x"}}),
@@ -385,6 +417,30 @@ fn task_rules_and_express_restrictions() {
         check(machine(json!({"Type": "Task", "End": true}))),
         schema("These fields are required: [Resource]", "/States/S")
     );
+    // Not an ARN: refused by AWS, in both query languages.
+    for bad in [
+        "foo:bar",
+        "${lambdaArn",
+        "arn:aws:lambda:us-east-1:123456789012:function:Fn:",
+        "arn:aws:lambda:us-east-1:123456789012:function:Fn:$*#$7485",
+    ] {
+        assert_eq!(
+            check(task(bad)),
+            schema("Value is not a valid resource ARN", "/States/S/Resource")
+        );
+        let mut jsonata = task(bad);
+        jsonata["QueryLanguage"] = json!("JSONata");
+        assert_eq!(
+            check(jsonata),
+            schema("Value is not a valid resource ARN", "/States/S/Resource")
+        );
+    }
+    assert_eq!(
+        check(task(
+            "arn:aws:lambda:us-east-1:123456789012:function:Fn:live"
+        )),
+        vec![]
+    );
     let cred = |c: Value| {
         machine(
             json!({"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Credentials": c, "End": true}),
@@ -405,7 +461,7 @@ fn task_rules_and_express_restrictions() {
     }
     assert_eq!(
         check(machine(
-            json!({"Type": "Task", "Resource": "r", "End": true, "TimeoutSeconds": 5, "HeartbeatSeconds": 5})
+            json!({"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "End": true, "TimeoutSeconds": 5, "HeartbeatSeconds": 5})
         )),
         schema(
             "HeartbeatSeconds must be smaller than TimeoutSeconds",
@@ -418,7 +474,7 @@ fn task_rules_and_express_restrictions() {
 fn retry_and_catch_rules() {
     let with = |retry: Value, catch: Value| {
         json!({"StartAt": "T", "States": {
-            "T": {"Type": "Task", "Resource": "r", "Retry": retry, "Catch": catch, "End": true},
+            "T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Retry": retry, "Catch": catch, "End": true},
             "H": {"Type": "Succeed"}}})
     };
     assert_eq!(
@@ -448,15 +504,16 @@ fn retry_and_catch_rules() {
             "/States/T/Catch[0]/ErrorEquals"
         )
     );
+    // Custom names may begin with `States.` (AWS accepts them; a Fail state can raise one).
     assert_eq!(
-        check(with(
-            json!([{"ErrorEquals": ["States.Nope"]}]),
-            json!([{"ErrorEquals": ["X"], "Next": "H"}])
-        )),
-        schema(
-            "Value is not a valid error name: 'States.Nope'",
-            "/States/T/Retry[0]/ErrorEquals[0]"
-        )
+        check(json!({"StartAt": "T", "States": {
+            "T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                  "Retry": [{"ErrorEquals": ["States.QuorumMet"], "MaxAttempts": 0}],
+                  "Catch": [{"ErrorEquals": ["States.QuorumMet", "States.Http.StatusCode.404"], "Next": "H"}],
+                  "Next": "Q"},
+            "Q": {"Type": "Fail", "Error": "States.QuorumMet"},
+            "H": {"Type": "Succeed"}}})),
+        vec![]
     );
     assert_eq!(
         check(with(
@@ -573,7 +630,7 @@ fn transitions_and_reachability() {
     // Choice Default / Choices[i].Next / Catch[i].Next all say 'Next'.
     let d = json!({"StartAt": "C", "States": {
         "C": {"Type": "Choice", "Choices": [{"Variable": "$.x", "IsNull": true, "Next": "N1"}], "Default": "N2"},
-        "T": {"Type": "Task", "Resource": "r", "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "N3"}], "End": true}}});
+        "T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "N3"}], "End": true}}});
     let found = check(d);
     assert_eq!(
         found,

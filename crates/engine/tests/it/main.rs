@@ -391,3 +391,30 @@ async fn unknown_resources_fail_with_task_failed() {
     let o = run(def, json!({})).await;
     assert_eq!(o.error.as_deref(), Some("States.TaskFailed"));
 }
+
+/// Issue #17: what AWS runs, run the same way here: a filter comparing with an unquoted word
+/// (Jayway keeps it as the string it spells), Jayway's script index `[(@.length-1)]`, and a
+/// custom `States.`-prefixed error raised by a Fail state and caught by name.
+#[tokio::test(start_paused = true)]
+async fn jayway_filters_script_indexes_and_custom_states_errors_run() {
+    let def = json!({"StartAt": "Pick", "States": {
+        "Pick": {"Type": "Pass",
+            "InputPath": "$.translations[?(@.TargetLanguageCode==es)].TranslatedText",
+            "ResultPath": "$.spanish", "Next": "Last"},
+        "Last": {"Type": "Pass", "Parameters": {"last.$": "$.spanish[(@.length-1)]"}, "Next": "Vote"},
+        "Vote": {"Type": "Parallel", "Branches": [{"StartAt": "Q", "States": {
+                "Q": {"Type": "Fail", "Error": "States.QuorumMet", "Cause": "3 of 5"}}}],
+            "Catch": [{"ErrorEquals": ["States.QuorumMet"], "ResultPath": "$.vote", "Next": "Done"}],
+            "End": true},
+        "Done": {"Type": "Succeed"}}});
+    let input = json!({"translations": [
+        {"TargetLanguageCode": "es", "TranslatedText": "hola"},
+        {"TargetLanguageCode": "fr", "TranslatedText": "salut"},
+        {"TargetLanguageCode": "es", "TranslatedText": "buenas"}]});
+    let o = run(def, input).await;
+    assert_eq!(o.status, Status::Succeeded, "{o:?}");
+    assert_eq!(
+        o.output,
+        Some(json!({"last": "buenas", "vote": {"Error": "States.QuorumMet", "Cause": "3 of 5"}}))
+    );
+}
