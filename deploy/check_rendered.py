@@ -45,7 +45,9 @@ EXPECT = {
         "executor_args": ["--bind=orders=order-processing", "--definitions=/etc/expressway/definitions",
                           "--tasks-config=/etc/expressway/tasks/tasks.json"],
         "gateway_args": ["--credentials-file=/etc/expressway/gateway-auth/credentials",
-                         "--tasks-config=/etc/expressway/tasks/tasks.json"],
+                         "--tasks-config=/etc/expressway/tasks/tasks.json",
+                         "--definitions=/etc/expressway/definitions",
+                         "--region=us-east-1", "--account=123456789012"],
         "configmaps_used": ["my-definitions", "expressway-tasks"],
         "secrets_used": ["expressway-gateway-credentials"],
     },
@@ -84,7 +86,8 @@ EXPECT = {
                           "--bind=orders.raw=validate-order", "--definitions=/etc/expressway/definitions",
                           "--tasks-config=/etc/expressway/tasks/tasks.json", "--drain-timeout=45s"],
         "gateway_args": ["--no-auth", "--start-topic=orders.start", "--definitions-topic=orders.definitions",
-                         "--tasks-config=/etc/expressway/tasks/tasks.json"],
+                         "--tasks-config=/etc/expressway/tasks/tasks.json",
+                         "--definitions=/etc/expressway/definitions"],
         "definitions": ["greet", "validate-order", "echo"],
         "grace": 60,
         "labels": {"team": "payments"},
@@ -298,6 +301,17 @@ def main(scenario, rendered):
             check(gport == int(gparsed["--listen"][-1].rsplit(":", 1)[1]), "gateway: /readyz is not on --listen")
         check_security("gateway", gpod, g)
         gvol = check_mounts("gateway", gpod, g, gparsed)
+        # One registry: the gateway reads the executor's definitions directory (the same
+        # ConfigMap at the same path), so file machines are listed and started through the API,
+        # and both answer for the same region and account.
+        for flag in ("--definitions", "--region", "--account"):
+            check(gparsed.get(flag) == parsed.get(flag), f"gateway {flag} differs from the executor's")
+        if "--definitions" in parsed:
+            check(gvol.get("definitions") == volumes.get("definitions"),
+                  "gateway: the definitions volume is not the executor's ConfigMap")
+            check(gateway["spec"]["template"]["metadata"].get("annotations", {}).get("checksum/definitions")
+                  == executor["spec"]["template"]["metadata"].get("annotations", {}).get("checksum/definitions"),
+                  "gateway: does not roll with the executor when the definitions change")
         if "--credentials-file" in gparsed:
             check(any("secret" in v for v in gvol.values()), "gateway: credentials file is not from a Secret")
 

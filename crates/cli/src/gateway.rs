@@ -61,6 +61,16 @@ pub struct GatewayArgs {
     /// variable).
     #[arg(long = "kafka", env = "EXPRESSWAY_KAFKA", value_delimiter = ';', value_parser = parse_key_value)]
     pub kafka: Vec<(String, String)>,
+    /// Directory of `NAME.asl.json` definitions: the same directory the executor pods get
+    /// (`serve --definitions`), so its machines are listed, described and started here too.
+    #[arg(long, env = "EXPRESSWAY_DEFINITIONS")]
+    pub definitions: Option<PathBuf>,
+    /// The region this endpoint answers for (ARNs, SigV4 credential scope).
+    #[arg(long, env = "EXPRESSWAY_REGION", default_value = DEFAULT_REGION, value_parser = crate::serve::parse_region)]
+    pub region: String,
+    /// The account id in ARNs (12 digits).
+    #[arg(long, env = "EXPRESSWAY_ACCOUNT", default_value = DEFAULT_ACCOUNT, value_parser = crate::serve::parse_account)]
+    pub account: String,
 }
 
 impl GatewayArgs {
@@ -85,7 +95,7 @@ impl GatewayArgs {
                 "no credentials for SigV4: set EXPRESSWAY_ACCESS_KEY_ID and EXPRESSWAY_SECRET_ACCESS_KEY, pass --credentials-file, or --no-auth for development"
             );
         }
-        Ok(Some(creds))
+        Ok(Some(creds.with_region(&self.region)))
     }
 }
 
@@ -102,7 +112,13 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         let mut config = ExecutorConfig::new(args.brokers.clone());
         config.kafka = args.kafka.clone();
         let engine = engine_runtime(&config, args.tasks_config.as_deref())?;
-        let registry = Arc::new(Registry::new(DEFAULT_REGION, DEFAULT_ACCOUNT));
+        let registry = Arc::new(Registry::new(&args.region, &args.account));
+        if let Some(dir) = &args.definitions {
+            let names = registry
+                .load_dir(dir)
+                .with_context(|| format!("loading definitions from {}", dir.display()))?;
+            tracing::info!(dir = %dir.display(), machines = ?names, "definitions loaded (read-only through the API)");
+        }
         let gateway = expressway_gateway::start(
             expressway_gateway::Options {
                 brokers: args.brokers.clone(),
@@ -165,6 +181,14 @@ mod tests {
             .expect("parses");
         assert_eq!(w.gateway.listen.port(), 8083);
         assert_eq!(w.gateway.definitions_topic, "expressway.definitions");
+        assert_eq!(
+            (w.gateway.region.as_str(), w.gateway.account.as_str()),
+            ("us-east-1", "123456789012")
+        );
+        assert!(Wrapper::try_parse_from(["gateway", "--brokers", "b", "--account", "12"]).is_err());
+        assert!(
+            Wrapper::try_parse_from(["gateway", "--brokers", "b", "--region", "EU West"]).is_err()
+        );
         assert!(w.gateway.credentials().expect("no auth").is_none());
 
         let w = Wrapper::try_parse_from([

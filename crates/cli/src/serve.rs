@@ -77,6 +77,30 @@ pub struct ServeArgs {
     /// variable).
     #[arg(long = "kafka", env = "EXPRESSWAY_KAFKA", value_delimiter = ';', value_parser = parse_key_value)]
     pub kafka: Vec<(String, String)>,
+    /// The region of this deployment (execution and state machine ARNs); a start event naming
+    /// an ARN of another region is dead-lettered (`ForeignStateMachineArn`).
+    #[arg(long, env = "EXPRESSWAY_REGION", default_value = DEFAULT_REGION, value_parser = parse_region)]
+    pub region: String,
+    /// The account id of this deployment (12 digits; ARNs of another account are dead-lettered).
+    #[arg(long, env = "EXPRESSWAY_ACCOUNT", default_value = DEFAULT_ACCOUNT, value_parser = parse_account)]
+    pub account: String,
+}
+
+/// A region name: lower-case letters, digits and dashes (`us-east-1`).
+pub fn parse_region(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    ok.then(|| s.to_string())
+        .ok_or_else(|| format!("invalid region '{s}' (e.g. us-east-1)"))
+}
+
+/// An AWS account id: 12 digits.
+pub fn parse_account(s: &str) -> Result<String, String> {
+    (s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| s.to_string())
+        .ok_or_else(|| format!("invalid account id '{s}' (12 digits)"))
 }
 
 /// Parses `30s`, `500ms`, `2m` or plain seconds.
@@ -151,6 +175,8 @@ impl ServeArgs {
         c.execution_memory_bytes = self.execution_memory_budget;
         c.kafka = self.kafka.clone();
         c.log_format = self.log_format;
+        c.region = self.region.clone();
+        c.account = self.account.clone();
         c
     }
 }
@@ -236,7 +262,7 @@ impl Pod {
     ) -> anyhow::Result<Pod> {
         let prometheus = telemetry::install_recorder();
         let runtime = engine_runtime(&config, tasks_config)?;
-        let registry = Arc::new(Registry::new(DEFAULT_REGION, DEFAULT_ACCOUNT));
+        let registry = Arc::new(Registry::new(&config.region, &config.account));
         if let Some(dir) = definitions {
             let names = registry
                 .load_dir(dir)
@@ -343,6 +369,27 @@ mod tests {
             c.execution_memory_bytes,
             expressway_engine::DEFAULT_MAX_MEMORY_BYTES
         );
+        assert_eq!(
+            (c.region.as_str(), c.account.as_str()),
+            ("us-east-1", "123456789012")
+        );
+        let eu = Wrapper::try_parse_from([
+            "serve",
+            "--brokers",
+            "b",
+            "--region",
+            "eu-west-1",
+            "--account",
+            "999999999999",
+        ])
+        .expect("parses")
+        .serve
+        .config();
+        assert_eq!(
+            (eu.region.as_str(), eu.account.as_str()),
+            ("eu-west-1", "999999999999")
+        );
+        assert!(Wrapper::try_parse_from(["serve", "--brokers", "b", "--account", "x"]).is_err());
         assert_eq!(w.serve.metrics_listen.port(), 9464);
         assert!(Wrapper::try_parse_from(["serve", "--brokers", "b", "--bind", "nope"]).is_err());
     }

@@ -89,10 +89,18 @@ fn follow(
                     Ok(Applied::Removed(name)) => {
                         tracing::info!(machine = %name, "definition removed")
                     }
+                    Ok(Applied::Shadowed(key)) => {
+                        tracing::warn!(
+                            key = %key,
+                            "definition record stored but shadowed: a definitions-directory file defines this machine, and the file's definition keeps running"
+                        )
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, offset = msg.offset(), "ignoring definition record")
                     }
                 }
+                metrics::gauge!(crate::telemetry::names::DEFINITIONS_SHADOWED)
+                    .set(registry.shadowed_count() as f64);
                 if let Some(t) = targets.as_mut() {
                     if let Some(high) = t.get(&msg.partition()) {
                         if msg.offset() + 1 >= *high {

@@ -18,4 +18,4 @@ pub use config::ExecutorConfig;
 pub use definitions::spawn_follower;
 pub use offsets::OffsetTracker;
 pub use pod::{default_engine_runtime, engine_runtime_with_tasks, Executor, ExecutorError};
-pub use registry::{AliasEntry, MachineEntry, Registry};
+pub use registry::{AliasEntry, LookupError, MachineEntry, Registry, Source};

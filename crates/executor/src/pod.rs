@@ -23,7 +23,7 @@
 
 use crate::config::{ExecutorConfig, LogFormat};
 use crate::offsets::OffsetTracker;
-use crate::registry::{MachineEntry, Registry};
+use crate::registry::{LookupError, MachineEntry, Registry};
 use crate::telemetry::{names, Health};
 use expressway_engine::{execute, ExecutionRequest, Limits, Runtime, Status};
 use expressway_wire::{dlq_headers, start::decode_raw_input, StartError, StartEvent};
@@ -789,9 +789,20 @@ async fn decode(deps: &Deps, msg: &OwnedMessage) -> Result<Decoded, StartError> 
             .and_then(|h| h.value)
     });
     let event = StartEvent::decode(value, content_type)?;
-    let entry = match deps.registry.resolve(&event.state_machine) {
-        Some(entry) => entry,
-        None => wait_for_machine(deps, msg, &event.state_machine)
+    let entry = match deps.registry.lookup(&event.state_machine) {
+        Ok(entry) => entry,
+        // Never runs a machine of that name here, however long one waits.
+        Err(e @ LookupError::Foreign { .. }) => {
+            return Err(StartError::ForeignStateMachineArn(e.to_string()))
+        }
+        Err(LookupError::FileQualifier {
+            name, qualifier, ..
+        }) => {
+            return Err(StartError::UnknownStateMachine(format!(
+                "{name}:{qualifier}"
+            )))
+        }
+        Err(LookupError::NotFound(_)) => wait_for_machine(deps, msg, &event.state_machine)
             .await
             .ok_or_else(|| StartError::UnknownStateMachine(event.state_machine.name.clone()))?,
     };

@@ -11,11 +11,17 @@
 //!
 //! Readers older than versions/aliases reject the `NAME:QUALIFIER` keys as invalid names and
 //! ignore them, so the format is backward compatible.
+//!
+//! Two layers, one rule (ARCHITECTURE.md, "One registry"): machines of the definitions
+//! directory ([`Source::Files`], read-only through the API) shadow every definitions-topic
+//! record of the same name (the machine, its versions and aliases) for as long as the file
+//! exists; a name without a file is the topic's. A reference that is an ARN must name this
+//! registry's partition, region and account, or it names no machine here.
 
 use dashmap::DashMap;
 use expressway_asl::StateMachine;
 use expressway_engine::{LogConfig, LogLevel};
-use expressway_wire::MachineRef;
+use expressway_wire::{ArnScope, MachineRef};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,8 +73,52 @@ pub struct MachineEntry {
     /// The published version number (`None`: the latest revision).
     pub version: Option<u64>,
     /// The whole record value (metadata such as `type`, `roleArn`, `creationDate`, `tags`);
-    /// `{}` for directory definitions.
+    /// `{"loggingConfiguration"}` (or `{}`) for directory definitions.
     pub record: Value,
+    /// Where the definition comes from.
+    pub source: Source,
+}
+
+/// Where a machine is defined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A `NAME.asl.json` file of the definitions directory (`--definitions DIR`, the Helm
+    /// chart's `definitions:`/`definitionFiles:` values): read-only through the API, no
+    /// versions or aliases.
+    Files {
+        /// The file name (`NAME.asl.json`).
+        file: String,
+    },
+    /// A record of the definitions topic (created through the gateway or produced directly).
+    Topic,
+}
+
+/// Why a reference resolves to no machine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    /// The ARN names another partition, region or account than this registry's.
+    #[error("state machine ARN '{arn}' names {what}, but this deployment runs the machines of {expected}")]
+    Foreign {
+        /// The reference as given.
+        arn: String,
+        /// What differs (`region eu-west-1`, `account 999999999999`, ...).
+        what: String,
+        /// `partition aws, region us-east-1, account 123456789012`.
+        expected: String,
+    },
+    /// A `:version` or `:alias` of a machine defined by a file (files have neither).
+    #[error("state machine '{name}' is defined by the definitions file {file}, which has no versions or aliases (qualifier '{qualifier}')")]
+    FileQualifier {
+        /// The machine name.
+        name: String,
+        /// The qualifier given.
+        qualifier: String,
+        /// The file.
+        file: String,
+    },
+    /// No machine (or version, or alias) of that name.
+    #[error("unknown state machine '{0}'")]
+    NotFound(String),
 }
 
 /// An alias: weighted routing to one or two published versions.
@@ -89,6 +139,9 @@ pub struct AliasEntry {
 pub struct Registry {
     region: String,
     account: String,
+    /// Machines of the definitions directory; they shadow the topic's of the same name.
+    files: DashMap<String, Arc<MachineEntry>>,
+    /// Machines of the definitions topic.
     machines: DashMap<String, Arc<MachineEntry>>,
     versions: DashMap<(String, u64), Arc<MachineEntry>>,
     aliases: DashMap<(String, String), Arc<AliasEntry>>,
@@ -104,6 +157,20 @@ pub enum Applied {
     Upserted(String),
     /// A tombstone removed the machine.
     Removed(String),
+    /// The record was stored, but a definitions-directory machine of the same name shadows it
+    /// (the file's definition keeps running).
+    Shadowed(String),
+}
+
+/// The partition of a region's ARNs (`aws-cn` for `cn-*`, `aws-us-gov` for `us-gov-*`).
+pub fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
 }
 
 impl Registry {
@@ -112,6 +179,7 @@ impl Registry {
         Registry {
             region: region.to_string(),
             account: account.to_string(),
+            files: DashMap::new(),
             machines: DashMap::new(),
             versions: DashMap::new(),
             aliases: DashMap::new(),
@@ -130,24 +198,53 @@ impl Registry {
         self.loaded.store(true, Ordering::Release);
     }
 
-    /// Number of registered machines.
+    /// Number of registered machines (a file machine and a topic record of the same name
+    /// count once).
     pub fn len(&self) -> usize {
-        self.machines.len()
+        self.names().len()
     }
 
     /// Whether no machine is registered.
     pub fn is_empty(&self) -> bool {
-        self.machines.is_empty()
+        self.files.is_empty() && self.machines.is_empty()
     }
 
-    /// Names of all registered machines (sorted).
+    /// Names of all registered machines (sorted, each once).
     pub fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.machines.iter().map(|e| e.key().clone()).collect();
+        let mut v: Vec<String> = self
+            .files
+            .iter()
+            .map(|e| e.key().clone())
+            .chain(self.machines.iter().map(|e| e.key().clone()))
+            .collect();
         v.sort();
+        v.dedup();
         v
     }
 
-    /// Loads every `NAME.asl.json` (with optional `NAME.config.json`) of `dir`.
+    /// The file that defines machine `name`, if a definitions-directory file does.
+    pub fn file_of(&self, name: &str) -> Option<String> {
+        self.files.get(name).and_then(|e| match &e.source {
+            Source::Files { file } => Some(file.clone()),
+            Source::Topic => None,
+        })
+    }
+
+    /// Whether a definitions-topic machine record of `name` is hidden by a file machine.
+    pub fn is_shadowed(&self, name: &str) -> bool {
+        self.files.contains_key(name) && self.machines.contains_key(name)
+    }
+
+    /// How many definitions-topic machine records are hidden by file machines.
+    pub fn shadowed_count(&self) -> usize {
+        self.files
+            .iter()
+            .filter(|e| self.machines.contains_key(e.key()))
+            .count()
+    }
+
+    /// Loads every `NAME.asl.json` (with optional `NAME.config.json`) of `dir` as file machines
+    /// (see the module documentation for how they relate to the topic's).
     /// Returns the loaded names; fails on the first invalid definition.
     pub fn load_dir(&self, dir: &Path) -> Result<Vec<String>, RegistryError> {
         let io = |path: &Path| {
@@ -181,16 +278,27 @@ impl Registry {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(e) => return Err(io(&config_path)(e)),
             };
-            self.insert(name, &definition, logging.as_ref())?;
+            self.insert_file(name, file, &definition, logging.as_ref())?;
             names.push(name.to_string());
         }
         Ok(names)
     }
 
-    /// Registers (or replaces) machine `name`.
+    /// Registers (or replaces) machine `name` as a definitions-directory machine
+    /// (file `NAME.asl.json`).
     pub fn insert(
         &self,
         name: &str,
+        definition: &str,
+        logging: Option<&Value>,
+    ) -> Result<(), RegistryError> {
+        self.insert_file(name, &format!("{name}.asl.json"), definition, logging)
+    }
+
+    fn insert_file(
+        &self,
+        name: &str,
+        file: &str,
         definition: &str,
         logging: Option<&Value>,
     ) -> Result<(), RegistryError> {
@@ -198,8 +306,14 @@ impl Registry {
             Some(l) => serde_json::json!({ "loggingConfiguration": l }),
             None => serde_json::json!({}),
         };
-        let entry = self.build(name, None, definition, record)?;
-        self.machines.insert(name.to_string(), Arc::new(entry));
+        let source = Source::Files {
+            file: file.to_string(),
+        };
+        let entry = self.build(name, None, definition, record, source)?;
+        if self.machines.contains_key(name) {
+            tracing::warn!(machine = %name, file = %file, "the definitions file shadows a definitions-topic machine of the same name");
+        }
+        self.files.insert(name.to_string(), Arc::new(entry));
         Ok(())
     }
 
@@ -221,12 +335,46 @@ impl Registry {
         &self.account
     }
 
+    /// The partition in ARNs (derived from the region).
+    pub fn partition(&self) -> &'static str {
+        partition_of(&self.region)
+    }
+
+    /// `Err(LookupError::Foreign)` when `scope` (of `arn`) is not this registry's partition,
+    /// region and account.
+    pub fn check_scope(&self, arn: &str, scope: &ArnScope) -> Result<(), LookupError> {
+        let mut what = Vec::new();
+        if scope.partition != self.partition() {
+            what.push(format!("partition '{}'", scope.partition));
+        }
+        if scope.region != self.region {
+            what.push(format!("region '{}'", scope.region));
+        }
+        if scope.account != self.account {
+            what.push(format!("account '{}'", scope.account));
+        }
+        if what.is_empty() {
+            return Ok(());
+        }
+        Err(LookupError::Foreign {
+            arn: arn.to_string(),
+            what: what.join(" and "),
+            expected: format!(
+                "partition '{}', region '{}', account '{}'",
+                self.partition(),
+                self.region,
+                self.account
+            ),
+        })
+    }
+
     fn build(
         &self,
         name: &str,
         version: Option<u64>,
         definition: &str,
         record: Value,
+        source: Source,
     ) -> Result<MachineEntry, RegistryError> {
         if !expressway_wire::arn::valid_name(name) {
             return Err(RegistryError::InvalidRecord {
@@ -248,23 +396,31 @@ impl Registry {
             definition: definition.to_string(),
             version,
             record,
+            source,
         })
     }
 
-    /// Removes machine `name` (not its versions or aliases); returns whether it existed.
+    /// Removes the definitions-topic machine `name` (not its versions or aliases, nor a file
+    /// machine of that name); returns whether it existed.
     pub fn remove(&self, name: &str) -> bool {
         self.machines.remove(name).is_some()
     }
 
-    /// Version `version` of machine `name`.
+    /// Version `version` of machine `name` (none for a file machine).
     pub fn version(&self, name: &str, version: u64) -> Option<Arc<MachineEntry>> {
+        if self.files.contains_key(name) {
+            return None;
+        }
         self.versions
             .get(&(name.to_string(), version))
             .map(|e| e.value().clone())
     }
 
-    /// The published versions of machine `name`, newest first.
+    /// The published versions of machine `name`, newest first (none for a file machine).
     pub fn versions_of(&self, name: &str) -> Vec<Arc<MachineEntry>> {
+        if self.files.contains_key(name) {
+            return Vec::new();
+        }
         let mut v: Vec<Arc<MachineEntry>> = self
             .versions
             .iter()
@@ -275,15 +431,21 @@ impl Registry {
         v
     }
 
-    /// Alias `alias` of machine `name`.
+    /// Alias `alias` of machine `name` (none for a file machine).
     pub fn alias(&self, name: &str, alias: &str) -> Option<Arc<AliasEntry>> {
+        if self.files.contains_key(name) {
+            return None;
+        }
         self.aliases
             .get(&(name.to_string(), alias.to_string()))
             .map(|e| e.value().clone())
     }
 
-    /// The aliases of machine `name`, sorted by name.
+    /// The aliases of machine `name`, sorted by name (none for a file machine).
     pub fn aliases_of(&self, name: &str) -> Vec<Arc<AliasEntry>> {
+        if self.files.contains_key(name) {
+            return Vec::new();
+        }
         let mut v: Vec<Arc<AliasEntry>> = self
             .aliases
             .iter()
@@ -344,8 +506,11 @@ impl Registry {
             Some(obj @ Value::Object(_)) => obj.to_string(),
             _ => return Err(bad("'definition' (string) is required".into())),
         };
-        let entry = self.build(&name, None, &definition, v)?;
+        let entry = self.build(&name, None, &definition, v, Source::Topic)?;
         self.machines.insert(name.clone(), Arc::new(entry));
+        if self.files.contains_key(&name) {
+            return Ok(Applied::Shadowed(name));
+        }
         Ok(Applied::Upserted(name))
     }
 
@@ -385,7 +550,7 @@ impl Registry {
                     Some(obj @ Value::Object(_)) => obj.to_string(),
                     _ => return Err(bad("'definition' (string) is required".into())),
                 };
-                let entry = self.build(name, Some(n), &definition, v)?;
+                let entry = self.build(name, Some(n), &definition, v, Source::Topic)?;
                 self.versions.insert((name.to_string(), n), Arc::new(entry));
             }
             None => {
@@ -401,31 +566,70 @@ impl Registry {
                 );
             }
         }
+        if self.files.contains_key(name) {
+            return Ok(Applied::Shadowed(key.to_string()));
+        }
         Ok(Applied::Upserted(key.to_string()))
     }
 
-    /// Looks up a machine by reference: no qualifier = the latest revision, `:N` = version N,
-    /// `:ALIAS` = a version picked by the alias's routing weights. A machine that has neither
-    /// versions nor aliases (e.g. one from a definitions directory) accepts any qualifier as
-    /// its latest revision, as before versions existed.
-    pub fn resolve(&self, r: &MachineRef) -> Option<Arc<MachineEntry>> {
-        match r.qualifier.as_deref() {
+    /// Looks up a machine by reference: an ARN must name this registry's partition, region
+    /// and account; no qualifier = the latest revision, `:N` = version N, `:ALIAS` = a version
+    /// picked by the alias's routing weights. A file machine has no versions or aliases, so a
+    /// qualifier of one is an error. A topic machine that has neither versions nor aliases
+    /// accepts any qualifier as its latest revision, as before versions existed.
+    pub fn lookup(&self, r: &MachineRef) -> Result<Arc<MachineEntry>, LookupError> {
+        let text = || match &r.qualifier {
+            Some(q) => format!("{}:{q}", r.name),
+            None => r.name.clone(),
+        };
+        if let Some(scope) = &r.scope {
+            let arn = match &r.qualifier {
+                Some(q) => format!(
+                    "arn:{}:states:{}:{}:stateMachine:{}:{q}",
+                    scope.partition, scope.region, scope.account, r.name
+                ),
+                None => format!(
+                    "arn:{}:states:{}:{}:stateMachine:{}",
+                    scope.partition, scope.region, scope.account, r.name
+                ),
+            };
+            self.check_scope(&arn, scope)?;
+        }
+        if let Some(file) = self.files.get(&r.name) {
+            return match &r.qualifier {
+                None => Ok(file.value().clone()),
+                Some(q) => Err(LookupError::FileQualifier {
+                    name: r.name.clone(),
+                    qualifier: q.clone(),
+                    file: self.file_of(&r.name).unwrap_or_default(),
+                }),
+            };
+        }
+        let found = match r.qualifier.as_deref() {
             None => self.get(&r.name),
             Some(_) if !self.has_versions_or_aliases(&r.name) => self.get(&r.name),
             Some(q) => match parse_version(q) {
                 Some(n) => self.version(&r.name, n),
-                None => {
-                    let alias = self.alias(&r.name, q)?;
-                    let n = self.pick_route(&alias)?;
-                    self.version(&r.name, n)
-                }
+                None => self
+                    .alias(&r.name, q)
+                    .and_then(|alias| self.pick_route(&alias))
+                    .and_then(|n| self.version(&r.name, n)),
             },
-        }
+        };
+        found.ok_or_else(|| LookupError::NotFound(text()))
     }
 
-    /// Looks up a machine by name.
+    /// [`Registry::lookup`], without the reason.
+    pub fn resolve(&self, r: &MachineRef) -> Option<Arc<MachineEntry>> {
+        self.lookup(r).ok()
+    }
+
+    /// Looks up a machine by name: the file machine of that name, else the topic's.
     pub fn get(&self, name: &str) -> Option<Arc<MachineEntry>> {
-        self.machines.get(name).map(|e| e.value().clone())
+        self.files
+            .get(name)
+            .or_else(|| self.machines.get(name))
+            .map(|e| e.value().clone())
     }
 }
 
@@ -512,22 +716,169 @@ mod tests {
         Registry::new("us-east-1", "123456789012")
     }
 
+    fn by(text: &str) -> MachineRef {
+        expressway_wire::parse_state_machine_ref(text).expect("a reference")
+    }
+
+    fn topic_record(def: &str) -> String {
+        serde_json::json!({ "definition": def }).to_string()
+    }
+
     #[test]
     fn resolve_by_name_and_arn() {
         let r = reg();
         r.insert("hello", PASS, None).expect("valid");
-        let by_name = expressway_wire::parse_state_machine_ref("hello").expect("ref");
-        let by_arn = expressway_wire::parse_state_machine_ref(
-            "arn:aws:states:us-east-1:123456789012:stateMachine:hello:live",
-        )
-        .expect("ref");
-        assert_eq!(r.resolve(&by_name).expect("found").name, "hello");
+        assert_eq!(r.resolve(&by("hello")).expect("found").name, "hello");
         assert_eq!(
-            r.resolve(&by_arn).expect("found").arn,
+            r.resolve(&by(
+                "arn:aws:states:us-east-1:123456789012:stateMachine:hello"
+            ))
+            .expect("found")
+            .arn,
             "arn:aws:states:us-east-1:123456789012:stateMachine:hello"
         );
-        let missing = expressway_wire::parse_state_machine_ref("nope").expect("ref");
-        assert!(r.resolve(&missing).is_none());
+        assert_eq!(
+            r.lookup(&by("nope")).expect_err("missing"),
+            LookupError::NotFound("nope".into())
+        );
+    }
+
+    #[test]
+    fn an_arn_of_another_region_account_or_partition_names_no_machine() {
+        let r = reg();
+        r.insert("hello", PASS, None).expect("valid");
+        r.apply_record(b"api", Some(topic_record(PASS).as_bytes()))
+            .expect("topic machine");
+        for (arn, what) in [
+            (
+                "arn:aws:states:eu-west-1:123456789012:stateMachine:hello",
+                "region 'eu-west-1'",
+            ),
+            (
+                "arn:aws:states:us-east-1:999999999999:stateMachine:api",
+                "account '999999999999'",
+            ),
+            (
+                "arn:aws-cn:states:us-east-1:123456789012:stateMachine:hello",
+                "partition 'aws-cn'",
+            ),
+            (
+                "arn:aws:states:eu-west-1:999999999999:stateMachine:api:1",
+                "region 'eu-west-1' and account '999999999999'",
+            ),
+        ] {
+            match r.lookup(&by(arn)) {
+                Err(LookupError::Foreign {
+                    arn: got,
+                    what: w,
+                    expected,
+                }) => {
+                    assert_eq!(got, arn);
+                    assert_eq!(w, what, "{arn}");
+                    assert_eq!(
+                        expected,
+                        "partition 'aws', region 'us-east-1', account '123456789012'"
+                    );
+                }
+                other => panic!("{arn}: {other:?}"),
+            }
+        }
+        // The configured scope is what counts, not the default one.
+        let eu = Registry::new("eu-west-1", "999999999999");
+        eu.insert("hello", PASS, None).expect("valid");
+        assert!(eu
+            .resolve(&by(
+                "arn:aws:states:eu-west-1:999999999999:stateMachine:hello"
+            ))
+            .is_some());
+        assert!(eu
+            .resolve(&by(
+                "arn:aws:states:us-east-1:123456789012:stateMachine:hello"
+            ))
+            .is_none());
+        assert_eq!(partition_of("cn-north-1"), "aws-cn");
+        assert_eq!(partition_of("us-gov-west-1"), "aws-us-gov");
+    }
+
+    #[test]
+    fn a_file_machine_shadows_the_topic_machine_of_the_same_name() {
+        let other = r#"{"StartAt":"Q","States":{"Q":{"Type":"Pass","End":true}}}"#;
+        for file_first in [true, false] {
+            let r = reg();
+            let apply = || {
+                r.apply_record(b"hello", Some(topic_record(other).as_bytes()))
+                    .expect("record")
+            };
+            let applied = if file_first {
+                r.insert("hello", PASS, None).expect("file");
+                apply()
+            } else {
+                let a = apply();
+                r.insert("hello", PASS, None).expect("file");
+                a
+            };
+            assert_eq!(
+                applied,
+                if file_first {
+                    Applied::Shadowed("hello".into())
+                } else {
+                    Applied::Upserted("hello".into())
+                }
+            );
+            let e = r.get("hello").expect("present");
+            assert_eq!(
+                e.definition, PASS,
+                "the file wins (file first: {file_first})"
+            );
+            assert_eq!(
+                e.source,
+                Source::Files {
+                    file: "hello.asl.json".into()
+                }
+            );
+            assert!(r.is_shadowed("hello"));
+            assert_eq!(r.names(), vec!["hello".to_string()]);
+            assert_eq!(r.len(), 1);
+            // The topic's versions and aliases of the name are shadowed too.
+            r.apply_record(b"hello:1", Some(topic_record(other).as_bytes()))
+                .expect("version");
+            assert!(r.versions_of("hello").is_empty());
+            assert!(r.version("hello", 1).is_none());
+            // A tombstone removes the topic's record, never the file machine.
+            assert_eq!(
+                r.apply_record(b"hello", None).expect("tombstone"),
+                Applied::Removed("hello".into())
+            );
+            assert_eq!(r.get("hello").expect("still there").definition, PASS);
+            assert!(!r.is_shadowed("hello"));
+        }
+    }
+
+    #[test]
+    fn qualifiers_of_file_machines_are_refused_topic_machines_keep_the_old_rule() {
+        let r = reg();
+        r.insert("hello", PASS, None).expect("file");
+        r.apply_record(b"api", Some(topic_record(PASS).as_bytes()))
+            .expect("topic");
+        match r.lookup(&by(
+            "arn:aws:states:us-east-1:123456789012:stateMachine:hello:live",
+        )) {
+            Err(e @ LookupError::FileQualifier { .. }) => assert_eq!(
+                e.to_string(),
+                "state machine 'hello' is defined by the definitions file hello.asl.json, which has no versions or aliases (qualifier 'live')"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // A topic machine without versions or aliases runs its latest revision for any
+        // qualifier (start events from before versions existed).
+        assert_eq!(
+            r.resolve(&by(
+                "arn:aws:states:us-east-1:123456789012:stateMachine:api:live"
+            ))
+            .expect("latest")
+            .source,
+            Source::Topic
+        );
     }
 
     #[test]
@@ -575,19 +926,14 @@ mod tests {
         r.apply_record(b"m:live", Some(alias.as_bytes()))
             .expect("alias");
         assert_eq!(r.versions_of("m").len(), 2);
-        let live = expressway_wire::parse_state_machine_ref(
-            "arn:aws:states:us-east-1:123456789012:stateMachine:m:live",
-        )
-        .expect("ref");
+        let live = by("arn:aws:states:us-east-1:123456789012:stateMachine:m:live");
         let mut counts = [0u32; 3];
         for _ in 0..200 {
             let e = r.resolve(&live).expect("routes");
             counts[e.version.expect("a version") as usize] += 1;
         }
         assert_eq!(counts, [0, 60, 140]);
-        let v2 =
-            expressway_wire::parse_state_machine_ref("arn:aws:states:us-east-1:1:stateMachine:m:2")
-                .expect("ref");
+        let v2 = by("arn:aws:states:us-east-1:123456789012:stateMachine:m:2");
         assert_eq!(r.resolve(&v2).expect("v2").definition, other);
         r.apply_record(b"m:2", None).expect("tombstone");
         assert!(r.resolve(&v2).is_none());

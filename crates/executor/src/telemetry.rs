@@ -48,6 +48,9 @@ pub mod names {
     pub const OFFSET_COMMITS: &str = "expressway_offset_commits_total";
     /// Counter, label `kind` (`assign`/`revoke`).
     pub const REBALANCES: &str = "expressway_rebalances_total";
+    /// Gauge: definitions-topic machines hidden by a definitions-directory file of the same
+    /// name (the file's definition runs; see ARCHITECTURE.md, "One registry").
+    pub const DEFINITIONS_SHADOWED: &str = "expressway_definitions_shadowed";
     /// Gateway: counter, labels `operation`, `code` (HTTP status).
     pub const GATEWAY_REQUESTS: &str = "expressway_gateway_requests_total";
     /// Gateway: histogram, label `operation`.
@@ -130,6 +133,10 @@ fn describe() {
     describe_histogram!(names::LOG_BATCH_BYTES, Unit::Bytes, "Size of log records");
     describe_counter!(names::OFFSET_COMMITS, "Offset commits");
     describe_counter!(names::REBALANCES, "Consumer group rebalance events");
+    describe_gauge!(
+        names::DEFINITIONS_SHADOWED,
+        "Definitions-topic machines hidden by a definitions-directory file of the same name"
+    );
     describe_counter!(names::GATEWAY_REQUESTS, "Step Functions API requests");
     describe_histogram!(
         names::GATEWAY_REQUEST_DURATION,

@@ -4,7 +4,7 @@ use crate::backend::Backend;
 use crate::error::ApiError;
 use expressway_asl::validate::{self, MachineType, Severity};
 use expressway_engine::{execute, ExecutionRequest, Limits, Runtime, Status};
-use expressway_executor::registry::{parse_version, MachineEntry};
+use expressway_executor::registry::{parse_version, LookupError, MachineEntry, Source};
 use expressway_executor::telemetry::names;
 use expressway_executor::Registry;
 use serde_json::{json, Map, Value};
@@ -190,6 +190,7 @@ fn paginate<T: Clone>(items: &[T], b: &Obj) -> Result<(Vec<T>, Option<String>), 
 struct MachineArn {
     name: String,
     qualifier: Option<String>,
+    scope: Option<expressway_wire::ArnScope>,
 }
 
 fn parse_machine_arn(arn: &str) -> Result<MachineArn, ApiError> {
@@ -216,18 +217,8 @@ fn parse_machine_arn(arn: &str) -> Result<MachineArn, ApiError> {
     Ok(MachineArn {
         name: r.name,
         qualifier: r.qualifier,
+        scope: r.scope,
     })
-}
-
-fn unqualified(arn: &str) -> Result<String, ApiError> {
-    let a = parse_machine_arn(arn)?;
-    if a.qualifier.is_some() {
-        return Err(ApiError::validation(format!(
-            "Invalid Arn: '{arn}': this operation does not accept a version or alias ARN"
-        ))
-        .with_reason("API_DOES_NOT_SUPPORT_LABELED_ARNS"));
-    }
-    Ok(a.name)
 }
 
 fn validate_logging(l: Option<&Obj>) -> Result<Value, ApiError> {
@@ -326,6 +317,32 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Tag key that marks a file machine in ListTagsForResource (`expressway:source`).
+pub const FILE_TAG_SOURCE: &str = "expressway:source";
+/// Its value for machines of the definitions directory.
+pub const FILE_SOURCE: &str = "definitions-directory";
+/// Tag key naming a file machine's file (`expressway:file`).
+pub const FILE_TAG_FILE: &str = "expressway:file";
+
+/// DescribeStateMachine's `description` of a file machine.
+fn file_description(file: &str) -> String {
+    format!(
+        "Defined by the file {file} of the definitions directory; read-only through the API (no updates, tags, versions or aliases)"
+    )
+}
+
+/// A file machine's `revisionId`: a digest of its definition and logging configuration, so
+/// every replica reports the same revision for the same file, and a new one when it changes.
+fn file_revision(definition: &str, logging: &Value) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(definition.as_bytes());
+    h.update([0]);
+    h.update(logging.to_string().as_bytes());
+    let d = h.finalize();
+    d[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn record_f64(record: &Value, f: &str, default: f64) -> f64 {
     record.get(f).and_then(Value::as_f64).unwrap_or(default)
 }
@@ -346,6 +363,53 @@ impl Gateway {
     /// The registry.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// Parses a state machine (version, alias) ARN of this gateway's partition, region and
+    /// account; an ARN of another one names nothing here: `missing(arn)`, with the reason.
+    fn local_arn(&self, arn: &str, missing: fn(&str) -> ApiError) -> Result<MachineArn, ApiError> {
+        let a = parse_machine_arn(arn)?;
+        if let Some(scope) = &a.scope {
+            if let Err(e) = self.registry.check_scope(arn, scope) {
+                tracing::debug!(arn, error = %e, "ARN of another region or account");
+                let mut err = missing(arn);
+                err.message = format!(
+                    "{} (this endpoint serves partition '{}', region '{}', account '{}')",
+                    err.message,
+                    self.registry.partition(),
+                    self.registry.region(),
+                    self.registry.account()
+                );
+                return Err(err);
+            }
+        }
+        Ok(a)
+    }
+
+    /// Refuses writes to a machine defined by a definitions-directory file (read-only through
+    /// the API: its truth is the file, which every pod and gateway reads).
+    fn writable(&self, name: &str, arn: &str) -> Result<(), ApiError> {
+        match self.registry.file_of(name) {
+            None => Ok(()),
+            Some(file) => Err(ApiError::new(
+                "ConflictException",
+                format!(
+                    "State machine '{arn}' is defined by the file {file} of the definitions directory and is read-only through the API (no updates, deletes, tags, versions or aliases): change the file (Helm: definitions / definitionFiles) instead"
+                ),
+            )),
+        }
+    }
+
+    /// The machine name of an unqualified local state machine ARN.
+    fn unqualified(&self, arn: &str) -> Result<String, ApiError> {
+        let a = self.local_arn(arn, ApiError::no_machine)?;
+        if a.qualifier.is_some() {
+            return Err(ApiError::validation(format!(
+                "Invalid Arn: '{arn}': this operation does not accept a version or alias ARN"
+            ))
+            .with_reason("API_DOES_NOT_SUPPORT_LABELED_ARNS"));
+        }
+        Ok(a.name)
     }
 
     /// Runs operation `op` on a parsed request body.
@@ -424,6 +488,14 @@ impl Gateway {
         let version_description = opt_str(b, "versionDescription")?;
         let _guard = self.writes.lock().await;
         let arn = self.registry.machine_arn(name);
+        if let Some(file) = self.registry.file_of(name) {
+            return Err(ApiError::new(
+                "StateMachineAlreadyExists",
+                format!(
+                    "State Machine Already Exists: '{arn}' (defined by the file {file} of the definitions directory, read-only through the API)"
+                ),
+            ));
+        }
         if let Some(existing) = self.registry.get(name) {
             // AWS: idempotent when everything matches, else StateMachineAlreadyExists.
             let same = existing.definition == definition
@@ -496,7 +568,7 @@ impl Gateway {
 
     fn describe_state_machine(&self, b: &Obj) -> Result<Value, ApiError> {
         let arn = req_str(b, "stateMachineArn")?;
-        let a = parse_machine_arn(arn)?;
+        let a = self.local_arn(arn, ApiError::no_machine)?;
         let entry = match a.qualifier.as_deref() {
             None => self.registry.get(&a.name),
             Some(q) => match parse_version(q) {
@@ -530,12 +602,20 @@ impl Gateway {
                 out[f] = v.clone();
             }
         }
+        if let Source::Files { file } = &entry.source {
+            out["description"] = json!(file_description(file));
+            out["revisionId"] = json!(file_revision(
+                &entry.definition,
+                &out["loggingConfiguration"]
+            ));
+        }
         Ok(out)
     }
 
     async fn update_state_machine(&self, b: &Obj) -> Result<Value, ApiError> {
         let arn = req_str(b, "stateMachineArn")?;
-        let name = unqualified(arn)?;
+        let name = self.unqualified(arn)?;
+        self.writable(&name, arn)?;
         let definition = match b.get("definition") {
             None | Some(Value::Null) => None,
             Some(_) => Some(definition_text(b)?),
@@ -601,7 +681,8 @@ impl Gateway {
 
     async fn delete_state_machine(&self, b: &Obj) -> Result<Value, ApiError> {
         let arn = req_str(b, "stateMachineArn")?;
-        let a = parse_machine_arn(arn)?;
+        let a = self.local_arn(arn, ApiError::no_machine)?;
+        self.writable(&a.name, arn)?;
         match a.qualifier.as_deref() {
             None => {}
             Some(q) if parse_version(q).is_some() => {
@@ -653,7 +734,7 @@ impl Gateway {
 
     fn list_executions(&self, b: &Obj) -> Result<Value, ApiError> {
         if let Some(arn) = opt_str(b, "stateMachineArn")? {
-            let a = parse_machine_arn(arn)?;
+            let a = self.local_arn(arn, ApiError::no_machine)?;
             if self.registry.get(&a.name).is_none() {
                 return Err(ApiError::no_machine(arn));
             }
@@ -668,7 +749,8 @@ impl Gateway {
 
     async fn publish_version(&self, b: &Obj) -> Result<Value, ApiError> {
         let arn = req_str(b, "stateMachineArn")?;
-        let name = unqualified(arn)?;
+        let name = self.unqualified(arn)?;
+        self.writable(&name, arn)?;
         let description = opt_str(b, "description")?;
         let _guard = self.writes.lock().await;
         let entry = self
@@ -730,7 +812,7 @@ impl Gateway {
 
     fn list_versions(&self, b: &Obj) -> Result<Value, ApiError> {
         let arn = req_str(b, "stateMachineArn")?;
-        let name = unqualified(arn)?;
+        let name = self.unqualified(arn)?;
         if self.registry.get(&name).is_none() {
             return Err(ApiError::no_machine(arn));
         }
@@ -754,7 +836,7 @@ impl Gateway {
 
     async fn delete_version(&self, b: &Obj) -> Result<Value, ApiError> {
         let arn = req_str(b, "stateMachineVersionArn")?;
-        let a = parse_machine_arn(arn)?;
+        let a = self.local_arn(arn, ApiError::no_machine)?;
         match a.qualifier.as_deref() {
             Some(q) if parse_version(q).is_some() => {
                 self.delete_version_named(&a.name, q, arn).await
@@ -774,6 +856,7 @@ impl Gateway {
         let Some(n) = parse_version(q) else {
             return Err(ApiError::invalid_arn(arn));
         };
+        self.writable(name, arn)?;
         let _guard = self.writes.lock().await;
         let referencing: Vec<String> = self
             .registry
@@ -822,7 +905,7 @@ impl Gateway {
             if weight > 100 {
                 return Err(invalid(format!("Invalid weight {weight}: must be 0..100")));
             }
-            let a = parse_machine_arn(varn)?;
+            let a = self.local_arn(varn, ApiError::not_found)?;
             let n = a
                 .qualifier
                 .as_deref()
@@ -844,6 +927,7 @@ impl Gateway {
                 ));
             }
             seen.push(n);
+            self.writable(&a.name, varn)?;
             if self.registry.version(&a.name, n).is_none() {
                 return Err(ApiError::not_found(varn));
             }
@@ -907,7 +991,7 @@ impl Gateway {
 
     fn alias_arn(&self, b: &Obj) -> Result<(String, String, String), ApiError> {
         let arn = req_str(b, "stateMachineAliasArn")?;
-        let a = parse_machine_arn(arn)?;
+        let a = self.local_arn(arn, ApiError::not_found)?;
         match a.qualifier {
             Some(q) if parse_version(&q).is_none() => Ok((arn.to_string(), a.name, q)),
             _ => Err(ApiError::invalid_arn(arn)),
@@ -983,7 +1067,7 @@ impl Gateway {
 
     fn list_aliases(&self, b: &Obj) -> Result<Value, ApiError> {
         let arn = req_str(b, "stateMachineArn")?;
-        let name = unqualified(arn)?;
+        let name = self.unqualified(arn)?;
         if self.registry.get(&name).is_none() {
             return Err(ApiError::no_machine(arn));
         }
@@ -1008,7 +1092,7 @@ impl Gateway {
     // ---- tags ------------------------------------------------------------------------------
 
     fn tagged(&self, arn: &str) -> Result<Arc<MachineEntry>, ApiError> {
-        let a = parse_machine_arn(arn)?;
+        let a = self.local_arn(arn, ApiError::not_found)?;
         if a.qualifier.is_some() {
             return Err(ApiError::invalid_arn(arn));
         }
@@ -1024,6 +1108,7 @@ impl Gateway {
     ) -> Result<Value, ApiError> {
         let _guard = self.writes.lock().await;
         let entry = self.tagged(arn)?;
+        self.writable(&entry.name, arn)?;
         let mut record = entry.record.clone();
         if !record.is_object() {
             record = json!({});
@@ -1077,6 +1162,13 @@ impl Gateway {
     fn list_tags(&self, b: &Obj) -> Result<Value, ApiError> {
         let arn = req_str(b, "resourceArn")?;
         let entry = self.tagged(arn)?;
+        if let Source::Files { file } = &entry.source {
+            // How a file machine is marked where every client can see it.
+            return Ok(json!({ "tags": [
+                {"key": FILE_TAG_SOURCE, "value": FILE_SOURCE},
+                {"key": FILE_TAG_FILE, "value": file},
+            ]}));
+        }
         Ok(json!({ "tags": tags_json(entry.record.get("tags")) }))
     }
 
@@ -1085,15 +1177,20 @@ impl Gateway {
     /// Resolves the machine to run, checks name and input.
     fn prepare(&self, b: &Obj) -> Result<Prepared, ApiError> {
         let arn = req_str(b, "stateMachineArn")?;
-        let a = parse_machine_arn(arn)?;
+        let a = self.local_arn(arn, ApiError::no_machine)?;
         let r = expressway_wire::MachineRef {
             name: a.name.clone(),
             qualifier: a.qualifier.clone(),
+            scope: a.scope.clone(),
         };
-        let entry = self
-            .registry
-            .resolve(&r)
-            .ok_or_else(|| ApiError::no_machine(arn))?;
+        let entry = self.registry.lookup(&r).map_err(|e| match e {
+            LookupError::FileQualifier { .. } => {
+                let mut err = ApiError::no_machine(arn);
+                err.message = format!("{} ({e})", err.message);
+                err
+            }
+            _ => ApiError::no_machine(arn),
+        })?;
         let name = opt_str(b, "name")?;
         if let Some(n) = name {
             check_name(n)?;

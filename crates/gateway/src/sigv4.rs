@@ -13,10 +13,21 @@ use std::path::Path;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Access key id -> secret access key.
-#[derive(Clone, Default)]
+/// Access key id -> secret access key, and the region signatures must be scoped to.
+#[derive(Clone)]
 pub struct Credentials {
     keys: HashMap<String, String>,
+    region: String,
+}
+
+impl Default for Credentials {
+    /// No keys; signatures scoped to the default region (`us-east-1`).
+    fn default() -> Credentials {
+        Credentials {
+            keys: HashMap::new(),
+            region: expressway_engine::DEFAULT_REGION.to_string(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Credentials {
@@ -24,6 +35,7 @@ impl std::fmt::Debug for Credentials {
         // Never print secrets.
         f.debug_struct("Credentials")
             .field("access_key_ids", &self.keys.keys().collect::<Vec<_>>())
+            .field("region", &self.region)
             .finish()
     }
 }
@@ -51,6 +63,18 @@ impl Credentials {
     pub fn add(&mut self, access_key_id: &str, secret: &str) {
         self.keys
             .insert(access_key_id.to_string(), secret.to_string());
+    }
+
+    /// Accept only signatures scoped to `region` (the gateway's region; AWS answers a request
+    /// signed for another region with `InvalidSignatureException`).
+    pub fn with_region(mut self, region: &str) -> Credentials {
+        self.region = region.to_string();
+        self
+    }
+
+    /// The region signatures must be scoped to.
+    pub fn region(&self) -> &str {
+        &self.region
     }
 
     /// Whether no key is configured.
@@ -171,6 +195,19 @@ pub fn verify(creds: &Credentials, req: &SignedRequest<'_>, now: i64) -> Result<
             "The security token included in the request is invalid.",
         ));
     };
+    if region != creds.region {
+        // AWS's wording (trailing space included).
+        return Err(ApiError::new(
+            "InvalidSignatureException",
+            format!("Credential should be scoped to a valid region, not '{region}'. "),
+        ));
+    }
+    if service != "states" {
+        return Err(ApiError::new(
+            "InvalidSignatureException",
+            format!("Credential should be scoped to correct service: 'states'. (not '{service}')"),
+        ));
+    }
     let Some(amz_date) = header("x-amz-date") else {
         return Err(err_incomplete(
             "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
@@ -494,6 +531,14 @@ mod tests {
         assert_eq!(
             verify(&creds, &req, now + 3600).map_err(|e| e.kind),
             Err("InvalidSignatureException")
+        );
+        // Signed for us-east-1 (the botocore request), verified by a gateway of eu-west-1.
+        let eu = Credentials::single("AKIDEXAMPLE", SECRET).with_region("eu-west-1");
+        let e = verify(&eu, &req, now).expect_err("another region");
+        assert_eq!(e.kind, "InvalidSignatureException");
+        assert_eq!(
+            e.message,
+            "Credential should be scoped to a valid region, not 'us-east-1'. "
         );
         let unsigned_headers: Vec<(String, String)> = h
             .iter()

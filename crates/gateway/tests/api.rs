@@ -621,6 +621,234 @@ async fn test_state_inspection_mock_catch_retry_choice() {
 
 // ---- HTTP -------------------------------------------------------------------------------------
 
+/// A gateway whose registry holds `hello` from a definitions file (as `--definitions DIR`
+/// loads it), next to machines created through the API.
+fn setup_with_file() -> (Arc<Gateway>, MemoryBackend) {
+    let (gw, backend) = setup();
+    gw.registry()
+        .insert(
+            "hello",
+            PASS,
+            Some(&json!({"level": "ERROR", "includeExecutionData": false})),
+        )
+        .expect("file machine");
+    (gw, backend)
+}
+
+#[tokio::test]
+async fn file_machines_are_listed_described_and_started_like_api_machines() {
+    let (gw, backend) = setup_with_file();
+    create(&gw, "orders", PASS2).await;
+    let list = call(&gw, "ListStateMachines", json!({}))
+        .await
+        .expect("list");
+    let names: Vec<&str> = list["stateMachines"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|m| m["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, vec!["hello", "orders"]);
+    assert_eq!(
+        list["stateMachines"][0]["stateMachineArn"],
+        json!(arn("hello"))
+    );
+
+    let d = call(
+        &gw,
+        "DescribeStateMachine",
+        json!({"stateMachineArn": arn("hello")}),
+    )
+    .await
+    .expect("describe");
+    assert_eq!(d["definition"], json!(PASS));
+    assert_eq!(d["type"], json!("EXPRESS"));
+    assert_eq!(d["loggingConfiguration"]["level"], json!("ERROR"));
+    assert!(d["description"]
+        .as_str()
+        .expect("description")
+        .starts_with("Defined by the file hello.asl.json of the definitions directory; read-only"));
+    let revision = d["revisionId"].as_str().expect("revision").to_string();
+    assert_eq!(revision.len(), 32);
+    let tags = call(
+        &gw,
+        "ListTagsForResource",
+        json!({"resourceArn": arn("hello")}),
+    )
+    .await
+    .expect("tags");
+    assert_eq!(
+        tags["tags"],
+        json!([{"key": "expressway:source", "value": "definitions-directory"},
+               {"key": "expressway:file", "value": "hello.asl.json"}])
+    );
+
+    let s = call(
+        &gw,
+        "StartSyncExecution",
+        json!({"stateMachineArn": arn("hello")}),
+    )
+    .await
+    .expect("sync");
+    assert_eq!(
+        (s["status"].clone(), s["output"].clone()),
+        (json!("SUCCEEDED"), json!("{\"v\":1}"))
+    );
+    let r = call(
+        &gw,
+        "StartExecution",
+        json!({"stateMachineArn": arn("hello"), "name": "f1"}),
+    )
+    .await
+    .expect("start");
+    assert!(r["executionArn"]
+        .as_str()
+        .expect("arn")
+        .contains(":express:hello:f1:"));
+    let ev: Value =
+        serde_json::from_slice(backend.records("start")[0].value.as_deref().expect("value"))
+            .expect("json");
+    assert_eq!(ev["stateMachine"], json!(arn("hello")));
+    let versions = call(
+        &gw,
+        "ListStateMachineVersions",
+        json!({"stateMachineArn": arn("hello")}),
+    )
+    .await
+    .expect("versions");
+    assert_eq!(versions["stateMachineVersions"], json!([]));
+}
+
+#[tokio::test]
+async fn file_machines_are_read_only_and_own_their_name() {
+    let (gw, backend) = setup_with_file();
+    // Same name through the API: refused, whatever the definition.
+    for def in [PASS, PASS2] {
+        let e = call(
+            &gw,
+            "CreateStateMachine",
+            json!({"name": "hello", "definition": def, "type": "EXPRESS"}),
+        )
+        .await
+        .expect_err("the file owns the name");
+        assert_eq!(e.0, "StateMachineAlreadyExists");
+        assert!(
+            e.1.contains("defined by the file hello.asl.json"),
+            "{}",
+            e.1
+        );
+    }
+    let hello = arn("hello");
+    let refused: Vec<(&str, Value)> = vec![
+        (
+            "UpdateStateMachine",
+            json!({"stateMachineArn": hello, "definition": PASS2}),
+        ),
+        ("DeleteStateMachine", json!({"stateMachineArn": hello})),
+        (
+            "DeleteStateMachine",
+            json!({"stateMachineArn": format!("{hello}:1")}),
+        ),
+        (
+            "PublishStateMachineVersion",
+            json!({"stateMachineArn": hello}),
+        ),
+        (
+            "DeleteStateMachineVersion",
+            json!({"stateMachineVersionArn": format!("{hello}:1")}),
+        ),
+        (
+            "TagResource",
+            json!({"resourceArn": hello, "tags": [{"key": "a", "value": "b"}]}),
+        ),
+        (
+            "UntagResource",
+            json!({"resourceArn": hello, "tagKeys": ["a"]}),
+        ),
+        (
+            "CreateStateMachineAlias",
+            json!({"name": "live", "routingConfiguration": [{"stateMachineVersionArn": format!("{hello}:1"), "weight": 100}]}),
+        ),
+    ];
+    for (op, body) in refused {
+        let e = call(&gw, op, body).await.expect_err(op);
+        assert_eq!(e.0, "ConflictException", "{op}: {}", e.1);
+        assert!(e.1.contains("read-only through the API"), "{op}: {}", e.1);
+    }
+    assert!(
+        backend.records("definitions").is_empty(),
+        "nothing was written for the file machine"
+    );
+    // Versions and aliases of a file machine do not exist, with the reason.
+    for op in ["StartExecution", "StartSyncExecution"] {
+        let e = call(&gw, op, json!({"stateMachineArn": format!("{hello}:live")}))
+            .await
+            .expect_err(op);
+        assert_eq!(e.0, "StateMachineDoesNotExist", "{op}");
+        assert!(e.1.contains("has no versions or aliases"), "{op}: {}", e.1);
+    }
+    // A definitions-topic record of the same name (written before the file existed) is
+    // shadowed: the file's definition is what runs and what Describe shows.
+    gw.registry()
+        .apply_record(
+            b"hello",
+            Some(json!({"definition": PASS2}).to_string().as_bytes()),
+        )
+        .expect("record");
+    let s = call(&gw, "StartSyncExecution", json!({"stateMachineArn": hello}))
+        .await
+        .expect("sync");
+    assert_eq!(s["output"], json!("{\"v\":1}"));
+    let d = call(
+        &gw,
+        "DescribeStateMachine",
+        json!({"stateMachineArn": hello}),
+    )
+    .await
+    .expect("describe");
+    assert_eq!(d["definition"], json!(PASS));
+}
+
+#[tokio::test]
+async fn arns_of_another_region_or_account_name_no_machine() {
+    let (gw, backend) = setup_with_file();
+    create(&gw, "orders", PASS).await;
+    for name in ["hello", "orders"] {
+        for other in [
+            format!("arn:aws:states:eu-west-1:{ACCOUNT}:stateMachine:{name}"),
+            format!("arn:aws:states:us-east-1:999999999999:stateMachine:{name}"),
+        ] {
+            for op in [
+                "StartExecution",
+                "StartSyncExecution",
+                "DescribeStateMachine",
+                "UpdateStateMachine",
+                "PublishStateMachineVersion",
+            ] {
+                let e = call(
+                    &gw,
+                    op,
+                    json!({"stateMachineArn": other, "definition": PASS2}),
+                )
+                .await
+                .expect_err(op);
+                assert_eq!(e.0, "StateMachineDoesNotExist", "{op} {other}");
+                assert_eq!(
+                    e.1,
+                    format!("State Machine Does Not Exist: '{other}' (this endpoint serves partition 'aws', region 'us-east-1', account '{ACCOUNT}')"),
+                    "{op}"
+                );
+            }
+            let e = call(&gw, "ListTagsForResource", json!({"resourceArn": other}))
+                .await
+                .expect_err("tags");
+            assert_eq!(e.0, "ResourceNotFound");
+        }
+    }
+    assert!(backend.records("start").is_empty(), "nothing started");
+    assert!(backend.records("results").is_empty(), "nothing ran");
+}
+
 async fn serve(config: ServerConfig) -> (std::net::SocketAddr, Arc<Gateway>) {
     let (gw, _) = setup();
     let app = expressway_gateway::router(gw.clone(), config);
@@ -729,7 +957,7 @@ async fn http_sigv4() {
         (400, json!("MissingAuthenticationTokenException"))
     );
 
-    let sign = |key: &str, secret: &str, body: &[u8]| {
+    let sign = |key: &str, secret: &str, region: &str, body: &[u8]| {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
@@ -761,11 +989,11 @@ async fn http_sigv4() {
             body,
         };
         let creq = sigv4::canonical_request(&req, &["host", "x-amz-date", "x-amz-target"]);
-        let sts = sigv4::string_to_sign(&amz, date, "us-east-1", "states", &creq);
-        let sig = sigv4::sign(secret, date, "us-east-1", "states", &sts);
+        let sts = sigv4::string_to_sign(&amz, date, region, "states", &creq);
+        let sig = sigv4::sign(secret, date, region, "states", &sts);
         headers.push((
             "Authorization".into(),
-            format!("AWS4-HMAC-SHA256 Credential={key}/{date}/us-east-1/states/aws4_request, SignedHeaders=host;x-amz-date;x-amz-target, Signature={sig}"),
+            format!("AWS4-HMAC-SHA256 Credential={key}/{date}/{region}/states/aws4_request, SignedHeaders=host;x-amz-date;x-amz-target, Signature={sig}"),
         ));
         headers
     };
@@ -782,17 +1010,47 @@ async fn http_sigv4() {
             })
             .collect()
     };
-    let (st, _) = http(addr, &to_refs(sign("AKIDTEST", secret, b"{}")), b"{}").await;
+    let (st, _) = http(
+        addr,
+        &to_refs(sign("AKIDTEST", secret, "us-east-1", b"{}")),
+        b"{}",
+    )
+    .await;
     assert_eq!(st, 200);
-    let (st, body) = http(addr, &to_refs(sign("AKIDTEST", "wrong", b"{}")), b"{}").await;
+    let (st, body) = http(
+        addr,
+        &to_refs(sign("AKIDTEST", "wrong", "us-east-1", b"{}")),
+        b"{}",
+    )
+    .await;
     assert_eq!(
         (st, body["__type"].clone()),
         (400, json!("InvalidSignatureException"))
     );
-    let (st, body) = http(addr, &to_refs(sign("AKIDOTHER", secret, b"{}")), b"{}").await;
+    let (st, body) = http(
+        addr,
+        &to_refs(sign("AKIDOTHER", secret, "us-east-1", b"{}")),
+        b"{}",
+    )
+    .await;
     assert_eq!(
         (st, body["__type"].clone()),
         (400, json!("UnrecognizedClientException"))
+    );
+    // A correct signature for another region than the gateway's is refused, as AWS does.
+    let (st, body) = http(
+        addr,
+        &to_refs(sign("AKIDTEST", secret, "eu-west-1", b"{}")),
+        b"{}",
+    )
+    .await;
+    assert_eq!(
+        (st, body["__type"].clone(), body["message"].clone()),
+        (
+            400,
+            json!("InvalidSignatureException"),
+            json!("Credential should be scoped to a valid region, not 'eu-west-1'. ")
+        )
     );
 }
 

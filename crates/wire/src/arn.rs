@@ -7,6 +7,20 @@ pub struct MachineRef {
     pub name: String,
     /// `:version` or `:alias` suffix of an ARN, if any.
     pub qualifier: Option<String>,
+    /// Partition, region and account of an ARN (`None` for a plain name, which always means
+    /// the local deployment's machine).
+    pub scope: Option<ArnScope>,
+}
+
+/// Where an ARN points: `arn:<partition>:states:<region>:<account>:...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArnScope {
+    /// `aws`, `aws-cn`, ...
+    pub partition: String,
+    /// The region.
+    pub region: String,
+    /// The account id.
+    pub account: String,
 }
 
 /// Parses `NAME` or `arn:<partition>:states:<region>:<account>:stateMachine:NAME[:qualifier]`.
@@ -31,11 +45,17 @@ pub fn parse_state_machine_ref(text: &str) -> Option<MachineRef> {
         return Some(MachineRef {
             name: parts[5].to_string(),
             qualifier,
+            scope: Some(ArnScope {
+                partition: parts[0].to_string(),
+                region: parts[2].to_string(),
+                account: parts[3].to_string(),
+            }),
         });
     }
     valid_name(text).then(|| MachineRef {
         name: text.to_string(),
         qualifier: None,
+        scope: None,
     })
 }
 
@@ -83,7 +103,8 @@ mod tests {
             parse_state_machine_ref("orders"),
             Some(MachineRef {
                 name: "orders".into(),
-                qualifier: None
+                qualifier: None,
+                scope: None,
             })
         );
     }
@@ -94,6 +115,15 @@ mod tests {
             .expect("valid");
         assert_eq!(r.name, "hello");
         assert_eq!(r.qualifier, None);
+        let scope = r.scope.expect("an ARN has a scope");
+        assert_eq!(
+            (
+                scope.partition.as_str(),
+                scope.region.as_str(),
+                scope.account.as_str()
+            ),
+            ("aws", "us-east-1", "123456789012")
+        );
         let r = parse_state_machine_ref(
             "arn:aws:states:us-east-1:123456789012:stateMachine:hello:prod",
         )

@@ -19,7 +19,7 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/expressway.v1.rs"));
 }
 
-pub use arn::{parse_state_machine_ref, MachineRef};
+pub use arn::{parse_state_machine_ref, ArnScope, MachineRef};
 pub use identity::{execution_identity, ExecutionIdentity};
 pub use start::{StartError, StartEvent, MAX_INPUT_BYTES, PROTOBUF_CONTENT_TYPE};
 

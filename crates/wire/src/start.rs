@@ -32,6 +32,10 @@ pub enum StartError {
     /// `stateMachine` names no known state machine.
     #[error("unknown state machine '{0}'")]
     UnknownStateMachine(String),
+    /// `stateMachine` is an ARN of another partition, region or account than the deployment's
+    /// (AWS: `StateMachineDoesNotExist`); the text says which.
+    #[error("{0}")]
+    ForeignStateMachineArn(String),
     /// The execution input is larger than [`MAX_INPUT_BYTES`].
     #[error("the execution input is {size} bytes, over the limit of {limit} bytes")]
     InputTooLarge {
@@ -51,6 +55,7 @@ impl StartError {
             StartError::InvalidProtobuf(_) => "InvalidProtobuf",
             StartError::InvalidStartEvent(_) => "InvalidStartEvent",
             StartError::UnknownStateMachine(_) => "UnknownStateMachine",
+            StartError::ForeignStateMachineArn(_) => "ForeignStateMachineArn",
             StartError::InputTooLarge { .. } => "InputTooLarge",
         }
     }

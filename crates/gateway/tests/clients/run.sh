@@ -63,8 +63,32 @@ signed_port="$(sed -n 's/^expressway gateway: http:\/\/[^:]*:\([0-9]*\).*/\1/p' 
 signed_url="http://localhost:$signed_port"
 echo "dev gateway $dev_url, signed gateway $signed_url"
 
+echo "== starting expressway serve + gateway --definitions DIR (separate processes, own start topic and group)"
+mkdir -p "$work/files"
+cat >"$work/files/files-hello.asl.json" <<'JSON'
+{"StartAt":"Greet","States":{"Greet":{"Type":"Pass","Parameters":{"greeting.$":"States.Format('Hello, {}!', $.name)"},"End":true}}}
+JSON
+# The first start event creates the topic (the mock cluster creates topics on produce), so the
+# consumer finds it when it subscribes.
+"$bin" start --brokers "$brokers" --topic files-it.start files-hello --input '{"name":"warm-up"}' >/dev/null
+RUST_LOG="${RUST_LOG:-warn}" "$bin" serve --brokers "$brokers" --definitions "$work/files" --group files-it \
+  --start-topic files-it.start --metrics-listen 127.0.0.1:0 --drain-timeout 5s \
+  --kafka session.timeout.ms=6000 --kafka heartbeat.interval.ms=500 \
+  >"$work/serve.out" 2>"$work/serve.err" &
+pids+=($!)
+EXPRESSWAY_ACCESS_KEY_ID="$access_key" EXPRESSWAY_SECRET_ACCESS_KEY="$secret_key" RUST_LOG="${RUST_LOG:-warn}" \
+  "$bin" gateway --brokers "$brokers" --definitions "$work/files" --start-topic files-it.start \
+  --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 >"$work/fgw.out" 2>"$work/fgw.err" &
+pids+=($!)
+wait_for "$work/fgw.out" "expressway gateway:"
+files_port="$(sed -n 's/^expressway gateway: http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$work/fgw.out")"
+
 status=0
-DEV_URL="$dev_url" SIGNED_URL="$signed_url" BROKERS="$brokers" EXPRESSWAY_BIN="$bin" AWS_CLI="$venv/bin/aws" \
+FILES_URL="http://localhost:$files_port" DEV_URL="$dev_url" SIGNED_URL="$signed_url" BROKERS="$brokers" \
+  EXPRESSWAY_BIN="$bin" AWS_CLI="$venv/bin/aws" ACCESS_KEY="$access_key" SECRET_KEY="$secret_key" \
+  AWS_ACCESS_KEY_ID="$access_key" AWS_SECRET_ACCESS_KEY="$secret_key" AWS_DEFAULT_REGION=us-east-1 \
+  PYTHONPATH="$here" "$venv/bin/python" "$here/test_files.py" || status=$?
+[ "$status" -eq 0 ] && DEV_URL="$dev_url" SIGNED_URL="$signed_url" BROKERS="$brokers" EXPRESSWAY_BIN="$bin" AWS_CLI="$venv/bin/aws" \
   ACCESS_KEY="$access_key" SECRET_KEY="$secret_key" \
   AWS_ACCESS_KEY_ID="$access_key" AWS_SECRET_ACCESS_KEY="$secret_key" AWS_DEFAULT_REGION=us-east-1 \
   "$venv/bin/python" "$here/test_clients.py" || status=$?
@@ -84,5 +108,6 @@ fi
 if [ "$status" -ne 0 ]; then
   echo "== dev stderr (tail)"; tail -n 40 "$work/dev.err" >&2 || true
   echo "== gateway stderr (tail)"; tail -n 40 "$work/gw.err" >&2 || true
+  echo "== files serve / gateway stderr (tail)"; tail -n 20 "$work/serve.err" "$work/fgw.err" >&2 || true
 fi
 exit "$status"
