@@ -671,6 +671,7 @@ async fn http_protocol_errors_and_limits() {
     let (addr, _) = serve(ServerConfig {
         auth: None,
         max_body_bytes: 4096,
+        ..ServerConfig::default()
     })
     .await;
     let (st, body) = http(addr, &target("ListStateMachines"), b"{}").await;
@@ -721,6 +722,7 @@ async fn http_sigv4() {
     let (addr, _) = serve(ServerConfig {
         auth: Some(expressway_gateway::Credentials::single("AKIDTEST", secret)),
         max_body_bytes: 1 << 20,
+        ..ServerConfig::default()
     })
     .await;
     let (st, body) = http(addr, &target("ListStateMachines"), b"{}").await;
