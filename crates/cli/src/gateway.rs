@@ -35,6 +35,18 @@ pub struct GatewayArgs {
     /// Largest request body in bytes.
     #[arg(long, env = "EXPRESSWAY_MAX_BODY_BYTES", default_value_t = expressway_gateway::server::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+    /// Open API connections at most; one more is answered 503 and closed.
+    #[arg(long, env = "EXPRESSWAY_MAX_CONNECTIONS", default_value_t = expressway_executor::http_server::HttpLimits::GATEWAY.max_connections)]
+    pub max_connections: usize,
+    /// Seconds allowed for a complete request head (from the accept or the head's first byte).
+    #[arg(long, env = "EXPRESSWAY_HEADER_TIMEOUT_SECONDS", default_value_t = expressway_executor::http_server::HttpLimits::GATEWAY.header_timeout.as_secs_f64())]
+    pub header_timeout_seconds: f64,
+    /// Seconds allowed for reading a request body (then 408 and close).
+    #[arg(long, env = "EXPRESSWAY_BODY_TIMEOUT_SECONDS", default_value_t = expressway_executor::http_server::HttpLimits::GATEWAY.body_timeout.as_secs_f64())]
+    pub body_timeout_seconds: f64,
+    /// Seconds a keep-alive connection may wait for its next request.
+    #[arg(long, env = "EXPRESSWAY_IDLE_TIMEOUT_SECONDS", default_value_t = expressway_executor::http_server::HttpLimits::GATEWAY.idle_timeout.as_secs_f64())]
+    pub idle_timeout_seconds: f64,
     /// Start-event topic.
     #[arg(long, env = "EXPRESSWAY_START_TOPIC", default_value = topics::START)]
     pub start_topic: String,
@@ -74,6 +86,28 @@ pub struct GatewayArgs {
 }
 
 impl GatewayArgs {
+    /// The connection limit and timeouts these flags describe.
+    pub fn http_limits(&self) -> anyhow::Result<expressway_executor::http_server::HttpLimits> {
+        let secs = |name: &str, v: f64| {
+            std::time::Duration::try_from_secs_f64(v)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--{name} must be a positive number of seconds, not {v}")
+                })
+        };
+        anyhow::ensure!(
+            self.max_connections > 0,
+            "--max-connections must be at least 1"
+        );
+        Ok(expressway_executor::http_server::HttpLimits {
+            max_connections: self.max_connections,
+            header_timeout: secs("header-timeout-seconds", self.header_timeout_seconds)?,
+            body_timeout: secs("body-timeout-seconds", self.body_timeout_seconds)?,
+            idle_timeout: secs("idle-timeout-seconds", self.idle_timeout_seconds)?,
+        })
+    }
+
     /// The SigV4 credentials these flags describe (`None` with `--no-auth`).
     pub fn credentials(&self) -> anyhow::Result<Option<Credentials>> {
         if self.no_auth {
@@ -103,6 +137,7 @@ impl GatewayArgs {
 pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     init_tracing();
     let auth = args.credentials()?;
+    let http = args.http_limits()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -134,6 +169,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
                 server: ServerConfig {
                     auth,
                     max_body_bytes: args.max_body_bytes,
+                    http,
                 },
             },
             registry.clone(),
@@ -190,6 +226,23 @@ mod tests {
             Wrapper::try_parse_from(["gateway", "--brokers", "b", "--region", "EU West"]).is_err()
         );
         assert!(w.gateway.credentials().expect("no auth").is_none());
+        assert_eq!(
+            w.gateway.http_limits().expect("defaults"),
+            expressway_executor::http_server::HttpLimits::GATEWAY
+        );
+        let w = Wrapper::try_parse_from([
+            "gateway",
+            "--brokers",
+            "b",
+            "--no-auth",
+            "--header-timeout-seconds",
+            "0",
+        ])
+        .expect("parses");
+        assert!(
+            w.gateway.http_limits().is_err(),
+            "a zero timeout is refused"
+        );
 
         let w = Wrapper::try_parse_from([
             "gateway",

@@ -4,10 +4,14 @@
 //! * [`registry::Registry`]: state machines from a directory and the definitions topic.
 //! * [`pod::Executor`]: the consumer group member that runs executions and produces their log,
 //!   result and dead-letter records, with rebalance draining and graceful shutdown.
+//! * [`http_server`]: the HTTP/1 server with a connection limit and header/body/idle timeouts
+//!   (the metrics port here, the gateway's API).
 //! * [`telemetry`]: metric names, the Prometheus recorder, `/metrics` `/healthz` `/readyz`.
 
+mod commit_errors;
 pub mod config;
 pub mod definitions;
+pub mod http_server;
 pub mod offsets;
 pub mod pod;
 pub mod publisher;

@@ -259,7 +259,7 @@ impl PodContext {
                 Ok(()) => {
                     tracing::info!(offsets = %describe_offsets(&commit), "committed revoked partitions")
                 }
-                Err(e) => tracing::warn!(error = %e, "commit on revoke failed"),
+                Err(e) => crate::commit_errors::log_commit_failure("revoked partitions", &e),
             }
         }
         tracing::info!(
@@ -428,7 +428,7 @@ impl ConsumerContext for PodContext {
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => {
                 metrics::counter!(names::OFFSET_COMMITS, "result" => "error").increment(1);
-                tracing::warn!(error = %e, "offset commit failed");
+                crate::commit_errors::log_commit_failure("stored offsets", &e);
             }
         }
     }
@@ -746,7 +746,7 @@ fn consumer_loop(
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => tracing::info!("final offsets committed"),
         Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(e) => tracing::warn!(error = %e, "final commit failed"),
+        Err(e) => crate::commit_errors::log_commit_failure("final offsets", &e),
     }
     // Dropping the consumer closes it: it leaves the group (the revoke callback finds nothing
     // in flight).
@@ -769,9 +769,8 @@ enum Decoded {
 }
 
 async fn decode(deps: &Deps, msg: &OwnedMessage) -> Result<Decoded, StartError> {
-    let value = msg.payload().unwrap_or_default();
     if let Some(machine) = deps.bindings.get(msg.topic()) {
-        let input = decode_raw_input(value)?;
+        let input = decode_raw_input(msg.payload())?;
         let entry = deps
             .registry
             .get(machine)
@@ -788,23 +787,26 @@ async fn decode(deps: &Deps, msg: &OwnedMessage) -> Result<Decoded, StartError> 
             .find(|h| h.key.eq_ignore_ascii_case("content-type"))
             .and_then(|h| h.value)
     });
-    let event = StartEvent::decode(value, content_type)?;
+    let event = StartEvent::decode(msg.payload(), content_type)?;
     let entry = match deps.registry.lookup(&event.state_machine) {
         Ok(entry) => entry,
         // Never runs a machine of that name here, however long one waits.
         Err(e @ LookupError::Foreign { .. }) => {
             return Err(StartError::ForeignStateMachineArn(e.to_string()))
         }
+        // A machine of the definitions directory has no versions or aliases.
         Err(LookupError::FileQualifier {
             name, qualifier, ..
         }) => {
-            return Err(StartError::UnknownStateMachine(format!(
-                "{name}:{qualifier}"
-            )))
+            return Err(StartError::UnknownVersionOrAlias {
+                machine: name,
+                qualifier,
+            })
         }
-        Err(LookupError::NotFound(_)) => wait_for_machine(deps, msg, &event.state_machine)
-            .await
-            .ok_or_else(|| StartError::UnknownStateMachine(event.state_machine.name.clone()))?,
+        Err(LookupError::NotFound(_)) => match wait_for_machine(deps, msg, &event.state_machine).await {
+            Some(entry) => entry,
+            None => return Err(unknown_machine(deps, &event.state_machine)),
+        },
     };
     Ok(Decoded::Start {
         entry,
@@ -814,13 +816,37 @@ async fn decode(deps: &Deps, msg: &OwnedMessage) -> Result<Decoded, StartError> 
     })
 }
 
+/// `UnknownStateMachine`, saying whether the machine or only its version/alias is unknown.
+fn unknown_machine(deps: &Deps, r: &expressway_wire::MachineRef) -> StartError {
+    match &r.qualifier {
+        Some(q) if deps.registry.get(&r.name).is_some() => StartError::UnknownVersionOrAlias {
+            machine: r.name.clone(),
+            qualifier: q.clone(),
+        },
+        Some(q) => StartError::UnknownStateMachine(format!("{}:{q}", r.name)),
+        None => StartError::UnknownStateMachine(r.name.clone()),
+    }
+}
+
 /// How long a fresh start event naming an unknown machine waits for the definitions follower:
 /// a machine created through the gateway may reach the start topic before this pod's follower
 /// has read its definition record.
 const UNKNOWN_MACHINE_GRACE: Duration = Duration::from_secs(3);
 
-/// Waits (bounded by [`UNKNOWN_MACHINE_GRACE`] after the record's timestamp) for `r` to appear in
-/// the registry, when the pod follows the definitions topic.
+/// How long a record created at `created_ms` (its Kafka timestamp, if any) may still wait for
+/// its machine when the pod sees it at `now_ms` (wall clock): up to [`UNKNOWN_MACHINE_GRACE`]
+/// after the timestamp, and never more than the grace itself from now, whatever the
+/// timestamp says (a producer's clock a year ahead must not hold a partition for a year).
+fn unknown_machine_wait(created_ms: Option<i64>, now_ms: i64) -> Duration {
+    let grace_ms = UNKNOWN_MACHINE_GRACE.as_millis() as i64;
+    let created = created_ms.unwrap_or(now_ms);
+    let left = created.saturating_add(grace_ms).saturating_sub(now_ms);
+    Duration::from_millis(left.clamp(0, grace_ms) as u64)
+}
+
+/// Waits (see [`unknown_machine_wait`]; measured on the pod's monotonic clock) for `r` to
+/// appear in the registry, when the pod follows the definitions topic. Ends early when the
+/// shutdown drain budget is spent.
 async fn wait_for_machine(
     deps: &Deps,
     msg: &OwnedMessage,
@@ -830,19 +856,24 @@ async fn wait_for_machine(
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let created = msg.timestamp().to_millis().unwrap_or(now_ms);
-    let deadline_ms = created.saturating_add(UNKNOWN_MACHINE_GRACE.as_millis() as i64);
-    while std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(i64::MAX, |d| d.as_millis() as i64)
-        < deadline_ms
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        if let Some(e) = deps.registry.resolve(r) {
-            return Some(e);
+    let wait = unknown_machine_wait(msg.timestamp().to_millis(), now_ms);
+    let deadline = tokio::time::Instant::now() + wait;
+    let poll = async {
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep_until(
+                deadline.min(tokio::time::Instant::now() + Duration::from_millis(50)),
+            )
+            .await;
+            if let Some(e) = deps.registry.resolve(r) {
+                return Some(e);
+            }
         }
+        None
+    };
+    tokio::select! {
+        found = poll => found,
+        () = aborted(deps) => None,
     }
-    None
 }
 
 /// Dead-letter code of a record whose processing panicked (an engine bug): the record goes to
@@ -1009,7 +1040,7 @@ async fn run_execution(
             deps,
             &cfg.results_topic,
             Some(req.execution_name.as_bytes()),
-            &result,
+            Some(&result),
             trace
         ),
     );
@@ -1079,7 +1110,8 @@ async fn dead_letter(deps: &Deps, msg: &OwnedMessage, code: &str, cause: &str) -
         deps,
         &deps.config.dlq_topic,
         msg.key(),
-        msg.payload().unwrap_or_default(),
+        // A tombstone's copy is a tombstone too (null value, not an empty one).
+        msg.payload(),
         Some(headers.clone()),
     )
     .await
@@ -1093,7 +1125,7 @@ async fn dead_letter(deps: &Deps, msg: &OwnedMessage, code: &str, cause: &str) -
                 key: "expressway-value-dropped",
                 value: Some("true"),
             });
-            deliver(deps, &deps.config.dlq_topic, msg.key(), b"", Some(headers))
+            deliver(deps, &deps.config.dlq_topic, msg.key(), None, Some(headers))
                 .await
                 .is_ok()
         }
@@ -1119,12 +1151,15 @@ async fn deliver(
     deps: &Deps,
     topic: &str,
     key: Option<&[u8]>,
-    payload: &[u8],
+    payload: Option<&[u8]>,
     headers: Option<OwnedHeaders>,
 ) -> Result<(), Undelivered> {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic);
+        if let Some(p) = payload {
+            record = record.payload(p);
+        }
         if let Some(k) = key {
             record = record.key(k);
         }
@@ -1159,7 +1194,7 @@ async fn deliver_log(deps: &Deps, arn: &str, log: &[u8], headers: Option<OwnedHe
         deps,
         &deps.config.logs_topic,
         Some(arn.as_bytes()),
-        log,
+        Some(log),
         headers,
     )
     .await
@@ -1183,11 +1218,38 @@ async fn deliver_log(deps: &Deps, arn: &str, log: &[u8], headers: Option<OwnedHe
                 deps,
                 &deps.config.logs_topic,
                 Some(arn.as_bytes()),
-                stub.as_bytes(),
+                Some(stub.as_bytes()),
                 None,
             )
             .await
             .is_ok()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unknown_machine_wait_is_bounded_by_the_pods_clock() {
+        let now = 1_000_000_000_000;
+        let year = 365 * 24 * 3600 * 1000;
+        assert_eq!(
+            unknown_machine_wait(Some(now + year), now),
+            UNKNOWN_MACHINE_GRACE
+        );
+        assert_eq!(unknown_machine_wait(Some(now), now), UNKNOWN_MACHINE_GRACE);
+        assert_eq!(
+            unknown_machine_wait(Some(now - 1_000), now),
+            Duration::from_secs(2)
+        );
+        assert_eq!(unknown_machine_wait(Some(now - year), now), Duration::ZERO);
+        assert_eq!(unknown_machine_wait(None, now), UNKNOWN_MACHINE_GRACE);
+        assert_eq!(
+            unknown_machine_wait(Some(i64::MAX), now),
+            UNKNOWN_MACHINE_GRACE
+        );
+        assert_eq!(unknown_machine_wait(Some(i64::MIN), now), Duration::ZERO);
     }
 }

@@ -57,6 +57,14 @@ pub mod names {
     pub const GATEWAY_REQUEST_DURATION: &str = "expressway_gateway_request_duration_seconds";
     /// Gateway: counter, label `reason` (the AWS error type of a refused signature).
     pub const GATEWAY_AUTH_FAILURES: &str = "expressway_gateway_auth_failures_total";
+    /// HTTP servers: counter, label `server` (`gateway`, `metrics`): connections refused at
+    /// the connection limit.
+    pub const HTTP_CONNECTIONS_REFUSED: &str = "expressway_http_connections_refused_total";
+    /// HTTP servers: counter, labels `server`, `phase` (`header`, `body`, `idle`): connections
+    /// closed (or requests answered 408) by a timeout.
+    pub const HTTP_TIMEOUTS: &str = "expressway_http_timeouts_total";
+    /// HTTP servers: gauge, label `server`: open connections.
+    pub const HTTP_CONNECTIONS_OPEN: &str = "expressway_http_connections_open";
 }
 
 const SECONDS_BUCKETS: &[f64] = &[
@@ -147,6 +155,15 @@ fn describe() {
         names::GATEWAY_AUTH_FAILURES,
         "Step Functions API requests refused by SigV4 verification"
     );
+    describe_counter!(
+        names::HTTP_CONNECTIONS_REFUSED,
+        "HTTP connections refused because the server was at its connection limit"
+    );
+    describe_counter!(
+        names::HTTP_TIMEOUTS,
+        "HTTP connections closed (or requests answered 408) by the header, body or idle timeout"
+    );
+    describe_gauge!(names::HTTP_CONNECTIONS_OPEN, "Open HTTP connections");
 }
 
 /// Exports every per-machine counter at zero so dashboards see the series before traffic.
@@ -198,7 +215,8 @@ impl Health {
     }
 }
 
-/// Binds the metrics/health endpoint and serves it until `shutdown` resolves.
+/// Binds the metrics/health endpoint and serves it until `shutdown` resolves, with the
+/// connection limit and timeouts of [`HttpLimits::METRICS`](crate::http_server::HttpLimits).
 /// Returns the bound address (useful with port 0).
 pub async fn serve_http(
     listen: SocketAddr,
@@ -242,13 +260,12 @@ pub async fn serve_http(
                 }
             }),
         );
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::warn!(error = %e, "metrics endpoint stopped");
-        }
-    });
+    tokio::spawn(crate::http_server::serve(
+        listener,
+        app,
+        crate::http_server::HttpLimits::METRICS,
+        "metrics",
+        shutdown,
+    ));
     Ok(addr)
 }

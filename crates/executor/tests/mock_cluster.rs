@@ -142,79 +142,67 @@ fn a_slow_head_holds_the_committed_offset() {
 }
 
 #[test]
-fn malformed_records_go_to_the_dlq_and_the_partition_continues() {
+fn an_unknown_machine_with_a_timestamp_a_year_ahead_is_dead_lettered_within_the_grace() {
+    // The wait for the definitions follower is bounded by the pod's clock (3 s from when it
+    // sees the record), not by the producer's timestamp: before, this record held its
+    // partition for a year. Nothing else is running, so the shutdown drain would wait its
+    // whole budget (600 s, beyond DEADLINE) for a record that waits for its timestamp.
     let env = Env::new(1);
     let mut cfg = env.config();
-    cfg.group = "g-dlq".into();
+    cfg.group = "g-future".into();
+    cfg.drain_timeout = Duration::from_secs(600);
     let exec = env.start(cfg, env.registry(&[("echo", ECHO)]));
-    let big = json!({"stateMachine": "echo", "input": "x".repeat(262_144)}).to_string();
-    type Case<'a> = (&'a str, Vec<u8>, Vec<(&'a str, &'a [u8])>);
-    let cases: Vec<Case<'_>> = vec![
-        ("InvalidJson", b"{not json".to_vec(), vec![]),
-        ("InvalidUtf8", b"\xff\xfe\x00".to_vec(), vec![]),
-        (
-            "InvalidStartEvent",
-            br#"{"stateMachine": 5}"#.to_vec(),
-            vec![],
-        ),
-        (
-            "UnknownStateMachine",
-            br#"{"stateMachine": "nope"}"#.to_vec(),
-            vec![],
-        ),
-        ("InputTooLarge", big.into_bytes(), vec![]),
-        (
-            "InvalidProtobuf",
-            b"\xff\xff\xff\xff".to_vec(),
-            vec![("content-type", b"application/x-protobuf")],
-        ),
-    ];
-    for (i, (_, value, headers)) in cases.iter().enumerate() {
-        let mut h = headers.clone();
-        h.push(("x-origin", b"test"));
-        env.produce(
-            "expressway.start",
-            Some(&format!("key{i}")),
-            Some(value),
-            &h,
-        );
-    }
-    env.start_event(
-        "ok",
-        &json!({"stateMachine": "echo", "name": "after-bad", "input": {"ok": true}}),
+    let year_ms = 365 * 24 * 3600 * 1000_i64;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    env.produce_at(
+        "expressway.start",
+        Some("k"),
+        Some(br#"{"stateMachine":"nope"}"#),
+        &[],
+        Some(now_ms + year_ms),
     );
-
+    env.start_event(
+        "k",
+        &json!({"stateMachine": "echo", "name": "after-future", "input": {}}),
+    );
     let mut dlq = env.reader("expressway.dlq");
-    let dead = dlq.at_least(cases.len()).to_vec();
-    assert_eq!(dead.len(), cases.len());
-    let by_source: HashMap<String, &Rec> = dead
-        .iter()
-        .map(|r| (r.header("expressway-source").unwrap(), r))
-        .collect();
-    for (i, (code, value, _)) in cases.iter().enumerate() {
-        let r = by_source
-            .get(&format!("expressway.start/0/{i}"))
-            .unwrap_or_else(|| panic!("no dead letter for offset {i}"));
-        assert_eq!(r.header("expressway-error").as_deref(), Some(*code));
-        assert!(!r.header("expressway-cause").unwrap().is_empty());
-        assert_eq!(r.key.as_deref(), Some(format!("key{i}").as_str()));
-        assert_eq!(
-            r.value.as_deref(),
-            Some(value.as_slice()),
-            "original value kept"
-        );
-        assert_eq!(
-            r.header("x-origin").as_deref(),
-            Some("test"),
-            "original headers kept"
-        );
-    }
+    let dead = dlq.at_least(1)[0].clone();
+    assert_eq!(
+        dead.header("expressway-error").as_deref(),
+        Some("UnknownStateMachine")
+    );
+    env.reader("expressway.results").at_least(1);
+    env.wait_committed("g-future", &[2]);
+
+    // A second one in flight when the pod stops: the drain ends with its dead letter (within
+    // the 3 s grace), not after the drain budget; its offset is committed, nothing aborted.
+    env.produce_at(
+        "expressway.start",
+        Some("k"),
+        Some(br#"{"stateMachine":"nope-either"}"#),
+        &[],
+        Some(now_ms + year_ms),
+    );
+    // Another key runs concurrently: once its result is there, the pod holds the record above.
+    env.start_event(
+        "other",
+        &json!({"stateMachine": "echo", "name": "marker", "input": {}}),
+    );
     let mut results = env.reader("expressway.results");
-    let ok = results.at_least(1)[0].json();
-    assert_eq!(ok["name"], "after-bad");
-    assert_eq!(ok["status"], "SUCCEEDED");
-    env.wait_committed("g-dlq", &[cases.len() as i64 + 1]);
-    exec.shutdown_blocking();
+    results.until("the marker", |r| {
+        r.iter().any(|r| r.key.as_deref() == Some("marker"))
+    });
+    let stopper = std::thread::spawn(move || exec.shutdown_blocking());
+    wait_until("the shutdown drain to end", || stopper.is_finished());
+    let dead = dlq.until("the second dead letter", |r| r.len() >= 2);
+    assert_eq!(
+        dead[1].header("expressway-source").as_deref(),
+        Some("expressway.start/0/2")
+    );
+    env.wait_committed("g-future", &[4]);
 }
 
 #[test]

@@ -52,8 +52,8 @@ fn foreign_arns_are_dead_lettered_and_files_shadow_the_topic() {
         ),
         (
             "arn:aws:states:us-east-1:123456789012:stateMachine:echo:live",
-            "UnknownStateMachine",
-            "echo:live",
+            "UnknownVersionOrAlias",
+            "no version or alias 'live'",
         ),
     ];
     for (i, (arn, _, _)) in cases.iter().enumerate() {

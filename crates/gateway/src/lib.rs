@@ -111,16 +111,15 @@ pub async fn start(
         .local_addr()
         .map_err(|e| StartError::Listen(opts.listen, e))?;
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-        {
-            tracing::warn!(error = %e, "gateway server stopped");
-        }
-    });
+    let server = tokio::spawn(expressway_executor::http_server::serve(
+        listener,
+        app,
+        opts.server.http,
+        "gateway",
+        async move {
+            let _ = rx.await;
+        },
+    ));
     tracing::info!(addr = %addr, auth = opts.server.auth.is_some(), "Step Functions API listening");
     Ok(Running {
         addr,

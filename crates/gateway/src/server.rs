@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
+use expressway_executor::http_server::{read_body, BodyError, HttpLimits};
 use expressway_executor::telemetry::names;
 use futures::FutureExt as _;
 use serde_json::Value;
@@ -30,6 +31,8 @@ pub struct ServerConfig {
     pub auth: Option<Credentials>,
     /// Body limit.
     pub max_body_bytes: usize,
+    /// Connection limit and header/body/idle timeouts.
+    pub http: HttpLimits,
 }
 
 impl Default for ServerConfig {
@@ -37,6 +40,7 @@ impl Default for ServerConfig {
         ServerConfig {
             auth: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            http: HttpLimits::GATEWAY,
         }
     }
 }
@@ -76,6 +80,10 @@ fn respond(status: u16, body: String, request_id: &str, error: Option<&str>) -> 
     if let Some(kind) = error.and_then(|k| HeaderValue::from_str(k).ok()) {
         h.insert("x-amzn-errortype", kind);
     }
+    if status == 408 {
+        // The rest of the body may still arrive: the connection cannot carry another request.
+        h.insert("connection", HeaderValue::from_static("close"));
+    }
     r
 }
 
@@ -109,17 +117,17 @@ async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
                 parts.uri.path()
             )));
         }
-        let bytes = axum::body::to_bytes(body, s.config.max_body_bytes)
+        let bytes = read_body(body, s.config.max_body_bytes, &s.config.http, "gateway")
             .await
-            .map_err(|_| {
-                ApiError::new(
+            .map_err(|e| match e {
+                BodyError::TooLarge(limit) => ApiError::new(
                     "RequestEntityTooLargeException",
-                    format!(
-                        "Request body is larger than {} bytes",
-                        s.config.max_body_bytes
-                    ),
+                    format!("Request body is larger than {limit} bytes"),
                 )
-                .with_status(413)
+                .with_status(413),
+                BodyError::Timeout(_) => {
+                    ApiError::new("RequestTimeoutException", e.to_string()).with_status(408)
+                }
             })?;
         if let Some(creds) = &s.config.auth {
             let headers: Vec<(String, String)> = parts

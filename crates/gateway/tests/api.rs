@@ -899,6 +899,7 @@ async fn http_protocol_errors_and_limits() {
     let (addr, _) = serve(ServerConfig {
         auth: None,
         max_body_bytes: 4096,
+        ..ServerConfig::default()
     })
     .await;
     let (st, body) = http(addr, &target("ListStateMachines"), b"{}").await;
@@ -949,6 +950,7 @@ async fn http_sigv4() {
     let (addr, _) = serve(ServerConfig {
         auth: Some(expressway_gateway::Credentials::single("AKIDTEST", secret)),
         max_body_bytes: 1 << 20,
+        ..ServerConfig::default()
     })
     .await;
     let (st, body) = http(addr, &target("ListStateMachines"), b"{}").await;

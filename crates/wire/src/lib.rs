@@ -4,6 +4,7 @@
 //! * [`start`]: start events (JSON or protobuf) and their stable error codes.
 //! * [`identity`]: deterministic execution names and ARNs.
 //! * [`convert`]: JSON record values to their protobuf forms.
+//! * [`numbers`]: numbers without an exact value (refused, never rounded).
 //! * [`arn`]: state machine references (`NAME` or `arn:...:stateMachine:NAME[:qualifier]`).
 //!
 //! This crate knows record *formats* only, never Kafka clients.
@@ -11,6 +12,7 @@
 pub mod arn;
 pub mod convert;
 pub mod identity;
+pub mod numbers;
 pub mod start;
 
 /// Generated protobuf types (package `expressway.v1`).

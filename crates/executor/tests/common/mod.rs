@@ -115,6 +115,18 @@ impl Env {
         value: Option<&[u8]>,
         headers: &[(&str, &[u8])],
     ) {
+        self.produce_at(topic, key, value, headers, None);
+    }
+
+    /// [`Env::produce`] with an explicit record timestamp (ms since the epoch).
+    pub fn produce_at(
+        &self,
+        topic: &str,
+        key: Option<&str>,
+        value: Option<&[u8]>,
+        headers: &[(&str, &[u8])],
+        timestamp_ms: Option<i64>,
+    ) {
         let p = self.producer();
         let mut h = OwnedHeaders::new();
         for (k, v) in headers {
@@ -129,6 +141,9 @@ impl Env {
         }
         if let Some(v) = value {
             rec = rec.payload(v);
+        }
+        if let Some(t) = timestamp_ms {
+            rec = rec.timestamp(t);
         }
         p.send(rec).map_err(|(e, _)| e).unwrap();
         p.flush(Duration::from_secs(10)).unwrap();
