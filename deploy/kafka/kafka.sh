@@ -307,16 +307,24 @@ cmd_tool() {
   java_ -Xmx256m "$class" --bootstrap-server "$(bootstrap_of "$name")" "$@"
 }
 
-signal_node() { # DIR N SIGNAL: signals the node's recorded PID and waits for it to exit
-  local pid
-  pid="$(node_pid "$1" "$2")" || return 0
-  kill "-$3" "$pid" 2>/dev/null || true
-  for _ in $(seq 1 300); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
+signal_nodes() { # DIR SIGNAL N...: signals the nodes' recorded PIDs, then waits for them to exit.
+  # All at once: a KRaft node stopped after the others lost the controller quorum would wait for it.
+  local d="$1" sig="$2" n pid pids=()
+  shift 2
+  for n in "$@"; do
+    if pid="$(node_pid "$d" "$n")"; then
+      kill "-$sig" "$pid" 2>/dev/null || true
+      pids+=("$pid")
+    fi
   done
-  say "node $2 of $(basename "$1") did not stop on SIG$3 within 30 s: SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 1 300); do
+      kill -0 "$pid" 2>/dev/null || continue 2
+      sleep 0.1
+    done
+    say "PID $pid of $(basename "$d") did not stop on SIG$sig within 30 s: SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+  done
 }
 
 cmd_node_stop() {
@@ -324,7 +332,7 @@ cmd_node_stop() {
   d="$(setup_dir "${1:?setup name}")"
   local sig=TERM
   [ "${3:-}" = "-9" ] && sig=KILL
-  signal_node "$d" "${2:?node number}" "$sig"
+  signal_nodes "$d" "$sig" "${2:?node number}"
 }
 
 cmd_node_start() {
@@ -355,10 +363,11 @@ cmd_stop() {
   fi
   for name in "${names[@]}"; do
     d="$run/$name"
+    local nodes=()
     for nd in "$d"/node-*; do
-      [ -d "$nd" ] || continue
-      signal_node "$d" "${nd##*-}" TERM
+      [ -d "$nd" ] && nodes+=("${nd##*-}")
     done
+    if [ ${#nodes[@]} -gt 0 ]; then signal_nodes "$d" TERM "${nodes[@]}"; fi
     rm -f "$d/env"
   done
 }
