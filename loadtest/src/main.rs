@@ -283,7 +283,9 @@ fn raw_ceiling(args: &Args, size: usize) -> anyhow::Result<Value> {
     let admin: AdminClient<DefaultClientContext> = client(args)?
         .create()
         .context("creating the admin client")?;
-    let topic = NewTopic::new(&args.raw_topic, 1, TopicReplication::Fixed(1));
+    // -1: the broker's default.replication.factor, so on a replicated cluster the ceiling is
+    // measured with the same replication (and acks=all) as the executor's topics.
+    let topic = NewTopic::new(&args.raw_topic, 1, TopicReplication::Fixed(-1));
     // Creation fails harmlessly when the topic exists (or the broker does not support it).
     let _ = futures_lite_block_on(admin.create_topics([&topic], &AdminOptions::new()));
     let consumer = tail_consumer(args, &args.raw_topic)?;
