@@ -54,6 +54,11 @@ pub struct ServeArgs {
     /// How long a revoke or shutdown waits for in-flight executions (`30s`, `500ms`, `2m`).
     #[arg(long, env = "EXPRESSWAY_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// Which records of a partition may run concurrently: `key` (a record waits for every
+    /// earlier record with the same Kafka key; keyless records run concurrently), `partition`
+    /// (one execution at a time per partition, in offset order) or `none`.
+    #[arg(long, env = "EXPRESSWAY_ORDERING", default_value = "key")]
+    pub ordering: expressway_executor::OrderingMode,
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     #[arg(
         long,
@@ -111,6 +116,7 @@ impl ServeArgs {
         c.max_in_flight_per_partition = self.max_in_flight_per_partition;
         c.max_in_flight = self.max_in_flight;
         c.drain_timeout = self.drain_timeout;
+        c.ordering = self.ordering;
         c.kafka = self.kafka.clone();
         c.log_format = self.log_format;
         c
@@ -301,7 +307,17 @@ mod tests {
         assert_eq!(c.kafka, vec![("security.protocol".into(), "SSL".into())]);
         assert_eq!(c.drain_timeout, Duration::from_secs(10));
         assert_eq!(c.max_in_flight_per_partition, 64);
+        assert_eq!(c.ordering, expressway_executor::OrderingMode::Key);
         assert_eq!(w.serve.metrics_listen.port(), 9464);
+        let w = Wrapper::try_parse_from(["serve", "--brokers", "b", "--ordering", "partition"])
+            .expect("parses");
+        assert_eq!(
+            w.serve.config().ordering,
+            expressway_executor::OrderingMode::Partition
+        );
+        assert!(
+            Wrapper::try_parse_from(["serve", "--brokers", "b", "--ordering", "fifo"]).is_err()
+        );
         assert!(Wrapper::try_parse_from(["serve", "--brokers", "b", "--bind", "nope"]).is_err());
     }
 
