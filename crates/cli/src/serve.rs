@@ -59,6 +59,11 @@ pub struct ServeArgs {
     /// fails with `States.DataLimitExceeded` (`64MiB`, `512KiB`, `1GiB`, `100MB` or bytes).
     #[arg(long, env = "EXPRESSWAY_EXECUTION_MEMORY_BUDGET", default_value = "64MiB", value_parser = parse_bytes)]
     pub execution_memory_budget: usize,
+    /// Which records of a partition may run concurrently: `key` (a record waits for every
+    /// earlier record with the same Kafka key; keyless records run concurrently), `partition`
+    /// (one execution at a time per partition, in offset order) or `none`.
+    #[arg(long, env = "EXPRESSWAY_ORDERING", default_value = "key")]
+    pub ordering: expressway_executor::OrderingMode,
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     #[arg(
         long,
@@ -173,6 +178,7 @@ impl ServeArgs {
         c.max_in_flight = self.max_in_flight;
         c.drain_timeout = self.drain_timeout;
         c.execution_memory_bytes = self.execution_memory_budget;
+        c.ordering = self.ordering;
         c.kafka = self.kafka.clone();
         c.log_format = self.log_format;
         c.region = self.region.clone();
@@ -390,7 +396,17 @@ mod tests {
             ("eu-west-1", "999999999999")
         );
         assert!(Wrapper::try_parse_from(["serve", "--brokers", "b", "--account", "x"]).is_err());
+        assert_eq!(c.ordering, expressway_executor::OrderingMode::Key);
         assert_eq!(w.serve.metrics_listen.port(), 9464);
+        let w = Wrapper::try_parse_from(["serve", "--brokers", "b", "--ordering", "partition"])
+            .expect("parses");
+        assert_eq!(
+            w.serve.config().ordering,
+            expressway_executor::OrderingMode::Partition
+        );
+        assert!(
+            Wrapper::try_parse_from(["serve", "--brokers", "b", "--ordering", "fifo"]).is_err()
+        );
         assert!(Wrapper::try_parse_from(["serve", "--brokers", "b", "--bind", "nope"]).is_err());
     }
 

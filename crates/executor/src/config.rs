@@ -55,6 +55,8 @@ pub struct ExecutorConfig {
     pub backlog_per_partition: Option<usize>,
     /// How long a revoke or shutdown waits for in-flight executions.
     pub drain_timeout: Duration,
+    /// Which records of a partition may run at the same time (`--ordering`, default `key`).
+    pub ordering: crate::ordering::OrderingMode,
     /// Extra librdkafka settings (applied to the consumers and the producer; the delivery
     /// settings the executor relies on are forced after them).
     pub kafka: Vec<(String, String)>,
@@ -85,6 +87,7 @@ impl ExecutorConfig {
             max_in_flight: 1024,
             backlog_per_partition: None,
             drain_timeout: Duration::from_secs(30),
+            ordering: crate::ordering::OrderingMode::Key,
             kafka: Vec::new(),
             log_format: LogFormat::Json,
             region: expressway_engine::DEFAULT_REGION.into(),

@@ -1,6 +1,7 @@
 //! The Expressway executor pod.
 //!
 //! * [`offsets::OffsetTracker`]: the contiguous-completed-prefix rule of at-least-once delivery.
+//! * [`ordering`]: which waiting records of a partition may start (`--ordering key|partition|none`).
 //! * [`registry::Registry`]: state machines from a directory and the definitions topic.
 //! * [`pod::Executor`]: the consumer group member that runs executions and produces their log,
 //!   result and dead-letter records, with rebalance draining and graceful shutdown.
@@ -13,6 +14,7 @@ pub mod config;
 pub mod definitions;
 pub mod http_server;
 pub mod offsets;
+pub mod ordering;
 pub mod pod;
 pub mod publisher;
 pub mod registry;
@@ -21,5 +23,6 @@ pub mod telemetry;
 pub use config::ExecutorConfig;
 pub use definitions::spawn_follower;
 pub use offsets::OffsetTracker;
+pub use ordering::OrderingMode;
 pub use pod::{default_engine_runtime, engine_runtime_with_tasks, Executor, ExecutorError};
 pub use registry::{AliasEntry, LookupError, MachineEntry, Registry, Source};

@@ -23,6 +23,8 @@
 
 use crate::config::{ExecutorConfig, LogFormat};
 use crate::offsets::OffsetTracker;
+use crate::ordering::OrderingMode;
+use crate::ordering::{Lane, Sequencer};
 use crate::registry::{LookupError, MachineEntry, Registry};
 use crate::telemetry::{names, Health};
 use expressway_engine::{execute, ExecutionRequest, Limits, Runtime, Status};
@@ -37,7 +39,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 use serde_json::Value;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -76,6 +78,8 @@ struct Completion {
     partition: i32,
     epoch: u64,
     offset: i64,
+    /// The ordering lane the record kept busy (see [`crate::ordering`]).
+    lane: Option<Lane>,
 }
 
 /// What execution tasks share.
@@ -107,10 +111,9 @@ struct PartitionState {
     paused: bool,
     /// Executions running (spawned, not completed).
     running: usize,
-    /// Records received but not started because the partition or pod is at its bound.
-    backlog: VecDeque<OwnedMessage>,
-    /// Payload bytes in `backlog`.
-    backlog_bytes: usize,
+    /// Records received but not started: waiting for a free slot of the partition or pod, or
+    /// for an earlier record of their key (`--ordering`).
+    backlog: Sequencer,
 }
 
 /// Backlog size at which a partition is paused (it is resumed at half). Pausing drops
@@ -145,7 +148,7 @@ struct Spawner {
 }
 
 impl Spawner {
-    fn spawn(&self, msg: OwnedMessage, epoch: u64) {
+    fn spawn(&self, msg: OwnedMessage, epoch: u64, lane: Option<Lane>) {
         let deps = self.deps.clone();
         let tx = self.tx.clone();
         self.runtime.spawn(async move {
@@ -155,6 +158,7 @@ impl Spawner {
                     partition: msg.partition(),
                     epoch,
                     offset: msg.offset(),
+                    lane,
                 });
             }
         });
@@ -171,6 +175,7 @@ struct PodContext {
     state: Mutex<LoopState>,
     health: Arc<Health>,
     drain_timeout: Duration,
+    ordering: OrderingMode,
     /// Set once the shutdown drain is over: the final revoke (on close) must not wait again.
     closing: AtomicBool,
 }
@@ -196,8 +201,7 @@ impl PodContext {
                     tracker: OffsetTracker::new(),
                     paused: false,
                     running: 0,
-                    backlog: VecDeque::new(),
-                    backlog_bytes: 0,
+                    backlog: Sequencer::new(self.ordering),
                 },
             );
             resume.add_partition(e.topic(), e.partition());
@@ -230,7 +234,6 @@ impl PodContext {
         for k in &keys {
             if let Some(p) = st.partitions.get_mut(k) {
                 p.backlog.clear();
-                p.backlog_bytes = 0;
             }
         }
         let budget = if self.closing.load(Ordering::Acquire) {
@@ -286,11 +289,10 @@ impl LoopState {
         let mut running = self.running();
         for p in self.partitions.values_mut() {
             while running < total && p.running < per_partition {
-                let Some(msg) = p.backlog.pop_front() else {
+                let Some((msg, lane)) = p.backlog.pop_ready() else {
                     break;
                 };
-                p.backlog_bytes -= record_size(&msg);
-                spawner.spawn(msg, p.epoch);
+                spawner.spawn(msg, p.epoch, lane);
                 p.running += 1;
                 running += 1;
             }
@@ -306,6 +308,7 @@ impl LoopState {
             return;
         }
         p.running = p.running.saturating_sub(1);
+        p.backlog.finished(c.lane);
         match p.tracker.complete(c.offset) {
             Ok(Some(next)) => {
                 let mut tpl = TopicPartitionList::new();
@@ -353,18 +356,18 @@ impl LoopState {
     /// backlog is down to half. Running executions are bounded by [`LoopState::dispatch`].
     fn apply_backpressure(&mut self, consumer: &PodConsumer, limits: BacklogLimits) {
         let pod_records = self.backlog();
-        let pod_bytes: usize = self.partitions.values().map(|p| p.backlog_bytes).sum();
+        let pod_bytes: usize = self.partitions.values().map(|p| p.backlog.bytes()).sum();
         let mut pause = TopicPartitionList::new();
         let mut resume = TopicPartitionList::new();
         for ((topic, partition), p) in self.partitions.iter_mut() {
             let want = if p.paused {
                 p.backlog.len() > limits.partition_records / 2
-                    || p.backlog_bytes > limits.partition_bytes / 2
+                    || p.backlog.bytes() > limits.partition_bytes / 2
                     || pod_records > limits.pod_records / 2
                     || pod_bytes > limits.pod_bytes / 2
             } else {
                 p.backlog.len() >= limits.partition_records
-                    || p.backlog_bytes >= limits.partition_bytes
+                    || p.backlog.bytes() >= limits.partition_bytes
                     || pod_records >= limits.pod_records
                     || pod_bytes >= limits.pod_bytes
             };
@@ -568,6 +571,7 @@ impl Executor {
             }),
             health: health.clone(),
             drain_timeout: config.drain_timeout,
+            ordering: config.ordering,
             closing: AtomicBool::new(false),
         };
         let consumer: PodConsumer = client_config(
@@ -693,11 +697,7 @@ fn consumer_loop(
                 let key = (msg.topic().to_string(), msg.partition());
                 if let Some(p) = st.partitions.get_mut(&key) {
                     match p.tracker.start(msg.offset()) {
-                        Ok(()) => {
-                            let owned = msg.detach();
-                            p.backlog_bytes += record_size(&owned);
-                            p.backlog.push_back(owned);
-                        }
+                        Ok(()) => p.backlog.push(msg.detach()),
                         Err(e) => tracing::debug!(error = %e, "skipping redelivered record"),
                     }
                 }
@@ -727,7 +727,6 @@ fn consumer_loop(
         let _ = consumer.pause(&all);
         for p in st.partitions.values_mut() {
             p.backlog.clear();
-            p.backlog_bytes = 0;
         }
         let deadline = Instant::now() + ctx.drain_timeout;
         let left = st.drain(&consumer, deadline, LoopState::running);
@@ -752,10 +751,6 @@ fn consumer_loop(
     // in flight).
     drop(consumer);
     tracing::info!("consumer closed");
-}
-
-fn record_size(m: &OwnedMessage) -> usize {
-    m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len)
 }
 
 enum Decoded {

@@ -87,9 +87,10 @@ fn a_slow_head_holds_the_committed_offset() {
         "k",
         &json!({"stateMachine": "sleepy", "name": "slow", "input": {"sleep": 3}}),
     );
+    // Other keys than the slow head's, so `--ordering key` lets them run meanwhile.
     for i in 1..6 {
         env.start_event(
-            "k",
+            &format!("k{i}"),
             &json!({"stateMachine": "echo", "name": format!("fast{i}"), "input": {"i": i}}),
         );
     }
