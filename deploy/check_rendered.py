@@ -42,7 +42,7 @@ EXPECT = {
     "gateway": {
         "present": ["Deployment/gateway", "Service/gateway", "PodDisruptionBudget/gateway", "PodMonitor"],
         "absent": ["ServiceMonitor", "HorizontalPodAutoscaler", "ScaledObject", "ConfigMap"],
-        "executor_args": ["--bind=orders=order-processing", "--definitions=/etc/expressway/definitions",
+        "executor_args": ["--bind=orders=order-processing", "--definitions=/etc/expressway/definitions", "--ordering=key",
                           "--tasks-config=/etc/expressway/tasks/tasks.json"],
         "gateway_args": ["--credentials-file=/etc/expressway/gateway-auth/credentials",
                          "--tasks-config=/etc/expressway/tasks/tasks.json",
