@@ -5,9 +5,11 @@
 //! * [`pod::Executor`]: the consumer group member that runs executions and produces their log,
 //!   result and dead-letter records, with rebalance draining and graceful shutdown.
 //! * [`telemetry`]: metric names, the Prometheus recorder, `/metrics` `/healthz` `/readyz`.
+//! * [`lag`]: partition ownership and lag gauges (owner's and group's), removed on revoke.
 
 pub mod config;
 pub mod definitions;
+pub mod lag;
 pub mod offsets;
 pub mod pod;
 pub mod publisher;
