@@ -98,7 +98,8 @@ done
 # --- Grafana dashboard and metric names -------------------------------------------------------
 step "python3 -m json.tool deploy/grafana/expressway.json"
 python3 -m json.tool deploy/grafana/expressway.json >/dev/null
-grep -q '"${DS_PROMETHEUS}"' deploy/grafana/expressway.json || fail "dashboard must use the \${DS_PROMETHEUS} input"
+grep -q '"uid": "${datasource}"' deploy/grafana/expressway.json || fail "dashboard panels must use the \${datasource} variable"
+! grep -q 'DS_PROMETHEUS' deploy/grafana/expressway.json || fail "dashboard still uses the \${DS_PROMETHEUS} import input (file provisioning cannot resolve it)"
 
 step "metric names in the dashboard and alert rules are in deploy/metrics.txt"
 "$PY" deploy/check_metric_names.py deploy/metrics.txt deploy/grafana/expressway.json deploy/prometheus/alerts.yml

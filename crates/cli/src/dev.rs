@@ -63,6 +63,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     ];
     config.drain_timeout = std::time::Duration::from_secs(5);
     config.execution_memory_bytes = args.execution_memory_budget;
+    let drain_timeout = config.drain_timeout;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -102,8 +103,22 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         );
         println!("Ctrl-C stops.");
         shutdown_signal().await;
-        gateway.shutdown().await;
-        pod.shutdown().await;
+        tracing::info!(drain_timeout = ?drain_timeout, "signal received: draining");
+        // The gateway and the pod drain at the same time, each within the drain timeout: a
+        // StartSyncExecution still running then (a Wait of minutes) is cut off (its connection
+        // closes when the runtime stops) instead of holding the exit for as long as it runs.
+        let gateway_drain = async {
+            if tokio::time::timeout(drain_timeout, gateway.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    drain_timeout = ?drain_timeout,
+                    "gateway: requests still running after the drain timeout are cut off"
+                );
+            }
+        };
+        tokio::join!(gateway_drain, pod.shutdown());
         anyhow::Ok(())
     })?;
     drop(cluster);

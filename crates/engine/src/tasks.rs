@@ -25,10 +25,15 @@ pub type Handler =
     Arc<dyn Fn(TaskRequest) -> BoxFuture<'static, Result<Value, TaskError>> + Send + Sync>;
 
 /// Resource ARN to handler.
+///
+/// Lookup order: exact registrations, prefix registrations, [`TEST_RESOURCE`], then the fallback
+/// (by default [`unregistered`]: `States.TaskFailed`, "No handler is registered"). Registering
+/// [`TEST_RESOURCE`] or a fallback wraps the built-ins (e.g. with metrics) without changing them.
 #[derive(Clone)]
 pub struct Registry {
     handlers: HashMap<String, Handler>,
     prefixes: Vec<(String, Handler)>,
+    fallback: Option<Handler>,
     clock: Arc<dyn Clock>,
 }
 
@@ -38,8 +43,19 @@ impl Registry {
         Registry {
             handlers: HashMap::new(),
             prefixes: Vec::new(),
+            fallback: None,
             clock,
         }
+    }
+
+    /// The clock the built-in test resource sleeps on.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    /// Handles every resource that nothing else handles (instead of [`unregistered`]).
+    pub fn set_fallback(&mut self, handler: Handler) {
+        self.fallback = Some(handler);
     }
 
     /// Registers a handler for an exact Resource ARN.
@@ -55,9 +71,6 @@ impl Registry {
 
 impl TaskDispatcher for Registry {
     fn invoke(&self, request: TaskRequest) -> BoxFuture<'static, Result<Value, TaskError>> {
-        if request.resource == TEST_RESOURCE {
-            return test_resource(request, self.clock.clone());
-        }
         if let Some(h) = self.handlers.get(&request.resource) {
             return h(request);
         }
@@ -68,19 +81,31 @@ impl TaskDispatcher for Registry {
         {
             return h(request);
         }
-        Box::pin(async move {
-            Err(TaskError::new(
-                "States.TaskFailed",
-                format!(
-                    "No handler is registered for resource '{}'",
-                    request.resource
-                ),
-            ))
-        })
+        if request.resource == TEST_RESOURCE {
+            return test_resource(request, self.clock.clone());
+        }
+        match &self.fallback {
+            Some(h) => h(request),
+            None => unregistered(request),
+        }
     }
 }
 
-fn test_resource(
+/// What a resource without a handler does: fail with `States.TaskFailed`.
+pub fn unregistered(request: TaskRequest) -> BoxFuture<'static, Result<Value, TaskError>> {
+    Box::pin(async move {
+        Err(TaskError::new(
+            "States.TaskFailed",
+            format!(
+                "No handler is registered for resource '{}'",
+                request.resource
+            ),
+        ))
+    })
+}
+
+/// The built-in [`TEST_RESOURCE`] (sleeping on `clock`).
+pub fn test_resource(
     request: TaskRequest,
     clock: Arc<dyn Clock>,
 ) -> BoxFuture<'static, Result<Value, TaskError>> {

@@ -8,11 +8,13 @@
 //! * [`http_server`]: the HTTP/1 server with a connection limit and header/body/idle timeouts
 //!   (the metrics port here, the gateway's API).
 //! * [`telemetry`]: metric names, the Prometheus recorder, `/metrics` `/healthz` `/readyz`.
+//! * [`lag`]: partition ownership and lag gauges (owner's and group's), removed on revoke.
 
 mod commit_errors;
 pub mod config;
 pub mod definitions;
 pub mod http_server;
+pub mod lag;
 pub mod offsets;
 pub mod ordering;
 pub mod pod;

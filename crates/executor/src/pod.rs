@@ -29,7 +29,6 @@ use crate::registry::{LookupError, MachineEntry, Registry};
 use crate::telemetry::{names, Health};
 use expressway_engine::{execute, ExecutionRequest, Limits, Runtime, Status};
 use expressway_wire::{dlq_headers, start::decode_raw_input, StartError, StartEvent};
-use futures::future::BoxFuture;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
@@ -61,6 +60,7 @@ pub struct Executor {
     shutdown: Arc<AtomicBool>,
     consumer_thread: Option<std::thread::JoinHandle<()>>,
     follower_thread: Option<std::thread::JoinHandle<()>>,
+    group_lag_thread: Option<std::thread::JoinHandle<()>>,
     health: Arc<Health>,
 }
 
@@ -178,6 +178,8 @@ struct PodContext {
     ordering: OrderingMode,
     /// Set once the shutdown drain is over: the final revoke (on close) must not wait again.
     closing: AtomicBool,
+    /// This pod's owner id in [`crate::lag`].
+    lag_owner: u64,
 }
 
 type PodConsumer = BaseConsumer<PodContext>;
@@ -205,13 +207,15 @@ impl PodContext {
                 },
             );
             resume.add_partition(e.topic(), e.partition());
+            crate::lag::assigned(self.lag_owner, e.topic(), e.partition());
         }
         if resume.count() > 0 {
             if let Err(e) = consumer.resume(&resume) {
                 tracing::debug!(error = %e, "resume after assign");
             }
+            // Incremental (cooperative) rebalances call back with empty lists too: not counted.
+            metrics::counter!(names::REBALANCES, "kind" => "assign").increment(1);
         }
-        metrics::counter!(names::REBALANCES, "kind" => "assign").increment(1);
         tracing::info!(
             partitions = %describe(tpl),
             total = st.partitions.len(),
@@ -222,12 +226,17 @@ impl PodContext {
 
     /// Revoke: pause, drain in-flight executions (bounded), store, commit synchronously.
     fn on_revoke(&self, consumer: &PodConsumer, tpl: &TopicPartitionList) {
-        metrics::counter!(names::REBALANCES, "kind" => "revoke").increment(1);
+        if tpl.count() > 0 {
+            metrics::counter!(names::REBALANCES, "kind" => "revoke").increment(1);
+        }
         let keys: Vec<(String, i32)> = tpl
             .elements()
             .iter()
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
+        for (topic, partition) in &keys {
+            crate::lag::revoked(self.lag_owner, topic, *partition);
+        }
         let _ = consumer.pause(tpl);
         let mut st = self.lock();
         // Records not started yet are left to the next owner (their offsets are not stored).
@@ -399,8 +408,7 @@ impl ClientContext for PodContext {
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
                 if *partition >= 0 && p.consumer_lag >= 0 {
-                    metrics::gauge!(names::CONSUMER_LAG, "topic" => topic.clone(), "partition" => partition.to_string())
-                        .set(p.consumer_lag as f64);
+                    crate::lag::set_lag(self.lag_owner, topic, *partition, p.consumer_lag);
                 }
             }
         }
@@ -473,45 +481,18 @@ pub(crate) fn client_config(
     c
 }
 
-/// Wraps the task dispatcher to export task metrics.
-struct MeteredTasks(Arc<dyn expressway_engine::TaskDispatcher>);
-
-impl expressway_engine::TaskDispatcher for MeteredTasks {
-    fn invoke(
-        &self,
-        request: expressway_engine::TaskRequest,
-    ) -> BoxFuture<'static, Result<Value, expressway_engine::TaskError>> {
-        let resource = request.resource.clone();
-        let fut = self.0.invoke(request);
-        Box::pin(async move {
-            let t0 = Instant::now();
-            let r = fut.await;
-            metrics::histogram!(names::TASK_DURATION, "resource" => resource.clone())
-                .record(t0.elapsed().as_secs_f64());
-            if r.is_err() {
-                metrics::counter!(names::TASK_FAILURES, "resource" => resource).increment(1);
-            }
-            r
-        })
-    }
-}
-
-/// The engine runtime used by executors: real clock, OS entropy, built-in tasks, with task
-/// metrics.
+/// The engine runtime used by executors: real clock, OS entropy, the engine's built-in test
+/// resource, with task metrics ([`expressway_tasks::metered_registry`]).
 pub fn default_engine_runtime() -> Runtime {
     let clock: Arc<dyn expressway_engine::Clock> =
         Arc::new(expressway_engine::runtime::TokioClock::new());
-    let tasks = expressway_engine::tasks::Registry::new(clock.clone());
-    Runtime {
-        clock,
-        entropy: Arc::new(expressway_engine::runtime::OsEntropy),
-        tasks: Arc::new(MeteredTasks(Arc::new(tasks))),
-    }
+    let tasks = expressway_tasks::metered_registry(clock.clone());
+    engine_runtime_with_tasks(clock, tasks)
 }
 
 /// The engine runtime with a task registry built from `expressway-tasks` configuration (HTTP,
-/// functions, `kafka:publish`, native handlers). Those handlers export the task metrics
-/// themselves, so the registry is not wrapped again.
+/// functions, `kafka:publish`, native handlers). Task metrics come from the registry's handlers:
+/// build it with `TaskConfig::build_registry` or `expressway_tasks::metered_registry`.
 pub fn engine_runtime_with_tasks(
     clock: Arc<dyn expressway_engine::Clock>,
     tasks: expressway_engine::tasks::Registry,
@@ -537,15 +518,7 @@ impl Executor {
         for name in registry.names() {
             crate::telemetry::touch_machine(&name);
         }
-        // Export the pod-level series at zero before any traffic (same labels as when counted).
-        metrics::counter!(names::LOG_RECORDS).increment(0);
-        for kind in ["assign", "revoke"] {
-            metrics::counter!(names::REBALANCES, "kind" => kind).increment(0);
-        }
-        for result in ["ok", "error"] {
-            metrics::counter!(names::OFFSET_COMMITS, "result" => result).increment(0);
-        }
-        metrics::gauge!(names::IN_FLIGHT).increment(0.0);
+        crate::telemetry::touch_pod();
 
         let producer: FutureProducer = client_config(
             &config,
@@ -573,6 +546,7 @@ impl Executor {
             drain_timeout: config.drain_timeout,
             ordering: config.ordering,
             closing: AtomicBool::new(false),
+            lag_owner: crate::lag::new_owner(),
         };
         let consumer: PodConsumer = client_config(
             &config,
@@ -598,6 +572,12 @@ impl Executor {
         }
         consumer.subscribe(&topics)?;
         tracing::info!(group = %config.group, topics = ?topics, "subscribed");
+        crate::lag::subscribed(&topics);
+        let group_lag_thread = crate::lag::spawn_group_lag(
+            &config,
+            topics.iter().map(|t| t.to_string()).collect(),
+            shutdown.clone(),
+        )?;
 
         let follower_thread = match &config.definitions_topic {
             Some(topic) => Some(crate::definitions::spawn_follower(
@@ -629,6 +609,7 @@ impl Executor {
             shutdown,
             consumer_thread: Some(consumer_thread),
             follower_thread,
+            group_lag_thread: Some(group_lag_thread),
             health,
         })
     }
@@ -652,6 +633,9 @@ impl Executor {
             let _ = t.join();
         }
         if let Some(t) = self.follower_thread.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.group_lag_thread.take() {
             let _ = t.join();
         }
     }
@@ -747,9 +731,11 @@ fn consumer_loop(
         Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
         Err(e) => crate::commit_errors::log_commit_failure("final offsets", &e),
     }
+    let lag_owner = consumer.context().lag_owner;
     // Dropping the consumer closes it: it leaves the group (the revoke callback finds nothing
     // in flight).
     drop(consumer);
+    crate::lag::release_all(lag_owner);
     tracing::info!("consumer closed");
 }
 

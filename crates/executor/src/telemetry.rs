@@ -36,8 +36,16 @@ pub mod names {
     pub const TASK_FAILURES: &str = "expressway_task_failures_total";
     /// Gauge.
     pub const IN_FLIGHT: &str = "expressway_executions_in_flight";
-    /// Gauge, labels `topic`, `partition`.
+    /// Gauge, labels `topic`, `partition`: the owning pod's lag (high watermark minus its fetch
+    /// position, from librdkafka statistics). Exported only while the pod owns the partition
+    /// (see [`crate::lag`]).
     pub const CONSUMER_LAG: &str = "expressway_consumer_lag";
+    /// Gauge, labels `topic`, `partition`: the group's lag (high watermark minus the group's
+    /// committed offset), for every partition of the consumed topics, owned or not; every pod
+    /// exports the same view (aggregate with `max by (topic, partition)`).
+    pub const GROUP_LAG: &str = "expressway_consumer_group_lag";
+    /// Gauge, label `topic`: partitions this pod owns.
+    pub const PARTITIONS_ASSIGNED: &str = "expressway_partitions_assigned";
     /// Counter, label `reason`.
     pub const DEAD_LETTERS: &str = "expressway_dead_letters_total";
     /// Counter.
@@ -71,8 +79,27 @@ const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     60.0, 120.0, 300.0,
 ];
+/// Log record sizes: a 1-1.5-2-3-5-7 series (each bucket at most 1.67x the one before), from
+/// 256 bytes (a log record at level OFF or ERROR) to 4 MiB, so p50/p99 of typical records
+/// (hundreds of bytes to a few hundred KiB) are resolved instead of interpolated across 4x.
 const BYTES_BUCKETS: &[f64] = &[
-    256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    256.0, 384.0, 512.0, 768.0, 1024.0, 1536.0, 2048.0, 3072.0, 4096.0, 6144.0, 8192.0, 12288.0,
+    16384.0, 24576.0, 32768.0, 49152.0, 65536.0, 98304.0, 131072.0, 196608.0, 262144.0, 393216.0,
+    524288.0, 786432.0, 1048576.0, 2097152.0, 4194304.0,
+];
+
+/// Every `reason` of [`names::DEAD_LETTERS`]: the start-event codes of
+/// `expressway_wire::StartError::code` and the executor's own `InternalError` (a panicking
+/// execution). All are exported at zero from the start, so the first dead letters of a reason
+/// are an increase (a series that appears at 5 has `increase(...) == 0`).
+pub const DEAD_LETTER_REASONS: &[&str] = &[
+    "InvalidUtf8",
+    "InvalidJson",
+    "InvalidProtobuf",
+    "InvalidStartEvent",
+    "UnknownStateMachine",
+    "InputTooLarge",
+    crate::pod::PANIC_CODE,
 ];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -129,10 +156,7 @@ fn describe() {
     describe_histogram!(names::TASK_DURATION, Unit::Seconds, "Task duration");
     describe_counter!(names::TASK_FAILURES, "Task failures");
     describe_gauge!(names::IN_FLIGHT, "Executions running in this pod");
-    describe_gauge!(
-        names::CONSUMER_LAG,
-        "Consumer lag per partition (librdkafka statistics)"
-    );
+    // CONSUMER_LAG, GROUP_LAG and PARTITIONS_ASSIGNED are rendered by `crate::lag`.
     describe_counter!(
         names::DEAD_LETTERS,
         "Records routed to the dead-letter topic"
@@ -164,6 +188,22 @@ fn describe() {
         "HTTP connections closed (or requests answered 408) by the header, body or idle timeout"
     );
     describe_gauge!(names::HTTP_CONNECTIONS_OPEN, "Open HTTP connections");
+}
+
+/// Exports the pod-level series at zero before any traffic, with the label values they are
+/// counted with, so `rate`/`increase` see their first events.
+pub fn touch_pod() {
+    metrics::counter!(names::LOG_RECORDS).increment(0);
+    for kind in ["assign", "revoke"] {
+        metrics::counter!(names::REBALANCES, "kind" => kind).increment(0);
+    }
+    for result in ["ok", "error"] {
+        metrics::counter!(names::OFFSET_COMMITS, "result" => result).increment(0);
+    }
+    for reason in DEAD_LETTER_REASONS {
+        metrics::counter!(names::DEAD_LETTERS, "reason" => *reason).increment(0);
+    }
+    metrics::gauge!(names::IN_FLIGHT).increment(0.0);
 }
 
 /// Exports every per-machine counter at zero so dashboards see the series before traffic.
@@ -236,7 +276,9 @@ pub async fn serve_http(
                     match p {
                         Some(p) => {
                             p.run_upkeep();
-                            (StatusCode::OK, p.render())
+                            let mut body = p.render();
+                            crate::lag::render(&mut body);
+                            (StatusCode::OK, body)
                         }
                         None => (
                             StatusCode::SERVICE_UNAVAILABLE,
@@ -268,4 +310,42 @@ pub async fn serve_http(
         shutdown,
     ));
     Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expressway_wire::StartError;
+
+    #[test]
+    fn every_dead_letter_code_is_a_known_reason() {
+        let codes = [
+            StartError::InvalidUtf8(String::new()),
+            StartError::InvalidJson(String::new()),
+            StartError::InvalidProtobuf(String::new()),
+            StartError::InvalidStartEvent(String::new()),
+            StartError::UnknownStateMachine(String::new()),
+            StartError::InputTooLarge { size: 0, limit: 0 },
+        ]
+        .map(|e| e.code());
+        for code in codes {
+            assert!(
+                DEAD_LETTER_REASONS.contains(&code),
+                "{code} is not exported at zero"
+            );
+        }
+        assert!(DEAD_LETTER_REASONS.contains(&crate::pod::PANIC_CODE));
+    }
+
+    /// Neighbouring bounds at most 1.5x apart up to 1 MiB (typical log records: hundreds of
+    /// bytes to a few hundred KiB), so a quantile is off by less than that; 2x beyond.
+    #[test]
+    fn log_size_buckets_resolve_typical_sizes() {
+        assert_eq!(BYTES_BUCKETS.first(), Some(&256.0));
+        assert_eq!(BYTES_BUCKETS.last(), Some(&4194304.0));
+        for w in BYTES_BUCKETS.windows(2) {
+            let limit = if w[1] <= 1048576.0 { 1.5 } else { 2.0 };
+            assert!(w[1] > w[0] && w[1] / w[0] <= limit, "{} -> {}", w[0], w[1]);
+        }
+    }
 }

@@ -38,6 +38,7 @@ pub use kafka::{
     InMemoryPublisher, KafkaPublisher, KafkaRecord, PublishAck, PublishError, KAFKA_PUBLISH,
 };
 pub use lambda::{FUNCTION_ARN_PREFIX, LAMBDA_INVOKE};
+pub use metrics::metered_registry;
 pub use native::{handler, RegistryExt};
 
 use auth::Connection;
@@ -94,15 +95,15 @@ impl Shared {
 }
 
 impl TaskConfig {
-    /// A registry with every resource of this crate registered (plus the engine's test resource).
-    /// Without a publisher, `kafka:publish` stays unregistered (tasks using it fail with
-    /// `States.TaskFailed`, "No handler is registered").
+    /// A registry with every resource of this crate registered (plus the engine's test resource),
+    /// all metered ([`metrics::metered_registry`]). Without a publisher, `kafka:publish` stays
+    /// unregistered (tasks using it fail with `States.TaskFailed`, "No handler is registered").
     pub fn build_registry(
         &self,
         clock: Arc<dyn Clock>,
         publisher: Option<Arc<dyn KafkaPublisher>>,
     ) -> Result<Registry, ConfigError> {
-        let mut registry = Registry::new(clock.clone());
+        let mut registry = metrics::metered_registry(clock.clone());
         self.register_into(&mut registry, clock, publisher)?;
         Ok(registry)
     }
@@ -144,22 +145,19 @@ impl TaskConfig {
             clock,
             default_timeout: self.defaults.timeout(),
         });
-        let fixed =
-            |label: &'static str| -> metrics::LabelFn { Arc::new(move |_| label.to_string()) };
-
         let s = shared.clone();
         registry.register(
             HTTP_INVOKE,
-            metrics::instrument(
-                fixed(HTTP_INVOKE),
+            metrics::instrument_as(
+                HTTP_INVOKE,
                 Arc::new(move |req| Box::pin(http_task::invoke(s.clone(), req))),
             ),
         );
         let s = shared.clone();
         registry.register(
             LAMBDA_INVOKE,
-            metrics::instrument(
-                fixed(LAMBDA_INVOKE),
+            metrics::instrument_as(
+                LAMBDA_INVOKE,
                 Arc::new(move |req| Box::pin(lambda::invoke_optimised(s.clone(), req))),
             ),
         );
@@ -175,8 +173,8 @@ impl TaskConfig {
         if let Some(publisher) = publisher {
             registry.register(
                 KAFKA_PUBLISH,
-                metrics::instrument(
-                    fixed(KAFKA_PUBLISH),
+                metrics::instrument_as(
+                    KAFKA_PUBLISH,
                     Arc::new(move |req| Box::pin(kafka::invoke(publisher.clone(), req))),
                 ),
             );

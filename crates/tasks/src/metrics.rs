@@ -1,7 +1,10 @@
 //! Task metrics (through the `metrics` facade; the executor installs the exporter).
+//!
+//! Every Task attempt is measured, whatever answers it: this crate's resources, native handlers,
+//! the engine's built-in test resource and resources without a handler ([`metered_registry`]).
 
-use expressway_engine::tasks::Handler;
-use expressway_engine::TaskRequest;
+use expressway_engine::tasks::{self, Handler, Registry, TEST_RESOURCE};
+use expressway_engine::{Clock, TaskRequest};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,6 +29,34 @@ pub fn describe_metrics() {
 
 /// Computes the `resource` label of a request (low cardinality: no per-execution parts).
 pub(crate) type LabelFn = Arc<dyn Fn(&TaskRequest) -> String + Send + Sync>;
+
+/// Wraps `handler` under the one label `label`, and exports its failure counter at zero right
+/// away (when a recorder is installed), so the first failures show as an increase.
+pub(crate) fn instrument_as(label: impl Into<String>, handler: Handler) -> Handler {
+    let label = label.into();
+    metrics::counter!(TASK_FAILURES, "resource" => label.clone()).increment(0);
+    instrument(Arc::new(move |_| label.clone()), handler)
+}
+
+/// The engine's task registry with its built-ins metered: [`TEST_RESOURCE`] (label: its ARN)
+/// and every resource nothing is registered for (label: the `Resource` as the definition
+/// wrote it, so bounded by the definitions; the attempt fails with `States.TaskFailed`).
+/// [`crate::TaskConfig::build_registry`] starts from it; register further handlers on it.
+pub fn metered_registry(clock: Arc<dyn Clock>) -> Registry {
+    let mut registry = Registry::new(clock.clone());
+    registry.register(
+        TEST_RESOURCE,
+        instrument_as(
+            TEST_RESOURCE,
+            Arc::new(move |req| tasks::test_resource(req, clock.clone())),
+        ),
+    );
+    registry.set_fallback(instrument(
+        Arc::new(|req: &TaskRequest| req.resource.clone()),
+        Arc::new(tasks::unregistered),
+    ));
+    registry
+}
 
 /// Wraps `handler` so each attempt records its duration, and failures are counted and logged.
 pub(crate) fn instrument(label: LabelFn, handler: Handler) -> Handler {

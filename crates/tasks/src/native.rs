@@ -26,7 +26,7 @@
 //! `expressway_task_failures_total` like the built-in resources (label: the exact ARN, or the prefix
 //! followed by `*`). Errors are matched by Retry and Catch by their `error` name.
 
-use crate::metrics::instrument;
+use crate::metrics::instrument_as;
 use expressway_engine::tasks::{Handler, Registry};
 use expressway_engine::{TaskError, TaskRequest};
 use serde_json::Value;
@@ -63,11 +63,7 @@ impl RegistryExt for Registry {
         F: Fn(TaskRequest) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Value, TaskError>> + Send + 'static,
     {
-        let label = resource.to_string();
-        self.register(
-            resource,
-            instrument(Arc::new(move |_| label.clone()), handler(f)),
-        );
+        self.register(resource, instrument_as(resource, handler(f)));
     }
 
     fn register_fn_prefix<F, Fut>(&mut self, prefix: &str, f: F)
@@ -75,10 +71,6 @@ impl RegistryExt for Registry {
         F: Fn(TaskRequest) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Value, TaskError>> + Send + 'static,
     {
-        let label = format!("{prefix}*");
-        self.register_prefix(
-            prefix,
-            instrument(Arc::new(move |_| label.clone()), handler(f)),
-        );
+        self.register_prefix(prefix, instrument_as(format!("{prefix}*"), handler(f)));
     }
 }

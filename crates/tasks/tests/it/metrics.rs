@@ -115,3 +115,40 @@ async fn durations_and_failures_are_recorded_per_resource() {
         .await;
     assert!(!observed(TASK_FAILURES, "arn:aws:lambda:*").is_empty());
 }
+
+/// The registry `expressway serve` and `dev` run on (`build_registry`), and the executor's
+/// default one (`metered_registry`), meter the engine's built-in test resource and resources with
+/// no handler like every other resource. (The only test here that uses these labels.)
+#[tokio::test]
+async fn built_in_and_unregistered_resources_are_recorded() {
+    use expressway_engine::tasks::TEST_RESOURCE;
+    install();
+    let reg = registry("{}");
+    reg.invoke(request(TEST_RESOURCE, json!({"Result": 1})))
+        .await
+        .expect("ok");
+    reg.invoke(request(TEST_RESOURCE, json!({"Error": "Oops"})))
+        .await
+        .expect_err("fails");
+    assert_eq!(observed(TASK_DURATION, TEST_RESOURCE).len(), 2);
+    assert_eq!(observed(TASK_FAILURES, TEST_RESOURCE), vec![1.0]);
+
+    let unknown = "arn:aws:states:::nothing:here";
+    for _ in 0..3 {
+        let e = reg
+            .invoke(request(unknown, json!({})))
+            .await
+            .expect_err("no handler");
+        assert_eq!(e.error, "States.TaskFailed");
+    }
+    assert_eq!(observed(TASK_FAILURES, unknown), vec![1.0, 1.0, 1.0]);
+    assert_eq!(observed(TASK_DURATION, unknown).len(), 3);
+
+    let plain =
+        expressway_tasks::metered_registry(Arc::new(expressway_engine::runtime::TokioClock::new()));
+    plain
+        .invoke(request(TEST_RESOURCE, json!({})))
+        .await
+        .expect("ok");
+    assert_eq!(observed(TASK_DURATION, TEST_RESOURCE).len(), 3);
+}
