@@ -784,10 +784,12 @@ async fn decode(deps: &Deps, msg: &OwnedMessage) -> Result<Decoded, StartError> 
                 qualifier,
             })
         }
-        Err(LookupError::NotFound(_)) => match wait_for_machine(deps, msg, &event.state_machine).await {
-            Some(entry) => entry,
-            None => return Err(unknown_machine(deps, &event.state_machine)),
-        },
+        Err(LookupError::NotFound(_)) => {
+            match wait_for_machine(deps, msg, &event.state_machine).await {
+                Some(entry) => entry,
+                None => return Err(unknown_machine(deps, &event.state_machine)),
+            }
+        }
     };
     Ok(Decoded::Start {
         entry,
