@@ -38,6 +38,11 @@ MACHINES = {
               "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "K"}], "Next": "K"},
         "K": {"Type": "Task", "Resource": "arn:aws:states:::kafka:publish",
               "Parameters": {"Topic": "expressway.results", "Value": {"from": "task"}}, "End": True}}},
+    # A Map over a million items: fails at the execution memory budget (States.DataLimitExceeded).
+    "huge": {"QueryLanguage": "JSONata", "StartAt": "M", "States": {
+        "M": {"Type": "Map", "Items": "{% [1..1000000] %}", "End": True,
+              "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, "StartAt": "P",
+                                "States": {"P": {"Type": "Pass", "End": True}}}}}},
 }
 
 # Alerts the load must raise (pending or firing), and what their texts must (not) look like.
@@ -292,8 +297,13 @@ def main():
             subprocess.run([args.bin, "start", "--brokers", bootstrap, *a], check=True,
                            stdout=subprocess.DEVNULL)
 
-        log("load: successes, failures, timeouts, tasks, waits; dead letters")
+        log("load: successes, failures, timeouts, tasks, waits; dead letters; budgets; a stalled client")
+        # A client that never finishes its request head: the gateway's header timeout closes it.
+        stalled = socket.create_connection(("127.0.0.1", gateway_port))
+        stalled.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")
         wave(40)
+        for _ in range(3):
+            gw.start("huge")
         start_cli("no-such-machine")                              # UnknownStateMachine
         start_cli("ok", "--name", "not a valid name")              # InvalidStartEvent (when the pod sees it)
         log("a second pod joins the group (rebalance), runs for a while, leaves")
@@ -306,6 +316,7 @@ def main():
             wave(10)
             time.sleep(1)
         procs.stop(pod_b)
+        stalled.close()
         for _ in range(5):
             wave(10)
             time.sleep(1)
