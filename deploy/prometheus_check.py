@@ -38,12 +38,16 @@ MACHINES = {
               "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "K"}], "Next": "K"},
         "K": {"Type": "Task", "Resource": "arn:aws:states:::kafka:publish",
               "Parameters": {"Topic": "expressway.results", "Value": {"from": "task"}}, "End": True}}},
-    # A Map over a million items: fails at the execution memory budget (States.DataLimitExceeded).
-    "huge": {"QueryLanguage": "JSONata", "StartAt": "M", "States": {
-        "M": {"Type": "Map", "Items": "{% [1..1000000] %}", "End": True,
-              "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, "StartAt": "P",
-                                "States": {"P": {"Type": "Pass", "End": True}}}}}},
+    # A Pass/Choice loop that never ends: at log level ALL (see CONFIGS) it fails when it keeps
+    # more than 25,000 events (States.DataLimitExceeded, the budget panel).
+    "loop": {"StartAt": "A", "States": {
+        "A": {"Type": "Pass", "Next": "C"},
+        "C": {"Type": "Choice", "Choices": [{"Variable": "$.stop", "IsPresent": True, "Next": "D"}],
+              "Default": "A"},
+        "D": {"Type": "Succeed"}}},
 }
+
+CONFIGS = {"loop": {"loggingConfiguration": {"level": "ALL", "includeExecutionData": True}}}
 
 # Alerts the load must raise (pending or firing), and what their texts must (not) look like.
 EXPECTED_ALERTS = {
@@ -256,6 +260,9 @@ def main():
     for name, m in MACHINES.items():
         with open(os.path.join(defs, f"{name}.asl.json"), "w") as f:
             json.dump(m, f)
+        if name in CONFIGS:
+            with open(os.path.join(defs, f"{name}.config.json"), "w") as f:
+                json.dump(CONFIGS[name], f)
     metrics, gateway_port, second, gone, prom = (free_port() for _ in range(5))
     procs = Procs()
     try:
@@ -302,8 +309,6 @@ def main():
         stalled = socket.create_connection(("127.0.0.1", gateway_port))
         stalled.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")
         wave(40)
-        for _ in range(3):
-            gw.start("huge")
         start_cli("no-such-machine")                              # UnknownStateMachine
         start_cli("ok", "--name", "not a valid name")              # InvalidStartEvent (when the pod sees it)
         log("a second pod joins the group (rebalance), runs for a while, leaves")
@@ -317,6 +322,9 @@ def main():
             time.sleep(1)
         procs.stop(pod_b)
         stalled.close()
+        # Late in the run, so Prometheus has scraped the budget counter at 0 first.
+        for _ in range(3):
+            gw.start("loop")
         for _ in range(5):
             wave(10)
             time.sleep(1)
