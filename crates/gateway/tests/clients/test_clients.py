@@ -226,19 +226,31 @@ def main():
 
 
 def wait_for_result(execution_arn, timeout=30):
-    """Reads expressway.results (via `expressway tail --json`) until the execution's result shows up."""
+    """Reads expressway.results (via `expressway tail --json`) until the execution's result shows up.
+
+    A reader thread feeds a queue: `select()` on the pipe plus `readline()` would strand lines that
+    already sit in Python's read buffer (several results arrive in one read), so a result behind
+    another one in the same chunk would never be seen."""
+    import queue
+    import threading
     proc = subprocess.Popen([BIN, "tail", "--brokers", BROKERS, "--from-beginning", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines = queue.Queue()
+
+    def pump():
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
     deadline = time.time() + timeout
     try:
-        import selectors
-        sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ)
         while time.time() < deadline:
-            if not sel.select(timeout=0.5):
+            try:
+                line = lines.get(timeout=0.5)
+            except queue.Empty:
                 continue
-            line = proc.stdout.readline()
-            if not line:
+            if line is None:
                 break
             try:
                 rec = json.loads(line)
