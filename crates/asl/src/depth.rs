@@ -26,6 +26,15 @@ pub const MAX_PATH_DEPTH: usize = 100;
 /// Maximum number of segments (`.a`, `[0]`, `[?(...)]`, ...) in one JSONPath, filters included.
 pub const MAX_PATH_SEGMENTS: usize = 1000;
 
+/// Maximum nesting of arrays and objects in a value an execution builds at run time (a state's
+/// output, a variable, the execution input). Values reach recursive code (clone, drop,
+/// serialization, JSONPath and template evaluation) on tokio's 2 MiB worker stacks, so a
+/// definition that nests a little more on every loop iteration (a Pass state wrapping `$` in a
+/// Choice loop, a JSONata `$reduce` wrapping its accumulator) must stop here with a States error
+/// instead of overflowing the stack. Above every static source of nesting: start events nest at
+/// most 128 levels (serde_json's bound) and definitions 1000 (Jackson's).
+pub const MAX_VALUE_DEPTH: usize = 1000;
+
 /// Stack a bounded walk may need at most; [`with_stack`] makes sure this much is left.
 pub const STACK_RED_ZONE: usize = 4 * 1024 * 1024;
 

@@ -126,7 +126,7 @@ impl JsonataExpr {
             states: States { env },
         };
         let input = env.states_member("input");
-        match self.expr.evaluate_with(input, &[], &host, Default::default()) {
+        match self.expr.evaluate_with(input, &[], &host, EVALUATION_LIMITS) {
             Ok(v) => Ok(v),
             Err(e) if e.code == expressway_jsonata::FUNCTION_RESULT => Err(EvalError::query(format!(
                 "The JSONata expression '{}' specified for the field '{}' returned an unsupported result type.",
@@ -143,6 +143,24 @@ impl JsonataExpr {
         }
     }
 }
+
+/// What one JSONata evaluation of a running execution may take. jsonata-js bounds nothing but
+/// its recursion and the range operator; a pod must also bound what a few bytes of expression
+/// can make it build or spend, since the evaluation runs synchronously on a runtime worker:
+/// - 5 s of wall clock (`U1001`), far beyond any expression over a 256 KiB payload;
+/// - nesting of built values at [`crate::depth::MAX_VALUE_DEPTH`] (`U1002`);
+/// - results spanning more than 2^20 JSON values (`U1003`, some 50 MB once converted): a value
+///   sharing one object many times over is cheap to build and exponential to write out;
+/// - arrays of more than 1,000,000 members (`U1004`, ~24 MB; jsonata-js's range operator allows
+///   1e7) and strings of more than 16 MiB (`U1005`).
+pub const EVALUATION_LIMITS: expressway_jsonata::Limits = expressway_jsonata::Limits {
+    max_depth: 10_000,
+    timeout: Some(std::time::Duration::from_secs(5)),
+    max_value_depth: crate::depth::MAX_VALUE_DEPTH,
+    max_result_values: 1 << 20,
+    max_array_items: 1_000_000,
+    max_string_bytes: 16 * 1024 * 1024,
+};
 
 /// AWS's JSON type names in QueryEvaluationError causes.
 pub fn type_name(v: &Value) -> &'static str {

@@ -140,6 +140,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let http = args.http_limits()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(expressway_engine::WORKER_STACK_BYTES)
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async {

@@ -4,6 +4,7 @@ use crate::budget::{estimate_bytes, Budget, Charge, LiveBytes, IN_FLIGHT_COST};
 use crate::events::{Details, EventLog, LogConfig};
 use crate::pace::Pacer;
 use crate::runtime::{uuid_v4, Runtime, SplitMix64, TaskError, TaskRequest};
+use expressway_asl::depth::MAX_VALUE_DEPTH;
 use expressway_asl::jsonpath::JsonPath;
 use expressway_asl::model::*;
 use expressway_asl::template::{
@@ -204,6 +205,9 @@ pub async fn execute(
         limit = limit.min(Duration::from_secs(t));
     }
     let run = async {
+        if !fits_depth(&request.input) {
+            return Err(too_deep("input", None));
+        }
         if !fits(&request.input, request.limits.max_payload_bytes) {
             return Err(Failure {
                 error: "States.DataLimitExceeded".into(),
@@ -481,6 +485,29 @@ fn needs_size_check(state: &State) -> bool {
                 || matches!(p.result_path, ResultPath::At(_))
         }
         _ => true,
+    }
+}
+
+/// True when `v` nests at most [`MAX_VALUE_DEPTH`] arrays and objects (checked without recursion,
+/// before anything recursive touches it).
+fn fits_depth(v: &Value) -> bool {
+    expressway_asl::depth::value_depth(v, MAX_VALUE_DEPTH) <= MAX_VALUE_DEPTH
+}
+
+/// The failure of a state whose result nests deeper than [`MAX_VALUE_DEPTH`]: fatal, like the
+/// payload size limit.
+fn too_deep(state: &str, variable: Option<&str>) -> Failure {
+    let what = match variable {
+        Some(v) => format!("assigned the variable '{v}' a value"),
+        None => "returned a result".into(),
+    };
+    Failure {
+        error: "States.DataLimitExceeded".into(),
+        cause: Some(format!(
+            "The state/task '{state}' {what} nested deeper than {MAX_VALUE_DEPTH} arrays/objects, the maximum nesting of a value."
+        )),
+        fatal: true,
+        evaluation: None,
     }
 }
 
@@ -1060,13 +1087,21 @@ impl<'a> Exec<'a> {
                     .await?
             }
         };
-        if needs_size_check(state) && !fits(&step.output, self.req.limits.max_payload_bytes) {
-            return Err(Failure {
-                error: "States.DataLimitExceeded".into(),
-                cause: Some(format!("The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.", state.name)),
-                fatal: true,
-                evaluation: None,
-            });
+        if needs_size_check(state) {
+            if !fits_depth(&step.output) {
+                return Err(too_deep(&state.name, None));
+            }
+            if !fits(&step.output, self.req.limits.max_payload_bytes) {
+                return Err(Failure {
+                    error: "States.DataLimitExceeded".into(),
+                    cause: Some(format!("The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.", state.name)),
+                    fatal: true,
+                    evaluation: None,
+                });
+            }
+        }
+        if let Some((name, _)) = step.assign.iter().find(|(_, v)| !fits_depth(v)) {
+            return Err(too_deep(&state.name, Some(name)));
         }
         if let Some(exited) = exited_event(&state.kind) {
             let id = self.log.emit(

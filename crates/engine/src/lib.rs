@@ -23,3 +23,10 @@ pub use runtime::{Clock, Entropy, Runtime, TaskDispatcher, TaskError, TaskReques
 pub const DEFAULT_REGION: &str = "us-east-1";
 /// The account id Expressway reports in ARNs unless configured otherwise.
 pub const DEFAULT_ACCOUNT: &str = "123456789012";
+
+/// Stack size of the threads that run executions (`serve`, `dev`, `gateway`). Values reach
+/// recursive code (serde_json's clone, drop and serialization) up to
+/// [`expressway_asl::depth::MAX_VALUE_DEPTH`] levels deep; tokio's default of 2 MiB holds that in
+/// release builds but not in debug builds (about 2 KiB per level of `Value::clone`). Untouched
+/// stack pages cost no memory.
+pub const WORKER_STACK_BYTES: usize = 8 * 1024 * 1024;

@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 use crate::ast::{BinOp, Group, Kind, Lambda, Node, SortTerm, Stage};
 use crate::error::{Error, Result};
 use crate::functions::{self, Builtin};
-use crate::value::{deep_equal, tuple_focus, Array, Object, Tuple, Value};
+use crate::value::{deep_equal, depth_of, tuple_focus, Array, Obj, Object, Tuple, Value};
 use crate::Host;
 
 /// A scope of variable bindings.
@@ -92,8 +92,20 @@ impl Func<'_> {
 pub struct Limits {
     /// Maximum nesting depth of evaluation (`U1001` beyond it).
     pub max_depth: usize,
-    /// Wall-clock budget (`U1001` beyond it).
+    /// Wall-clock budget (`U1001` beyond it), checked every [`DEADLINE_EVERY`] evaluation steps.
     pub timeout: Option<std::time::Duration>,
+    /// Maximum nesting of arrays and objects the evaluation builds (`U1002` beyond it). Values
+    /// are converted, compared and dropped recursively; this bound keeps that off the end of
+    /// the stack.
+    pub max_value_depth: usize,
+    /// Maximum number of JSON values the result may span (`U1003` beyond it): a value that
+    /// shares one array many times over is cheap to build and exponential to convert.
+    pub max_result_values: usize,
+    /// Maximum members of one array the evaluation builds (`U1004` beyond it; the range
+    /// operator keeps jsonata's own bound of 1e7, `D2014`).
+    pub max_array_items: usize,
+    /// Maximum bytes of one string the evaluation builds (`U1005` beyond it).
+    pub max_string_bytes: usize,
 }
 
 impl Default for Limits {
@@ -101,9 +113,16 @@ impl Default for Limits {
         Limits {
             max_depth: 10_000,
             timeout: None,
+            max_value_depth: 1000,
+            max_result_values: usize::MAX,
+            max_array_items: usize::MAX,
+            max_string_bytes: usize::MAX,
         }
     }
 }
+
+/// How many evaluation steps pass between two looks at the clock ([`Limits::timeout`]).
+pub(crate) const DEADLINE_EVERY: u32 = 64;
 
 /// See [`Ctx::evaluate`].
 const EVAL_STACK_CHECK: usize = 8;
@@ -117,6 +136,9 @@ pub(crate) struct Ctx<'a> {
     depth: Cell<usize>,
     max_depth: usize,
     deadline: Option<Instant>,
+    /// Evaluation steps since the clock was last read.
+    steps: Cell<u32>,
+    pub(crate) limits: Limits,
     frames: RefCell<Vec<Rc<Frame<'a>>>>,
     pub(crate) now: Cell<Option<f64>>,
 }
@@ -236,6 +258,8 @@ impl<'a> Ctx<'a> {
             depth: Cell::new(0),
             max_depth: limits.max_depth,
             deadline: limits.timeout.map(|t| Instant::now() + t),
+            steps: Cell::new(0),
+            limits,
             frames: RefCell::new(Vec::new()),
             now: Cell::new(None),
         }
@@ -300,7 +324,9 @@ impl<'a> Ctx<'a> {
             .at(expr.pos));
         }
         if let Some(d) = self.deadline {
-            if Instant::now() > d {
+            let steps = self.steps.get() + 1;
+            self.steps.set(steps % DEADLINE_EVERY);
+            if steps == DEADLINE_EVERY && Instant::now() > d {
                 return Err(err(
                     "U1001",
                     "Expression evaluation timeout: Check for infinite loop",
@@ -319,7 +345,40 @@ impl<'a> Ctx<'a> {
             self.evaluate_inner(expr, input, env)
         };
         self.depth.set(depth - 1);
-        r
+        match r {
+            Ok(v) => self.check_built(v).map_err(|e| e.at(expr.pos)),
+            e => e,
+        }
+    }
+
+    /// Refuses a value beyond the [`Limits`] on what an evaluation may build, as soon as a step
+    /// returns it (so it is never nested further or converted).
+    fn check_built(&self, v: Value<'a>) -> Result<Value<'a>> {
+        let l = &self.limits;
+        match &v {
+            Value::Array(a) if a.items.len() > l.max_array_items => Err(err(
+                "U1004",
+                format!(
+                    "An array built by the expression has more than {} members",
+                    l.max_array_items
+                ),
+            )),
+            Value::Str(t) if t.len() > l.max_string_bytes => Err(err(
+                "U1005",
+                format!(
+                    "A string built by the expression has more than {} bytes",
+                    l.max_string_bytes
+                ),
+            )),
+            _ if v.depth() as usize > l.max_value_depth => Err(err(
+                "U1002",
+                format!(
+                    "A value built by the expression nests more than {} arrays/objects",
+                    l.max_value_depth
+                ),
+            )),
+            _ => Ok(v),
+        }
     }
 
     fn evaluate_inner(
@@ -371,6 +430,7 @@ impl<'a> Ctx<'a> {
                     }
                 }
                 Value::Array(Rc::new(Array {
+                    depth: depth_of(&out),
                     items: out,
                     cons: expr.cons_array,
                     ..Default::default()
@@ -935,7 +995,7 @@ impl<'a> Ctx<'a> {
                     _ => {
                         return Err(err(
                             "T2009",
-                            format!("The values {} and {} either side of operator \"{}\" must be of the same data type", functions::stringify(&l, false)?, functions::stringify(&r, false)?, op.symbol()),
+                            format!("The values {} and {} either side of operator \"{}\" must be of the same data type", functions::stringify(&l, false, &self.limits)?, functions::stringify(&r, false, &self.limits)?, op.symbol()),
                         )
                         .value(l.to_json_lossy()))
                     }
@@ -957,7 +1017,7 @@ impl<'a> Ctx<'a> {
                     match side {
                         Value::Undefined => {}
                         v if v.is_string() => out.push_str(v.as_str().unwrap_or_default()),
-                        v => out.push_str(&functions::to_string(v)?),
+                        v => out.push_str(&functions::to_string(v, &self.limits)?),
                     }
                 }
                 Ok(Value::string(out))
@@ -988,6 +1048,15 @@ impl<'a> Ctx<'a> {
                 if size > 1e7 {
                     return Err(err("D2014", "The size of the sequence allocated by the range operator (..) must not exceed 1e7.  Attempted to allocate size.")
                         .value(serde_json::json!(size)));
+                }
+                if size > self.limits.max_array_items as f64 {
+                    return Err(err(
+                        "U1004",
+                        format!(
+                            "An array built by the expression has more than {} members",
+                            self.limits.max_array_items
+                        ),
+                    ));
                 }
                 let (a, b) = (a as i64, b as i64);
                 Ok(Value::seq(
@@ -1122,7 +1191,7 @@ impl<'a> Ctx<'a> {
                 "T1003",
                 format!(
                     "Key in object structure must evaluate to a string; got: {}",
-                    functions::stringify(&other, false).unwrap_or_default()
+                    functions::stringify(&other, false, &self.limits).unwrap_or_default()
                 ),
             )
             .at(pos)
@@ -1477,7 +1546,7 @@ impl<'a> Ctx<'a> {
         }
         let copy = deep_copy(&obj);
         let matches = self.evaluate(pattern, &copy, env)?;
-        let mut changes: Vec<(*const Object<'a>, Option<Value<'a>>, Vec<String>)> = Vec::new();
+        let mut changes: Vec<Change<'a>> = Vec::new();
         for m in matches.to_members() {
             let Value::Object(rc) = &m else { continue };
             let upd = self.evaluate(update, &m, env)?;
@@ -1568,7 +1637,7 @@ fn group_insert<'a>(
     Ok(())
 }
 
-type Change<'a> = (*const Object<'a>, Option<Value<'a>>, Vec<String>);
+type Change<'a> = (*const Obj<'a>, Option<Value<'a>>, Vec<String>);
 
 fn rebuild<'a>(v: &Value<'a>, changes: &[Change<'a>]) -> Value<'a> {
     match v {
@@ -1592,13 +1661,17 @@ fn rebuild<'a>(v: &Value<'a>, changes: &[Change<'a>]) -> Value<'a> {
             }
             Value::object(o)
         }
-        Value::Array(a) => Value::Array(Rc::new(Array {
-            items: a.items.iter().map(|m| rebuild(m, changes)).collect(),
-            seq: a.seq,
-            keep_singleton: Cell::new(a.keep_singleton.get()),
-            cons: a.cons,
-            outer_wrapper: a.outer_wrapper,
-        })),
+        Value::Array(a) => {
+            let items: Vec<Value<'a>> = a.items.iter().map(|m| rebuild(m, changes)).collect();
+            Value::Array(Rc::new(Array {
+                depth: depth_of(&items),
+                items,
+                seq: a.seq,
+                keep_singleton: Cell::new(a.keep_singleton.get()),
+                cons: a.cons,
+                outer_wrapper: a.outer_wrapper,
+            }))
+        }
         other => other.clone(),
     }
 }

@@ -145,7 +145,16 @@ fn js_round_to_15(n: f64) -> f64 {
 }
 
 /// JSON text of a value as `JSON.stringify` with jsonata's number replacer.
-pub(crate) fn stringify(v: &Value<'_>, pretty: bool) -> Result<String> {
+pub(crate) fn stringify(v: &Value<'_>, pretty: bool, limits: &crate::Limits) -> Result<String> {
+    if v.spans_more_than(limits.max_result_values) {
+        return Err(e(
+            "U1003",
+            format!(
+                "The value to serialize spans more than {} JSON values",
+                limits.max_result_values
+            ),
+        ));
+    }
     let mut out = String::new();
     write_json(v, pretty, 0, &mut out)?;
     Ok(out)
@@ -220,11 +229,11 @@ fn write_json(v: &Value<'_>, pretty: bool, indent: usize, out: &mut String) -> R
 }
 
 /// `$string` of a defined value.
-pub(crate) fn to_string(v: &Value<'_>) -> Result<String> {
-    to_string_pretty(v, false)
+pub(crate) fn to_string(v: &Value<'_>, limits: &crate::Limits) -> Result<String> {
+    to_string_pretty(v, false, limits)
 }
 
-fn to_string_pretty(v: &Value<'_>, pretty: bool) -> Result<String> {
+fn to_string_pretty(v: &Value<'_>, pretty: bool, limits: &crate::Limits) -> Result<String> {
     match v {
         Value::Str(_) | Value::JStr(_) => Ok(text(v).to_string()),
         Value::Func(_) => Ok(String::new()),
@@ -239,19 +248,19 @@ fn to_string_pretty(v: &Value<'_>, pretty: bool) -> Result<String> {
             } else {
                 v.clone()
             };
-            stringify(&v, pretty)
+            stringify(&v, pretty, limits)
         }
     }
 }
 
 fn string<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
-    let Call { args, .. } = call;
+    let Call { args, ctx, .. } = call;
     let v = arg(&args, 0);
     if v.is_undefined() {
         return Ok(Value::Undefined);
     }
     let pretty = matches!(arg(&args, 1), Value::Bool(true));
-    Ok(Value::string(to_string_pretty(&v, pretty)?))
+    Ok(Value::string(to_string_pretty(&v, pretty, &ctx.limits)?))
 }
 
 fn numbers<'a>(v: &Value<'a>) -> Vec<f64> {
@@ -430,7 +439,7 @@ fn trim<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
 }
 
 fn pad<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
-    let Call { args, .. } = call;
+    let Call { args, ctx, .. } = call;
     let s = arg(&args, 0);
     if s.is_undefined() {
         return Ok(Value::Undefined);
@@ -445,6 +454,16 @@ fn pad<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
     let pad_len = width.abs() as i64 - st.chars().count() as i64;
     if pad_len <= 0 {
         return Ok(s.clone());
+    }
+    // Refused before allocating: `$pad("", 1e12)` would take the memory first.
+    if pad_len as usize > ctx.limits.max_string_bytes {
+        return Err(e(
+            "U1005",
+            format!(
+                "A string built by the expression has more than {} bytes",
+                ctx.limits.max_string_bytes
+            ),
+        ));
     }
     let padding: String = padc.chars().cycle().take(pad_len as usize).collect();
     Ok(Value::string(if width > 0.0 {

@@ -243,6 +243,7 @@ impl Expression {
         }
         let input_value = if input_value.is_array() {
             value::Value::Array(Rc::new(value::Array {
+                depth: 2,
                 items: vec![input_value],
                 seq: true,
                 outer_wrapper: true,
@@ -256,6 +257,15 @@ impl Expression {
             return Err(Error::new(
                 FUNCTION_RESULT,
                 "The expression evaluated to a function, which has no JSON form",
+            ));
+        }
+        if r.spans_more_than(limits.max_result_values) {
+            return Err(Error::new(
+                "U1003",
+                format!(
+                    "The result spans more than {} JSON values",
+                    limits.max_result_values
+                ),
             ));
         }
         drop(ctx);

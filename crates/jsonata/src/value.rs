@@ -9,16 +9,41 @@ use serde_json::Value as J;
 
 use crate::eval::Func;
 
+/// Values an error's `value` may span (see [`Value::to_json_lossy`]).
+const ERROR_VALUE_LIMIT: usize = 10_000;
+
 /// An ordered JSON-like object built during evaluation.
 pub(crate) type Object<'a> = IndexMap<String, Value<'a>, foldhash::fast::RandomState>;
 
 /// A tuple of a tuple stream (focus `@`, index `#` and parent `%` bindings plus `@`).
 pub(crate) type Tuple<'a> = Vec<(Rc<str>, Value<'a>)>;
 
+/// An object built during evaluation, with its nesting depth (see [`Value::depth`]).
+#[derive(Debug, Default)]
+pub(crate) struct Obj<'a> {
+    pub(crate) map: Object<'a>,
+    /// 1 + the deepest member's depth, computed once when the object is wrapped.
+    pub(crate) depth: u32,
+}
+
+impl<'a> std::ops::Deref for Obj<'a> {
+    type Target = Object<'a>;
+    fn deref(&self) -> &Object<'a> {
+        &self.map
+    }
+}
+
+/// The depth of a container holding `members`: one more than the deepest member.
+pub(crate) fn depth_of<'v, 'a: 'v>(members: impl IntoIterator<Item = &'v Value<'a>>) -> u32 {
+    1 + members.into_iter().map(Value::depth).max().unwrap_or(0)
+}
+
 /// An array with jsonata-js's flags.
 #[derive(Debug, Default)]
 pub(crate) struct Array<'a> {
     pub(crate) items: Vec<Value<'a>>,
+    /// 1 + the deepest member's depth (set by every constructor, see [`Value::depth`]).
+    pub(crate) depth: u32,
     /// A sequence (result of a path), which collapses to its single member.
     pub(crate) seq: bool,
     pub(crate) keep_singleton: Cell<bool>,
@@ -41,7 +66,7 @@ pub(crate) enum Value<'a> {
     JArr(&'a [J]),
     JObj(&'a serde_json::Map<String, J>),
     Array(Rc<Array<'a>>),
-    Object(Rc<Object<'a>>),
+    Object(Rc<Obj<'a>>),
     Func(Rc<Func<'a>>),
     /// An object the host resolves member by member (e.g. Step Functions' `$states`).
     Host(&'a dyn crate::HostObject),
@@ -69,11 +94,11 @@ impl<'a> Value<'a> {
             J::Number(n) => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
             J::String(s) => Value::Str(s.into()),
             J::Array(a) => Value::array(a.into_iter().map(Value::from_owned_json).collect()),
-            J::Object(o) => Value::Object(Rc::new(
+            J::Object(o) => Value::object(
                 o.into_iter()
                     .map(|(k, v)| (k, Value::from_owned_json(v)))
                     .collect(),
-            )),
+            ),
         }
     }
 
@@ -84,6 +109,7 @@ impl<'a> Value<'a> {
     /// A plain array value.
     pub(crate) fn array(items: Vec<Value<'a>>) -> Value<'a> {
         Value::Array(Rc::new(Array {
+            depth: depth_of(&items),
             items,
             ..Default::default()
         }))
@@ -92,6 +118,7 @@ impl<'a> Value<'a> {
     /// A sequence.
     pub(crate) fn seq(items: Vec<Value<'a>>) -> Value<'a> {
         Value::Array(Rc::new(Array {
+            depth: depth_of(&items),
             items,
             seq: true,
             ..Default::default()
@@ -99,7 +126,44 @@ impl<'a> Value<'a> {
     }
 
     pub(crate) fn object(o: Object<'a>) -> Value<'a> {
-        Value::Object(Rc::new(o))
+        let depth = depth_of(o.values());
+        Value::Object(Rc::new(Obj { map: o, depth }))
+    }
+
+    /// Nesting depth of arrays and objects *built by the evaluation* (`Limits::max_value_depth`
+    /// bounds it): a scalar is 0, a built array or object one more than its deepest member, and
+    /// borrowed input JSON counts 1 (its own depth is the host's to bound). O(1): containers
+    /// carry their depth, so a `$reduce` wrapping its accumulator is stopped before recursive
+    /// code (conversion, drop) ever sees a chain deep enough to overflow the stack.
+    pub(crate) fn depth(&self) -> u32 {
+        match self {
+            Value::Array(a) => a.depth,
+            Value::Object(o) => o.depth,
+            Value::JArr(_) | Value::JObj(_) | Value::Host(_) | Value::Tuples(_) => 1,
+            _ => 0,
+        }
+    }
+
+    /// Whether this value spans more than `limit` JSON values (members of arrays and objects
+    /// counted one by one, borrowed input JSON as one). Iterative and stops at the limit, so
+    /// a value sharing one array many times over (`[$a, $a]` doubled 40 times: 2^40 values, 40
+    /// allocations) is measured in O(limit) instead of being converted forever.
+    pub(crate) fn spans_more_than(&self, limit: usize) -> bool {
+        let mut count = 0usize;
+        let mut stack: Vec<&Value<'a>> = vec![self];
+        while let Some(v) = stack.pop() {
+            count += 1;
+            if count > limit {
+                return true;
+            }
+            match v {
+                Value::Array(a) => stack.extend(a.items.iter()),
+                Value::Object(o) => stack.extend(o.values()),
+                Value::Tuples(t) => stack.extend(t.iter().flat_map(|t| t.iter().map(|(_, v)| v))),
+                _ => {}
+            }
+        }
+        false
     }
 
     pub(crate) fn is_undefined(&self) -> bool {
@@ -293,7 +357,7 @@ impl<'a> Value<'a> {
     pub(crate) fn into_json(self) -> Option<J> {
         match self {
             Value::Object(o) => match Rc::try_unwrap(o) {
-                Ok(map) => {
+                Ok(Obj { map, .. }) => {
                     let mut out = serde_json::Map::with_capacity(map.len());
                     for (k, v) in map {
                         if let Some(j) = v.into_json() {
@@ -315,8 +379,13 @@ impl<'a> Value<'a> {
         }
     }
 
-    /// JSON for error values; undefined becomes null.
+    /// JSON for error values; undefined becomes null, and a value spanning more than
+    /// [`ERROR_VALUE_LIMIT`] values a short note instead (an error must not cost more than the
+    /// evaluation that failed).
     pub(crate) fn to_json_lossy(&self) -> J {
+        if self.spans_more_than(ERROR_VALUE_LIMIT) {
+            return J::String(format!("(a value of more than {ERROR_VALUE_LIMIT} values)"));
+        }
         self.to_json().unwrap_or(J::Null)
     }
 }

@@ -121,6 +121,7 @@ fn runaway_recursion_is_an_error_not_a_crash() {
             Limits {
                 max_depth: 5_000,
                 timeout: None,
+                ..Limits::default()
             },
         )
         .expect_err("must stop");
@@ -139,6 +140,7 @@ fn tail_calls_do_not_grow_the_depth() {
             Limits {
                 max_depth: 500,
                 timeout: None,
+                ..Limits::default()
             },
         )
         .expect("ok");

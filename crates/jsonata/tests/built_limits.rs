@@ -1,0 +1,101 @@
+//! What an evaluation may build (issue #11): a few bytes of expression must not be able to
+//! overflow the stack, take the memory or run forever. Each bound has its own error code.
+
+use expressway_jsonata::{Expression, Limits, NoHost};
+use serde_json::json;
+use std::time::Duration;
+
+fn eval(expr: &str, limits: Limits) -> Result<Option<serde_json::Value>, String> {
+    let e = Expression::parse(expr).expect("parses");
+    std::thread::Builder::new()
+        // tokio's default worker stack: the bounds must hold there.
+        .stack_size(2 * 1024 * 1024)
+        .spawn(move || {
+            e.evaluate_with(None, &[], &NoHost, limits)
+                .map_err(|e| e.code.to_string())
+        })
+        .expect("thread")
+        .join()
+        .expect("the evaluation overflowed its stack or panicked")
+}
+
+fn code(expr: &str, limits: Limits) -> String {
+    match eval(expr, limits) {
+        Ok(v) => panic!("{expr}: expected an error, got {v:?}"),
+        Err(c) => c,
+    }
+}
+
+#[test]
+fn a_reduce_wrapping_its_accumulator_stops_at_the_value_depth() {
+    let expr = "$reduce([1..200000], function($a, $v) { {'x': $a} }, {})";
+    assert_eq!(code(expr, Limits::default()), "U1002");
+    let arrays = "$reduce([1..200000], function($a, $v) { [[$a]] }, [])";
+    assert_eq!(code(arrays, Limits::default()), "U1002");
+    // Up to the bound it works: 999 wraps of {} nest 1000 objects.
+    let ok = "$reduce([1..999], function($a, $v) { {'x': $a} }, {})";
+    let v = eval(ok, Limits::default())
+        .expect("within the bound")
+        .expect("defined");
+    let mut depth = 0;
+    let mut cur = &v;
+    while let Some(next) = cur.get("x") {
+        depth += 1;
+        cur = next;
+    }
+    assert_eq!(depth, 999);
+}
+
+#[test]
+fn a_shared_value_doubled_forty_times_is_refused_at_conversion() {
+    // 40 objects, each holding the previous one twice: 2^40 values when written out.
+    let expr = "$reduce([1..40], function($a, $v) { {'l': $a, 'r': $a} }, {})";
+    let limits = Limits {
+        max_result_values: 262_144,
+        ..Limits::default()
+    };
+    assert_eq!(code(expr, limits), "U1003");
+    assert_eq!(code(&format!("$string({expr})"), limits), "U1003");
+    // The same shape, small enough, converts.
+    let small = "$reduce([1..3], function($a, $v) { {'l': $a, 'r': $a} }, {})";
+    assert_eq!(
+        eval(small, limits).expect("small"),
+        Some(
+            json!({"l": {"l": {"l": {}, "r": {}}, "r": {"l": {}, "r": {}}}, "r": {"l": {"l": {}, "r": {}}, "r": {"l": {}, "r": {}}}})
+        )
+    );
+}
+
+#[test]
+fn arrays_and_strings_are_bounded_before_memory_runs_out() {
+    let limits = Limits {
+        max_array_items: 1_000_000,
+        max_string_bytes: 16 << 20,
+        ..Limits::default()
+    };
+    let append = "$count($reduce([1..40], function($a, $v) { $append($a, $a) }, [1]))";
+    assert_eq!(code(append, limits), "U1004");
+    assert_eq!(code("$count([1..5000000])", limits), "U1004");
+    let concat = "$length($reduce([1..40], function($a, $v) { $a & $a }, 'xy'))";
+    assert_eq!(code(concat, limits), "U1005");
+    assert_eq!(code("$length($pad('', 1000000000000))", limits), "U1005");
+    // Within the bounds nothing changes.
+    assert_eq!(
+        eval("$count([1..1000000])", limits),
+        Ok(Some(json!(1000000)))
+    );
+    assert_eq!(
+        eval("$length($pad('', 1000))", limits),
+        Ok(Some(json!(1000)))
+    );
+}
+
+#[test]
+fn a_tail_recursive_loop_that_never_ends_stops_at_the_timeout() {
+    let limits = Limits {
+        timeout: Some(Duration::from_millis(200)),
+        ..Limits::default()
+    };
+    let expr = "($f := function($n) { $f($n + 1) }; $f(0))";
+    assert_eq!(code(expr, limits), "U1001");
+}
