@@ -18,6 +18,23 @@ pub type Obj = Map<String, Value>;
 pub const MAX_DEFINITION_BYTES: usize = 1_048_576;
 /// Largest execution input (AWS Express: 256 KiB).
 pub const MAX_INPUT_BYTES: usize = expressway_wire::MAX_INPUT_BYTES;
+
+/// Parses an execution's `input` as the executor parses a start event's: a number without an
+/// exact value (an integer beyond 64 bits, which serde_json would round to a double, or a float
+/// beyond the double range) is refused by name rather than changed, so StartExecution refuses
+/// what its start event would dead-letter, and StartSyncExecution never runs on a rounded number.
+pub(crate) fn parse_execution_input(text: &str) -> Result<Value, ApiError> {
+    let invalid = |detail: String| {
+        ApiError::new(
+            "InvalidExecutionInput",
+            format!("Invalid State Machine Execution Input: '{detail}'"),
+        )
+    };
+    if let Some(n) = expressway_wire::numbers::find_out_of_range_number(text) {
+        return Err(invalid(n.to_string()));
+    }
+    serde_json::from_str(text).map_err(|e| invalid(e.to_string()))
+}
 const MAX_TAGS: usize = 50;
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
@@ -1201,12 +1218,7 @@ impl Gateway {
                 "1 validation error detected: Value at 'input' failed to satisfy constraint: Member must have length less than or equal to {MAX_INPUT_BYTES}"
             )));
         }
-        let input: Value = serde_json::from_str(input_text).map_err(|e| {
-            ApiError::new(
-                "InvalidExecutionInput",
-                format!("Invalid State Machine Execution Input: '{e}'"),
-            )
-        })?;
+        let input = parse_execution_input(input_text)?;
         let qualified = match &a.qualifier {
             Some(q) => format!("{}:{q}", self.registry.machine_arn(&a.name)),
             None => self.registry.machine_arn(&a.name),

@@ -181,12 +181,7 @@ pub(crate) async fn test_state(b: &Obj, engine: &Runtime) -> Result<Value, ApiEr
         })?;
 
     let input_text = str_field(b, "input")?.unwrap_or("{}");
-    let input: Value = serde_json::from_str(input_text).map_err(|e| {
-        ApiError::new(
-            "InvalidExecutionInput",
-            format!("Invalid State Machine Execution Input: '{e}'"),
-        )
-    })?;
+    let input = crate::api::parse_execution_input(input_text)?;
     let runtime = match b.get("mock").and_then(Value::as_object) {
         None => engine.clone(),
         Some(m) => {

@@ -458,6 +458,39 @@ async fn executions_validate_and_refusals() {
     .await
     .expect_err("bad input");
     assert_eq!(e.0, "InvalidExecutionInput");
+    // Numbers without an exact value are refused by name, as the executor dead-letters them,
+    // on every path that takes an input (never rounded: 1.8446744073709552e22).
+    for (op, input) in [
+        ("StartExecution", r#"{"n": 18446744073709551617123}"#),
+        ("StartSyncExecution", r#"{"n": 18446744073709551617123}"#),
+        ("StartSyncExecution", r#"[1e400]"#),
+    ] {
+        let e = call(
+            &gw,
+            op,
+            json!({"stateMachineArn": arn("m"), "input": input}),
+        )
+        .await
+        .expect_err("out-of-range number");
+        assert_eq!(e.0, "InvalidExecutionInput", "{op} {input}: {e:?}");
+        assert!(
+            e.1.contains(if input.contains("1e400") {
+                "1e400"
+            } else {
+                "18446744073709551617123"
+            }),
+            "{op}: {}",
+            e.1
+        );
+    }
+    let e = call(
+        &gw,
+        "TestState",
+        json!({"definition": r#"{"Type": "Pass", "End": true}"#, "input": r#"{"n": 18446744073709551617123}"#}),
+    )
+    .await
+    .expect_err("out-of-range number");
+    assert_eq!(e.0, "InvalidExecutionInput", "{e:?}");
     let e = call(
         &gw,
         "StartExecution",
