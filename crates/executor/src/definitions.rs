@@ -76,7 +76,17 @@ fn follow(
                 registry.set_loaded();
             }
         }
-        match consumer.poll(Duration::from_millis(100)) {
+        let polled = consumer.poll(Duration::from_millis(100));
+        // The position passes transaction markers and aborted records, which `poll` never
+        // returns: a writer waiting for the follower to reach a high watermark needs it.
+        if let Ok(positions) = consumer.position() {
+            for e in positions.elements() {
+                if let Offset::Offset(o) = e.offset() {
+                    registry.note_followed(e.partition(), o);
+                }
+            }
+        }
+        match polled {
             None => {}
             Some(Err(e)) => tracing::warn!(error = %e, "definitions consumer"),
             Some(Ok(msg)) => {

@@ -148,6 +148,10 @@ pub struct Registry {
     /// Weyl sequence for weighted alias routing (exact proportions over every 100 picks).
     route_counter: std::sync::atomic::AtomicU64,
     loaded: AtomicBool,
+    /// Per definitions-topic partition, the next offset the follower reads (past transaction
+    /// markers too): a writer that must see every earlier write waits for it (see
+    /// [`Registry::followed`]).
+    followed: DashMap<i32, i64>,
 }
 
 /// What a definitions-topic record did.
@@ -185,7 +189,22 @@ impl Registry {
             aliases: DashMap::new(),
             route_counter: std::sync::atomic::AtomicU64::new(0),
             loaded: AtomicBool::new(false),
+            followed: DashMap::new(),
         }
+    }
+
+    /// Records that the definitions follower will next read `offset` of `partition` (every
+    /// record below it is applied).
+    pub fn note_followed(&self, partition: i32, offset: i64) {
+        let mut e = self.followed.entry(partition).or_insert(offset);
+        if *e < offset {
+            *e = offset;
+        }
+    }
+
+    /// The next offset the definitions follower reads on `partition`, if it follows it.
+    pub fn followed(&self, partition: i32) -> Option<i64> {
+        self.followed.get(&partition).map(|e| *e)
     }
 
     /// Whether the initial load (directory and definitions topic catch-up) finished.

@@ -59,6 +59,11 @@ pub mod names {
     /// Gauge: definitions-topic machines hidden by a definitions-directory file of the same
     /// name (the file's definition runs; see ARCHITECTURE.md, "One registry").
     pub const DEFINITIONS_SHADOWED: &str = "expressway_definitions_shadowed";
+    /// Gateway: counter: times this replica took the definitions writer lease (fencing the
+    /// other replicas; see the gateway's `definitions_writer.rs`).
+    pub const DEFINITIONS_WRITER_LEASES: &str = "expressway_definitions_writer_leases_total";
+    /// Gateway: counter: version publications recomputed because another replica wrote first.
+    pub const DEFINITIONS_WRITER_CONFLICTS: &str = "expressway_definitions_writer_conflicts_total";
     /// Gateway: counter, labels `operation`, `code` (HTTP status).
     pub const GATEWAY_REQUESTS: &str = "expressway_gateway_requests_total";
     /// Gateway: histogram, label `operation`.
@@ -168,6 +173,14 @@ fn describe() {
     describe_gauge!(
         names::DEFINITIONS_SHADOWED,
         "Definitions-topic machines hidden by a definitions-directory file of the same name"
+    );
+    describe_counter!(
+        names::DEFINITIONS_WRITER_LEASES,
+        "Times this gateway took the definitions writer lease (fencing other replicas)"
+    );
+    describe_counter!(
+        names::DEFINITIONS_WRITER_CONFLICTS,
+        "Version publications retried because another gateway replica wrote first"
     );
     describe_counter!(names::GATEWAY_REQUESTS, "Step Functions API requests");
     describe_histogram!(

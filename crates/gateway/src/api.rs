@@ -1,6 +1,7 @@
 //! The operations: request JSON in, response JSON (or an [`ApiError`]) out.
 
 use crate::backend::Backend;
+use crate::definitions_writer::{ExclusiveError, Lease};
 use crate::error::ApiError;
 use expressway_asl::validate::{self, MachineType, Severity};
 use expressway_engine::{execute, ExecutionRequest, Limits, Runtime, Status};
@@ -18,6 +19,47 @@ pub type Obj = Map<String, Value>;
 pub const MAX_DEFINITION_BYTES: usize = 1_048_576;
 /// Largest execution input (AWS Express: 256 KiB).
 pub const MAX_INPUT_BYTES: usize = expressway_wire::MAX_INPUT_BYTES;
+
+/// The definitions record of version `n` of a machine whose record is `machine_record`.
+fn version_record(machine_record: &Value, description: Option<&str>, now: f64) -> Value {
+    let mut v = json!({
+        "definition": machine_record.get("definition").cloned().unwrap_or(Value::Null),
+        "loggingConfiguration": machine_record.get("loggingConfiguration").cloned().unwrap_or(Value::Null),
+        "type": "EXPRESS",
+        "roleArn": machine_record.get("roleArn").cloned().unwrap_or(Value::Null),
+        "creationDate": now,
+        "revisionId": machine_record.get("revisionId").cloned().unwrap_or(Value::Null),
+        "tracingConfiguration": machine_record.get("tracingConfiguration").cloned().unwrap_or(Value::Null),
+    });
+    if let Some(d) = description {
+        v["description"] = json!(d);
+    }
+    v
+}
+
+/// Definitions records an operation writes in one exclusive transaction, and its answer
+/// (see [`Gateway::exclusive`]).
+struct Plan {
+    records: Vec<(String, Option<Value>)>,
+    response: Value,
+}
+
+impl Plan {
+    /// Nothing to write (an idempotent repeat): just the answer.
+    fn answer(response: Value) -> Plan {
+        Plan {
+            records: Vec::new(),
+            response,
+        }
+    }
+}
+
+/// How often an exclusive operation takes the writer lease again after another replica wrote
+/// first, before it gives up with ServiceUnavailable.
+const EXCLUSIVE_ATTEMPTS: usize = 8;
+
+/// How long a replica that just took the writer lease waits for its definitions follower.
+const CATCH_UP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Parses an execution's `input` as the executor parses a start event's: a number without an
 /// exact value (an integer beyond 64 bits, which serde_json would round to a double, or a float
@@ -481,6 +523,75 @@ impl Gateway {
         Ok(())
     }
 
+    /// Runs a read-modify-write of the definitions topic as its one writer across replicas
+    /// (see `definitions_writer.rs`): takes the writer lease (catching up with every earlier
+    /// write when it was just taken), computes the records from the registry, and commits them
+    /// in one transaction; when another replica took the lease in between, nothing was written
+    /// and it starts over.
+    async fn exclusive(
+        &self,
+        plan: impl Fn() -> Result<Plan, ApiError>,
+    ) -> Result<Value, ApiError> {
+        let unavailable = |e: ExclusiveError| {
+            ApiError::unavailable(format!("cannot write the definitions topic: {e}"))
+        };
+        for attempt in 1..=EXCLUSIVE_ATTEMPTS {
+            match self.backend.acquire_writer().await.map_err(unavailable)? {
+                Lease::Held => {}
+                Lease::Fresh(marks) => self.catch_up(&marks).await?,
+            }
+            let p = plan()?;
+            if p.records.is_empty() {
+                return Ok(p.response);
+            }
+            let bytes: Vec<(String, Option<Vec<u8>>)> = p
+                .records
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_ref().map(|v| v.to_string().into_bytes())))
+                .collect();
+            match self.backend.write_exclusive(bytes.clone()).await {
+                Ok(()) => {
+                    for (key, value) in &bytes {
+                        if let Err(e) = self.registry.apply_record(key.as_bytes(), value.as_deref())
+                        {
+                            tracing::warn!(key = %key, error = %e, "definition record written but not applied");
+                        }
+                    }
+                    return Ok(p.response);
+                }
+                Err(ExclusiveError::Fenced(e)) => {
+                    metrics::counter!(names::DEFINITIONS_WRITER_CONFLICTS).increment(1);
+                    tracing::info!(attempt, error = %e, "another gateway replica wrote the definitions topic first; recomputing");
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Err(ApiError::unavailable(format!(
+            "cannot write the definitions topic: other gateway replicas took the writer lease {EXCLUSIVE_ATTEMPTS} times in a row"
+        )))
+    }
+
+    /// Waits until the definitions follower has read every partition up to `marks`.
+    async fn catch_up(&self, marks: &std::collections::HashMap<i32, i64>) -> Result<(), ApiError> {
+        let deadline = std::time::Instant::now() + CATCH_UP_TIMEOUT;
+        loop {
+            let behind: Vec<(i32, i64)> = marks
+                .iter()
+                .filter(|(p, high)| self.registry.followed(**p).is_none_or(|o| o < **high))
+                .map(|(p, high)| (*p, *high))
+                .collect();
+            if behind.is_empty() {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(ApiError::unavailable(format!(
+                    "the definitions follower has not caught up with {behind:?} (partition, high watermark) within {CATCH_UP_TIMEOUT:?}"
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     fn creation_date(&self, e: &MachineEntry) -> f64 {
         record_f64(&e.record, "creationDate", self.started)
     }
@@ -504,6 +615,7 @@ impl Gateway {
         let publish = opt_bool(b, "publish")?.unwrap_or(false);
         let version_description = opt_str(b, "versionDescription")?;
         let _guard = self.writes.lock().await;
+        let out = self.exclusive(|| {
         let arn = self.registry.machine_arn(name);
         if let Some(file) = self.registry.file_of(name) {
             return Err(ApiError::new(
@@ -518,9 +630,9 @@ impl Gateway {
             let same = existing.definition == definition
                 && existing.record.get("roleArn").and_then(Value::as_str) == Some(role.as_str());
             if same && !publish {
-                return Ok(
+                return Ok(Plan::answer(
                     json!({"stateMachineArn": arn, "creationDate": self.creation_date(&existing)}),
-                );
+                ));
             }
             return Err(ApiError::new(
                 "StateMachineAlreadyExists",
@@ -530,8 +642,8 @@ impl Gateway {
         let now = now_secs();
         let revision = uuid::Uuid::new_v4().to_string();
         let tag_map: Map<String, Value> = tags
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();
         let mut record = json!({
             "definition": definition,
@@ -547,40 +659,23 @@ impl Gateway {
         if let Some(d) = opt_str(b, "description")? {
             record["description"] = json!(d);
         }
-        self.put(name.to_string(), Some(record.clone())).await?;
         let mut out = json!({"stateMachineArn": arn, "creationDate": now});
+        let mut records = vec![(name.to_string(), Some(record.clone()))];
         if publish {
-            let v = self
-                .write_version(name, &record, 1, version_description, now)
-                .await?;
-            out["stateMachineVersionArn"] = json!(v);
+            records.push((
+                format!("{name}:1"),
+                Some(version_record(&record, version_description, now)),
+            ));
+            out["stateMachineVersionArn"] = json!(format!("{arn}:1"));
         }
+        Ok(Plan {
+            records,
+            response: out,
+        })
+        })
+        .await?;
         tracing::info!(machine = %name, "state machine created");
         Ok(out)
-    }
-
-    async fn write_version(
-        &self,
-        name: &str,
-        machine_record: &Value,
-        n: u64,
-        description: Option<&str>,
-        now: f64,
-    ) -> Result<String, ApiError> {
-        let mut v = json!({
-            "definition": machine_record.get("definition").cloned().unwrap_or(Value::Null),
-            "loggingConfiguration": machine_record.get("loggingConfiguration").cloned().unwrap_or(Value::Null),
-            "type": "EXPRESS",
-            "roleArn": machine_record.get("roleArn").cloned().unwrap_or(Value::Null),
-            "creationDate": now,
-            "revisionId": machine_record.get("revisionId").cloned().unwrap_or(Value::Null),
-            "tracingConfiguration": machine_record.get("tracingConfiguration").cloned().unwrap_or(Value::Null),
-        });
-        if let Some(d) = description {
-            v["description"] = json!(d);
-        }
-        self.put(format!("{name}:{n}"), Some(v)).await?;
-        Ok(format!("{}:{n}", self.registry.machine_arn(name)))
     }
 
     fn describe_state_machine(&self, b: &Obj) -> Result<Value, ApiError> {
@@ -651,49 +746,57 @@ impl Gateway {
             check_definition(d)?;
         }
         let logging = logging.map(|l| validate_logging(Some(l))).transpose()?;
+        let version_description = opt_str(b, "versionDescription")?;
         let _guard = self.writes.lock().await;
-        let entry = self
-            .registry
-            .get(&name)
-            .ok_or_else(|| ApiError::no_machine(arn))?;
-        let mut record = entry.record.clone();
-        if !record.is_object() {
-            record = json!({});
-        }
-        record["definition"] = json!(definition.unwrap_or(&entry.definition));
-        if let Some(r) = role {
-            record["roleArn"] = json!(r);
-        }
-        if let Some(l) = logging {
-            record["loggingConfiguration"] = l;
-        }
-        if let Some(t) = tracing_cfg {
-            record["tracingConfiguration"] = t.clone();
-        }
-        if record.get("creationDate").is_none() {
-            record["creationDate"] = json!(self.started);
-        }
-        record["type"] = json!("EXPRESS");
-        let now = now_secs();
-        let revision = uuid::Uuid::new_v4().to_string();
-        record["revisionId"] = json!(revision);
-        record["updateDate"] = json!(now);
-        let n = record
-            .get("nextVersion")
-            .and_then(Value::as_u64)
-            .unwrap_or(1);
-        if publish {
-            record["nextVersion"] = json!(n + 1);
-        }
-        self.put(name.clone(), Some(record.clone())).await?;
-        let mut out = json!({"updateDate": now, "revisionId": revision});
-        if publish {
-            let v = self
-                .write_version(&name, &record, n, opt_str(b, "versionDescription")?, now)
-                .await?;
-            out["stateMachineVersionArn"] = json!(v);
-        }
-        Ok(out)
+        self.exclusive(|| {
+            let entry = self
+                .registry
+                .get(&name)
+                .ok_or_else(|| ApiError::no_machine(arn))?;
+            let mut record = entry.record.clone();
+            if !record.is_object() {
+                record = json!({});
+            }
+            record["definition"] = json!(definition.unwrap_or(&entry.definition));
+            if let Some(r) = role {
+                record["roleArn"] = json!(r);
+            }
+            if let Some(l) = &logging {
+                record["loggingConfiguration"] = l.clone();
+            }
+            if let Some(t) = tracing_cfg {
+                record["tracingConfiguration"] = t.clone();
+            }
+            if record.get("creationDate").is_none() {
+                record["creationDate"] = json!(self.started);
+            }
+            record["type"] = json!("EXPRESS");
+            let now = now_secs();
+            let revision = uuid::Uuid::new_v4().to_string();
+            record["revisionId"] = json!(revision);
+            record["updateDate"] = json!(now);
+            let n = record
+                .get("nextVersion")
+                .and_then(Value::as_u64)
+                .unwrap_or(1);
+            if publish {
+                record["nextVersion"] = json!(n + 1);
+            }
+            let mut out = json!({"updateDate": now, "revisionId": revision});
+            let mut records = vec![(name.clone(), Some(record.clone()))];
+            if publish {
+                records.push((
+                    format!("{name}:{n}"),
+                    Some(version_record(&record, version_description, now)),
+                ));
+                out["stateMachineVersionArn"] = json!(format!("{}:{n}", entry.arn));
+            }
+            Ok(Plan {
+                records,
+                response: out,
+            })
+        })
+        .await
     }
 
     async fn delete_state_machine(&self, b: &Obj) -> Result<Value, ApiError> {
@@ -769,7 +872,9 @@ impl Gateway {
         let name = self.unqualified(arn)?;
         self.writable(&name, arn)?;
         let description = opt_str(b, "description")?;
+        let want = opt_str(b, "revisionId")?;
         let _guard = self.writes.lock().await;
+        self.exclusive(|| {
         let entry = self
             .registry
             .get(&name)
@@ -783,7 +888,7 @@ impl Gateway {
         }
         record["definition"] = json!(entry.definition);
         let revision = record.get("revisionId").cloned().unwrap_or(Value::Null);
-        if let Some(want) = opt_str(b, "revisionId")? {
+        if let Some(want) = want {
             if revision.as_str() != Some(want) {
                 return Err(ApiError::new(
                     "ConflictException",
@@ -797,10 +902,10 @@ impl Gateway {
                 && latest.record.get("description").and_then(Value::as_str) == description
             {
                 if let Some(n) = latest.version {
-                    return Ok(json!({
+                    return Ok(Plan::answer(json!({
                         "creationDate": record_f64(&latest.record, "creationDate", self.started),
                         "stateMachineVersionArn": format!("{}:{n}", entry.arn),
-                    }));
+                    })));
                 }
             }
         }
@@ -819,12 +924,16 @@ impl Gateway {
         if record.get("creationDate").is_none() {
             record["creationDate"] = json!(self.started);
         }
-        self.put(name.clone(), Some(record.clone())).await?;
         let now = now_secs();
-        let v = self
-            .write_version(&name, &record, n, description, now)
-            .await?;
-        Ok(json!({"creationDate": now, "stateMachineVersionArn": v}))
+        Ok(Plan {
+            records: vec![
+                (name.clone(), Some(record.clone())),
+                (format!("{name}:{n}"), Some(version_record(&record, description, now))),
+            ],
+            response: json!({"creationDate": now, "stateMachineVersionArn": format!("{}:{n}", entry.arn)}),
+        })
+        })
+        .await
     }
 
     fn list_versions(&self, b: &Obj) -> Result<Value, ApiError> {

@@ -2,6 +2,7 @@
 //! of synchronous executions. [`KafkaBackend`] is rdkafka; [`MemoryBackend`] records writes for
 //! tests.
 
+use crate::definitions_writer::{DefinitionsWriter, ExclusiveError, Lease};
 use futures::future::BoxFuture;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,15 @@ pub trait Backend: Send + Sync + 'static {
         key: String,
         value: Option<Vec<u8>>,
     ) -> BoxFuture<'static, Result<(), BackendError>>;
+    /// Takes the definitions writer lease, fencing other replicas (see
+    /// [`crate::definitions_writer`]).
+    fn acquire_writer(&self) -> BoxFuture<'static, Result<Lease, ExclusiveError>>;
+    /// Writes definitions records (key, value; `None` = tombstone) in one transaction as the
+    /// lease holder; [`ExclusiveError::Fenced`] when another replica took the lease.
+    fn write_exclusive(
+        &self,
+        records: Vec<(String, Option<Vec<u8>>)>,
+    ) -> BoxFuture<'static, Result<(), ExclusiveError>>;
     /// Publishes a JSON start event.
     fn publish_start(&self, value: Vec<u8>) -> BoxFuture<'static, Result<Position, BackendError>>;
     /// Publishes a synchronous execution's log record (key = execution ARN) and result record
@@ -73,6 +83,7 @@ impl Default for Topics {
 pub struct KafkaBackend {
     producer: FutureProducer,
     topics: Topics,
+    writer: Arc<DefinitionsWriter>,
 }
 
 impl std::fmt::Debug for KafkaBackend {
@@ -99,9 +110,17 @@ impl KafkaBackend {
         for (k, v) in kafka {
             c.set(k, v);
         }
+        let writer = Arc::new(DefinitionsWriter::new(
+            c.clone(),
+            topics.definitions.clone(),
+        ));
         c.set("enable.idempotence", "true");
         let producer = c.create().map_err(|e| BackendError(e.to_string()))?;
-        Ok(KafkaBackend { producer, topics })
+        Ok(KafkaBackend {
+            producer,
+            topics,
+            writer,
+        })
     }
 
     async fn send(
@@ -140,6 +159,19 @@ impl Backend for KafkaBackend {
                 .await
                 .map(|_| ())
         })
+    }
+
+    fn acquire_writer(&self) -> BoxFuture<'static, Result<Lease, ExclusiveError>> {
+        let w = self.writer.clone();
+        Box::pin(async move { w.acquire().await })
+    }
+
+    fn write_exclusive(
+        &self,
+        records: Vec<(String, Option<Vec<u8>>)>,
+    ) -> BoxFuture<'static, Result<(), ExclusiveError>> {
+        let w = self.writer.clone();
+        Box::pin(async move { w.write(records).await })
     }
 
     fn publish_start(&self, value: Vec<u8>) -> BoxFuture<'static, Result<Position, BackendError>> {
@@ -215,6 +247,24 @@ impl Backend for MemoryBackend {
             key: Some(key),
             value,
         });
+        Box::pin(async { Ok(()) })
+    }
+
+    fn acquire_writer(&self) -> BoxFuture<'static, Result<Lease, ExclusiveError>> {
+        Box::pin(async { Ok(Lease::Held) })
+    }
+
+    fn write_exclusive(
+        &self,
+        records: Vec<(String, Option<Vec<u8>>)>,
+    ) -> BoxFuture<'static, Result<(), ExclusiveError>> {
+        for (key, value) in records {
+            self.push(Written {
+                topic: "definitions",
+                key: Some(key),
+                value,
+            });
+        }
         Box::pin(async { Ok(()) })
     }
 

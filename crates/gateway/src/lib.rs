@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod backend;
+pub mod definitions_writer;
 pub mod error;
 pub mod server;
 pub mod sigv4;
