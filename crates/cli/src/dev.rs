@@ -35,6 +35,9 @@ pub struct DevArgs {
     /// Memory budget of each execution the pod runs (see `expressway serve --help`).
     #[arg(long, env = "EXPRESSWAY_EXECUTION_MEMORY_BUDGET", default_value = "64MiB", value_parser = crate::serve::parse_bytes)]
     pub execution_memory_budget: usize,
+    /// Executions the console keeps per state machine (the most recent ones).
+    #[arg(long, env = "EXPRESSWAY_CONSOLE_EXECUTIONS", default_value_t = 100)]
+    pub console_executions: usize,
 }
 
 /// `expressway dev`.
@@ -82,6 +85,14 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
                 follow_definitions: false,
                 listen: args.gateway_listen,
                 server: expressway_gateway::ServerConfig::default(),
+                // Open: dev listens on loopback by default and has no credentials.
+                console: Some(expressway_gateway::ConsoleSettings {
+                    auth: expressway_gateway::console::ConsoleAuth::Open,
+                    limits: expressway_gateway::console::Limits {
+                        per_machine: args.console_executions.max(1),
+                        ..Default::default()
+                    },
+                }),
             },
             pod.registry.clone(),
             pod.engine.clone(),
@@ -89,19 +100,24 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         .await?;
         let url = format!("http://localhost:{}", gateway.addr.port());
         let example = first_machine(&args.definitions).unwrap_or_else(|| "hello".into());
+        let (exe, install_hint) = self_command();
         println!("expressway dev: embedded Kafka-protocol broker (librdkafka mock cluster)");
         println!("  bootstrap: {brokers}");
         println!("  metrics:   http://{}/metrics", pod.metrics_addr);
         println!("  gateway:   {url}  (Step Functions API, no SigV4 in dev)");
+        println!("  console:   {url}/console/  (open it in a browser)");
         println!("Try, in another terminal:");
         println!(
-            "  expressway start --brokers {brokers} {example} --input '{{\"name\":\"Ada\",\"amount\":150}}'"
+            "  {exe} start --brokers {brokers} {example} --input '{{\"name\":\"Ada\",\"amount\":150}}'"
         );
-        println!("  expressway tail --brokers {brokers} --from-beginning");
-        println!("  expressway tail --brokers {brokers} --logs --from-beginning");
+        println!("  {exe} tail --brokers {brokers} --from-beginning");
+        println!("  {exe} tail --brokers {brokers} --logs --from-beginning");
         println!(
             "  AWS_DISABLE_HOST_PREFIX_INJECTION=true aws stepfunctions --endpoint-url {url} start-sync-execution --state-machine-arn arn:aws:states:us-east-1:123456789012:stateMachine:{example} --input '{{\"name\":\"Ada\",\"amount\":150}}'"
         );
+        if let Some(hint) = install_hint {
+            println!("{hint}");
+        }
         println!("Ctrl-C stops.");
         shutdown_signal().await;
         tracing::info!(drain_timeout = ?drain_timeout, "signal received: draining");
@@ -124,6 +140,36 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     })?;
     drop(cluster);
     Ok(())
+}
+
+/// How to run this binary from another terminal: `expressway` when that is what the PATH
+/// finds, else this binary's path (e.g. `target/debug/expressway` under `cargo run`), with a
+/// hint on installing it.
+fn self_command() -> (String, Option<String>) {
+    let Ok(me) = std::env::current_exe().and_then(|p| p.canonicalize()) else {
+        return ("expressway".into(), None);
+    };
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("expressway"))
+            .find(|p| p.is_file())
+    });
+    if on_path.and_then(|p| p.canonicalize().ok()).as_ref() == Some(&me) {
+        return ("expressway".into(), None);
+    }
+    let shown = me.display().to_string();
+    let quoted = if shown.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c)) {
+        shown
+    } else {
+        format!("'{}'", shown.replace('\'', "'\\''"))
+    };
+    (
+        quoted,
+        Some(
+            "(`expressway` on your PATH is not this binary: the commands above use its path; `cargo install --path crates/cli` installs it)"
+                .into(),
+        ),
+    )
 }
 
 fn first_machine(dir: &std::path::Path) -> Option<String> {
