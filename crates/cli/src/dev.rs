@@ -158,7 +158,10 @@ fn self_command() -> (String, Option<String>) {
         return ("expressway".into(), None);
     }
     let shown = me.display().to_string();
-    let quoted = if shown.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c)) {
+    let quoted = if shown
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+    {
         shown
     } else {
         format!("'{}'", shown.replace('\'', "'\\''"))

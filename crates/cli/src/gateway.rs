@@ -296,7 +296,10 @@ mod tests {
         assert!(creds.is_some());
         assert_eq!(w.gateway.listen.port(), 9000);
         assert!(
-            w.gateway.console(creds.as_ref()).expect("no console").is_none(),
+            w.gateway
+                .console(creds.as_ref())
+                .expect("no console")
+                .is_none(),
             "the console is off by default"
         );
 
@@ -307,7 +310,11 @@ mod tests {
             "--console without credentials is refused"
         );
         let creds = Credentials::single("AKID", "s");
-        let c = w.gateway.console(Some(&creds)).expect("console").expect("on");
+        let c = w
+            .gateway
+            .console(Some(&creds))
+            .expect("console")
+            .expect("on");
         assert!(matches!(
             c.auth,
             expressway_gateway::console::ConsoleAuth::Basic(_)

@@ -194,7 +194,10 @@ fn with_headers(mut r: Response, content_type: &'static str) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
@@ -304,9 +307,7 @@ async fn handle(State(c): State<Arc<Console>>, req: Request) -> Response {
         (&Method::GET, ["assets", "dagre.min.js"]) => {
             text(StatusCode::OK, "text/javascript; charset=utf-8", DAGRE_JS)
         }
-        (&Method::GET, ["assets", "favicon.svg"]) => {
-            text(StatusCode::OK, "image/svg+xml", FAVICON)
-        }
+        (&Method::GET, ["assets", "favicon.svg"]) => text(StatusCode::OK, "image/svg+xml", FAVICON),
         (&Method::GET, ["assets", "dagre.LICENSE.txt"]) => {
             text(StatusCode::OK, "text/plain; charset=utf-8", DAGRE_LICENSE)
         }
@@ -355,7 +356,11 @@ async fn handle(State(c): State<Arc<Console>>, req: Request) -> Response {
             }
         }
         (&Method::GET, ["api", "events"]) => events(&c, query_param(query, "machine")),
-        (_, ["api", ..]) => error(StatusCode::NOT_FOUND, "NotFound", "no such console endpoint"),
+        (_, ["api", ..]) => error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "no such console endpoint",
+        ),
         // Client-side routes (#/...) all load the one page; anything else is unknown.
         _ => text(
             StatusCode::NOT_FOUND,
@@ -494,11 +499,8 @@ async fn start(c: &Console, name: &str, headers: &HeaderMap, body: Body) -> Resp
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as i64);
-                c.store.started(
-                    arn,
-                    input,
-                    expressway_asl::timestamp::format_millis(now),
-                );
+                c.store
+                    .started(arn, input, expressway_asl::timestamp::format_millis(now));
                 tracing::info!(machine = %name, execution_arn = %arn, "console: execution started");
             }
             json_response(StatusCode::OK, &v)
@@ -547,7 +549,11 @@ fn events(c: &Console, machine: Option<String>) -> Response {
         _gauge: ClientGauge::new(),
     };
     if *feed.closing.borrow() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "ShuttingDown", "the gateway is stopping");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ShuttingDown",
+            "the gateway is stopping",
+        );
     }
     let stream = futures::stream::unfold(feed, |mut f| async move {
         if f.hello {
@@ -614,12 +620,24 @@ mod tests {
         assert!(same_origin_json(&h).is_err(), "no content type");
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         assert!(same_origin_json(&h).is_err(), "a form's content type");
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        assert!(same_origin_json(&h).is_ok(), "no Origin: not a browser's cross-site request");
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        assert!(
+            same_origin_json(&h).is_ok(),
+            "no Origin: not a browser's cross-site request"
+        );
         h.insert(header::HOST, HeaderValue::from_static("localhost:8083"));
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://localhost:8083"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://localhost:8083"),
+        );
         assert!(same_origin_json(&h).is_ok());
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://evil.example"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example"),
+        );
         assert!(same_origin_json(&h).is_err());
     }
 }

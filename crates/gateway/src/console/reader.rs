@@ -104,7 +104,10 @@ fn run(consumer: &BaseConsumer, cfg: &ReaderConfig, store: &Store, stop: &Atomic
     };
     let mut tpl = TopicPartitionList::new();
     let tail = Offset::OffsetTail(cfg.history_per_partition.max(1));
-    for (topic, parts) in [(&cfg.results_topic, &assignment.0), (&cfg.logs_topic, &assignment.1)] {
+    for (topic, parts) in [
+        (&cfg.results_topic, &assignment.0),
+        (&cfg.logs_topic, &assignment.1),
+    ] {
         for p in parts {
             if let Err(e) = tpl.add_partition_offset(topic, *p, tail) {
                 tracing::warn!(topic = %topic, partition = p, error = %e, "console reader: cannot assign");
@@ -134,7 +137,10 @@ fn run(consumer: &BaseConsumer, cfg: &ReaderConfig, store: &Store, stop: &Atomic
                     ("logs", store.apply_log(value))
                 };
                 if outcome == Applied::Dropped {
-                    tracing::debug!(topic = m.topic(), "console reader: record dropped (machine bound)");
+                    tracing::debug!(
+                        topic = m.topic(),
+                        "console reader: record dropped (machine bound)"
+                    );
                 }
                 metrics::counter!(names::CONSOLE_RECORDS, "topic" => kind, "outcome" => outcome.as_str())
                     .increment(1);

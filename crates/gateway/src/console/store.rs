@@ -238,7 +238,8 @@ impl Store {
             let mut g = self.lock();
             let inner = &mut *g;
             if !inner.executions.contains_key(arn) {
-                if !inner.rings.contains_key(machine) && inner.rings.len() >= self.limits.max_machines
+                if !inner.rings.contains_key(machine)
+                    && inner.rings.len() >= self.limits.max_machines
                 {
                     return Applied::Dropped;
                 }
@@ -350,7 +351,9 @@ impl Store {
                 if e.start_date.is_none() {
                     e.start_date = events
                         .iter()
-                        .find(|ev| ev.get("type").and_then(Value::as_str) == Some("ExecutionStarted"))
+                        .find(|ev| {
+                            ev.get("type").and_then(Value::as_str) == Some("ExecutionStarted")
+                        })
                         .and_then(|ev| ev.get("event_timestamp"))
                         .and_then(Value::as_str)
                         .and_then(|t| t.parse::<i64>().ok())
@@ -444,7 +447,10 @@ mod tests {
         let a = arn("hello", "expressway.start-0-12");
         assert_eq!(machine_of(&a), Some("hello"));
         assert_eq!(name_of(&a), Some("expressway.start-0-12"));
-        assert_eq!(machine_of("arn:aws:states:us-east-1:1:stateMachine:x"), None);
+        assert_eq!(
+            machine_of("arn:aws:states:us-east-1:1:stateMachine:x"),
+            None
+        );
         assert_eq!(machine_of("garbage"), None);
     }
 
@@ -482,7 +488,12 @@ mod tests {
             ..Limits::default()
         });
         for i in 0..5 {
-            s.apply_result(&result("m", &format!("e{i}"), "SUCCEEDED", &format!("2026-01-01T00:00:0{i}Z")));
+            s.apply_result(&result(
+                "m",
+                &format!("e{i}"),
+                "SUCCEEDED",
+                &format!("2026-01-01T00:00:0{i}Z"),
+            ));
         }
         s.apply_result(&result("other", "x", "FAILED", "2026-01-01T00:00:00Z"));
         let names: Vec<String> = s
@@ -506,9 +517,18 @@ mod tests {
             max_log_bytes: 400,
             ..Limits::default()
         });
-        assert_eq!(s.apply_result(&result("a", "1", "SUCCEEDED", "t")), Applied::Applied);
-        assert_eq!(s.apply_result(&result("b", "1", "SUCCEEDED", "t")), Applied::Applied);
-        assert_eq!(s.apply_result(&result("c", "1", "SUCCEEDED", "t")), Applied::Dropped);
+        assert_eq!(
+            s.apply_result(&result("a", "1", "SUCCEEDED", "t")),
+            Applied::Applied
+        );
+        assert_eq!(
+            s.apply_result(&result("b", "1", "SUCCEEDED", "t")),
+            Applied::Applied
+        );
+        assert_eq!(
+            s.apply_result(&result("c", "1", "SUCCEEDED", "t")),
+            Applied::Dropped
+        );
         let log = |m: &str, n: &str, pad: usize| {
             json!({"executionArn": arn(m, n), "events": [{"id":"1","type":"X","details":{"p":"x".repeat(pad)}}]})
                 .to_string()

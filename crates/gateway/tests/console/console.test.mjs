@@ -144,7 +144,11 @@ try {
     await page.click('#timeline tr.visit[data-state="Charge"]');
     assert.equal(await page.textContent('#state-detail .state-error'), 'CardDeclined');
     assert.equal(await page.textContent('#state-detail .state-cause'), 'insufficient funds');
-    await page.screenshot({ path: `${shots}/execution-orders.png`, fullPage: false });
+    await page.click('#graph g.node[data-state="Charge"]');
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: `${shots}/execution-orders.png`, fullPage: true });
+    // The README's picture: the top of the page (graph, path, the selected state).
+    await page.screenshot({ path: `${shots}/readme-execution.png`, clip: { x: 0, y: 0, width: 1360, height: 860 } });
   });
 
   const secure = process.env.SECURE_CONSOLE_URL;
