@@ -192,5 +192,8 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.follower_stop.store(true, Ordering::Release);
+        if let Some(c) = &self.console {
+            c.signal_stop();
+        }
     }
 }

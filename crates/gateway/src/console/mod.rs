@@ -127,12 +127,17 @@ impl Console {
 
     /// Ends the event streams (so a graceful shutdown does not wait for them) and the reader.
     pub async fn stop(&self) {
-        let _ = self.closing.send(true);
-        self.reader_stop.store(true, Ordering::Release);
+        self.signal_stop();
         let handle = self.reader.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(h) = handle {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
+    }
+
+    /// Tells the event streams and the reader to stop, without waiting.
+    pub fn signal_stop(&self) {
+        let _ = self.closing.send(true);
+        self.reader_stop.store(true, Ordering::Release);
     }
 
     fn authorized(&self, headers: &HeaderMap) -> bool {
