@@ -146,15 +146,19 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
 /// finds, else this binary's path (e.g. `target/debug/expressway` under `cargo run`), with a
 /// hint on installing it.
 fn self_command() -> (String, Option<String>) {
-    let Ok(me) = std::env::current_exe().and_then(|p| p.canonicalize()) else {
-        return ("expressway".into(), None);
-    };
-    let on_path = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
+    match std::env::current_exe().and_then(|p| p.canonicalize()) {
+        Ok(me) => command_for(&me, std::env::var_os("PATH").as_deref()),
+        Err(_) => ("expressway".into(), None),
+    }
+}
+
+fn command_for(me: &std::path::Path, path: Option<&std::ffi::OsStr>) -> (String, Option<String>) {
+    let on_path = path.and_then(|path| {
+        std::env::split_paths(path)
             .map(|d| d.join("expressway"))
             .find(|p| p.is_file())
     });
-    if on_path.and_then(|p| p.canonicalize().ok()).as_ref() == Some(&me) {
+    if on_path.and_then(|p| p.canonicalize().ok()).as_deref() == Some(me) {
         return ("expressway".into(), None);
     }
     let shown = me.display().to_string();
@@ -188,4 +192,35 @@ fn first_machine(dir: &std::path::Path) -> Option<String> {
         .collect();
     names.sort();
     names.into_iter().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::command_for;
+
+    #[test]
+    fn hints_name_a_command_that_runs_this_binary() {
+        let dir = std::env::temp_dir().join(format!("expressway-dev-hint-{}", std::process::id()));
+        let (bin, other) = (dir.join("bin"), dir.join("other dir"));
+        for d in [&bin, &other] {
+            std::fs::create_dir_all(d).expect("dir");
+            std::fs::write(d.join("expressway"), b"").expect("file");
+        }
+        let me = bin.join("expressway").canonicalize().expect("canonical");
+        let path = |dirs: &[&std::path::Path]| std::env::join_paths(dirs).expect("PATH");
+        // On the PATH (first match): the short name.
+        let p = path(&[&bin, &other]);
+        assert_eq!(command_for(&me, Some(&p)), ("expressway".to_string(), None));
+        // Another `expressway` first, or none at all (cargo run): this binary's path and a hint.
+        for p in [Some(path(&[&other, &bin])), Some(path(&[])), None] {
+            let (cmd, hint) = command_for(&me, p.as_deref());
+            assert_eq!(cmd, me.display().to_string());
+            assert!(hint.is_some_and(|h| h.contains("cargo install --path crates/cli")));
+        }
+        // A path with a space is quoted for the shell.
+        let spaced = other.join("expressway").canonicalize().expect("canonical");
+        let (cmd, _) = command_for(&spaced, None);
+        assert_eq!(cmd, format!("'{}'", spaced.display()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
