@@ -101,8 +101,8 @@ python3 -m json.tool deploy/grafana/expressway.json >/dev/null
 grep -q '"uid": "${datasource}"' deploy/grafana/expressway.json || fail "dashboard panels must use the \${datasource} variable"
 ! grep -q 'DS_PROMETHEUS' deploy/grafana/expressway.json || fail "dashboard still uses the \${DS_PROMETHEUS} import input (file provisioning cannot resolve it)"
 
-step "metric names in the dashboard and alert rules are in deploy/metrics.txt"
-"$PY" deploy/check_metric_names.py deploy/metrics.txt deploy/grafana/expressway.json deploy/prometheus/alerts.yml
+step "metric names in the dashboard and alert rules are in deploy/metrics.txt (or deploy/metrics-gateway.txt)"
+"$PY" deploy/check_metric_names.py deploy/metrics.txt,deploy/metrics-gateway.txt deploy/grafana/expressway.json deploy/prometheus/alerts.yml
 
 # crates/executor/tests/dashboard_metrics.rs writes a real scrape here (and fails if a name in
 # deploy/metrics.txt is missing from it).

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Every metric name used in PromQL by the Grafana dashboard and the alert rules is exported.
 
-usage: check_metric_names.py METRICS_TXT DASHBOARD_JSON ALERTS_YML
+usage: check_metric_names.py METRICS_TXT[,MORE_TXT...] DASHBOARD_JSON ALERTS_YML
 
 METRICS_TXT lists the executor's series names (one per line, with _bucket/_count/_sum forms);
 crates/executor/tests/dashboard_metrics.rs checks a running executor exports every one of them.
+Further comma-separated files list series of other Expressway processes (the gateway's, with the
+console's: deploy/metrics-gateway.txt).
 Metrics from other exporters the rules rely on are listed in EXTERNAL.
 """
 import json
@@ -45,7 +47,7 @@ def alert_exprs(rules):
 
 
 def main(metrics_txt, dashboard, alerts):
-    known = {l.strip() for l in open(metrics_txt) if l.strip() and not l.startswith("#")}
+    known = {l.strip() for f in metrics_txt.split(",") for l in open(f) if l.strip() and not l.startswith("#")}
     with open(dashboard) as f:
         dash = json.load(f)
     with open(alerts) as f:

@@ -35,6 +35,9 @@ pub struct DevArgs {
     /// Memory budget of each execution the pod runs (see `expressway serve --help`).
     #[arg(long, env = "EXPRESSWAY_EXECUTION_MEMORY_BUDGET", default_value = "64MiB", value_parser = crate::serve::parse_bytes)]
     pub execution_memory_budget: usize,
+    /// Executions the console keeps per state machine (the most recent ones).
+    #[arg(long, env = "EXPRESSWAY_CONSOLE_EXECUTIONS", default_value_t = 100)]
+    pub console_executions: usize,
 }
 
 /// `expressway dev`.
@@ -82,6 +85,14 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
                 follow_definitions: false,
                 listen: args.gateway_listen,
                 server: expressway_gateway::ServerConfig::default(),
+                // Open: dev listens on loopback by default and has no credentials.
+                console: Some(expressway_gateway::ConsoleSettings {
+                    auth: expressway_gateway::console::ConsoleAuth::Open,
+                    limits: expressway_gateway::console::Limits {
+                        per_machine: args.console_executions.max(1),
+                        ..Default::default()
+                    },
+                }),
             },
             pod.registry.clone(),
             pod.engine.clone(),
@@ -89,19 +100,24 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         .await?;
         let url = format!("http://localhost:{}", gateway.addr.port());
         let example = first_machine(&args.definitions).unwrap_or_else(|| "hello".into());
+        let (exe, install_hint) = self_command();
         println!("expressway dev: embedded Kafka-protocol broker (librdkafka mock cluster)");
         println!("  bootstrap: {brokers}");
         println!("  metrics:   http://{}/metrics", pod.metrics_addr);
         println!("  gateway:   {url}  (Step Functions API, no SigV4 in dev)");
+        println!("  console:   {url}/console/  (open it in a browser)");
         println!("Try, in another terminal:");
         println!(
-            "  expressway start --brokers {brokers} {example} --input '{{\"name\":\"Ada\",\"amount\":150}}'"
+            "  {exe} start --brokers {brokers} {example} --input '{{\"name\":\"Ada\",\"amount\":150}}'"
         );
-        println!("  expressway tail --brokers {brokers} --from-beginning");
-        println!("  expressway tail --brokers {brokers} --logs --from-beginning");
+        println!("  {exe} tail --brokers {brokers} --from-beginning");
+        println!("  {exe} tail --brokers {brokers} --logs --from-beginning");
         println!(
             "  AWS_DISABLE_HOST_PREFIX_INJECTION=true aws stepfunctions --endpoint-url {url} start-sync-execution --state-machine-arn arn:aws:states:us-east-1:123456789012:stateMachine:{example} --input '{{\"name\":\"Ada\",\"amount\":150}}'"
         );
+        if let Some(hint) = install_hint {
+            println!("{hint}");
+        }
         println!("Ctrl-C stops.");
         shutdown_signal().await;
         tracing::info!(drain_timeout = ?drain_timeout, "signal received: draining");
@@ -126,6 +142,43 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How to run this binary from another terminal: `expressway` when that is what the PATH
+/// finds, else this binary's path (e.g. `target/debug/expressway` under `cargo run`), with a
+/// hint on installing it.
+fn self_command() -> (String, Option<String>) {
+    match std::env::current_exe().and_then(|p| p.canonicalize()) {
+        Ok(me) => command_for(&me, std::env::var_os("PATH").as_deref()),
+        Err(_) => ("expressway".into(), None),
+    }
+}
+
+fn command_for(me: &std::path::Path, path: Option<&std::ffi::OsStr>) -> (String, Option<String>) {
+    let on_path = path.and_then(|path| {
+        std::env::split_paths(path)
+            .map(|d| d.join("expressway"))
+            .find(|p| p.is_file())
+    });
+    if on_path.and_then(|p| p.canonicalize().ok()).as_deref() == Some(me) {
+        return ("expressway".into(), None);
+    }
+    let shown = me.display().to_string();
+    let quoted = if shown
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+    {
+        shown
+    } else {
+        format!("'{}'", shown.replace('\'', "'\\''"))
+    };
+    (
+        quoted,
+        Some(
+            "(`expressway` on your PATH is not this binary: the commands above use its path; `cargo install --path crates/cli` installs it)"
+                .into(),
+        ),
+    )
+}
+
 fn first_machine(dir: &std::path::Path) -> Option<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .ok()?
@@ -139,4 +192,35 @@ fn first_machine(dir: &std::path::Path) -> Option<String> {
         .collect();
     names.sort();
     names.into_iter().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::command_for;
+
+    #[test]
+    fn hints_name_a_command_that_runs_this_binary() {
+        let dir = std::env::temp_dir().join(format!("expressway-dev-hint-{}", std::process::id()));
+        let (bin, other) = (dir.join("bin"), dir.join("other dir"));
+        for d in [&bin, &other] {
+            std::fs::create_dir_all(d).expect("dir");
+            std::fs::write(d.join("expressway"), b"").expect("file");
+        }
+        let me = bin.join("expressway").canonicalize().expect("canonical");
+        let path = |dirs: &[&std::path::Path]| std::env::join_paths(dirs).expect("PATH");
+        // On the PATH (first match): the short name.
+        let p = path(&[&bin, &other]);
+        assert_eq!(command_for(&me, Some(&p)), ("expressway".to_string(), None));
+        // Another `expressway` first, or none at all (cargo run): this binary's path and a hint.
+        for p in [Some(path(&[&other, &bin])), Some(path(&[])), None] {
+            let (cmd, hint) = command_for(&me, p.as_deref());
+            assert_eq!(cmd, me.display().to_string());
+            assert!(hint.is_some_and(|h| h.contains("cargo install --path crates/cli")));
+        }
+        // A path with a space is quoted for the shell.
+        let spaced = other.join("expressway").canonicalize().expect("canonical");
+        let (cmd, _) = command_for(&spaced, None);
+        assert_eq!(cmd, format!("'{}'", spaced.display()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

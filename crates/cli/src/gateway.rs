@@ -83,6 +83,14 @@ pub struct GatewayArgs {
     /// The account id in ARNs (12 digits).
     #[arg(long, env = "EXPRESSWAY_ACCOUNT", default_value = DEFAULT_ACCOUNT, value_parser = crate::serve::parse_account)]
     pub account: String,
+    /// Serve the browser console at `/console/` on the API's port. It asks for HTTP basic
+    /// credentials: an access key id (user) and its secret access key (password) of the
+    /// gateway's credentials; not available with `--no-auth`.
+    #[arg(long, env = "EXPRESSWAY_CONSOLE")]
+    pub console: bool,
+    /// Executions the console keeps per state machine (the most recent ones).
+    #[arg(long, env = "EXPRESSWAY_CONSOLE_EXECUTIONS", default_value_t = 100)]
+    pub console_executions: usize,
 }
 
 impl GatewayArgs {
@@ -106,6 +114,28 @@ impl GatewayArgs {
             body_timeout: secs("body-timeout-seconds", self.body_timeout_seconds)?,
             idle_timeout: secs("idle-timeout-seconds", self.idle_timeout_seconds)?,
         })
+    }
+
+    /// The console's settings (`None` without `--console`); the console requires credentials.
+    pub fn console(
+        &self,
+        auth: Option<&Credentials>,
+    ) -> anyhow::Result<Option<expressway_gateway::ConsoleSettings>> {
+        if !self.console {
+            return Ok(None);
+        }
+        let Some(creds) = auth else {
+            anyhow::bail!(
+                "--console requires credentials (it asks for an access key id and secret): drop --no-auth, or use `expressway dev` for an open console"
+            );
+        };
+        Ok(Some(expressway_gateway::ConsoleSettings {
+            auth: expressway_gateway::console::ConsoleAuth::Basic(creds.clone()),
+            limits: expressway_gateway::console::Limits {
+                per_machine: self.console_executions.max(1),
+                ..Default::default()
+            },
+        }))
     }
 
     /// The SigV4 credentials these flags describe (`None` with `--no-auth`).
@@ -138,6 +168,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     init_tracing();
     let auth = args.credentials()?;
     let http = args.http_limits()?;
+    let console = args.console(auth.as_ref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(expressway_engine::WORKER_STACK_BYTES)
@@ -172,6 +203,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
                     max_body_bytes: args.max_body_bytes,
                     http,
                 },
+                console,
             },
             registry.clone(),
             engine,
@@ -192,6 +224,9 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.metrics_listen))?;
         println!("expressway gateway: http://{}", gateway.addr);
+        if args.console {
+            println!("  console: http://{}/console/  (HTTP basic: access key id / secret access key)", gateway.addr);
+        }
         tracing::info!(addr = %metrics_addr, "serving /metrics /healthz /readyz");
         shutdown_signal().await;
         tracing::info!("signal received: stopping");
@@ -257,8 +292,33 @@ mod tests {
             "127.0.0.1:9000",
         ])
         .expect("parses");
-        assert!(w.gateway.credentials().expect("creds").is_some());
+        let creds = w.gateway.credentials().expect("creds");
+        assert!(creds.is_some());
         assert_eq!(w.gateway.listen.port(), 9000);
+        assert!(
+            w.gateway
+                .console(creds.as_ref())
+                .expect("no console")
+                .is_none(),
+            "the console is off by default"
+        );
+
+        let w = Wrapper::try_parse_from(["gateway", "--brokers", "b", "--no-auth", "--console"])
+            .expect("parses");
+        assert!(
+            w.gateway.console(None).is_err(),
+            "--console without credentials is refused"
+        );
+        let creds = Credentials::single("AKID", "s");
+        let c = w
+            .gateway
+            .console(Some(&creds))
+            .expect("console")
+            .expect("on");
+        assert!(matches!(
+            c.auth,
+            expressway_gateway::console::ConsoleAuth::Basic(_)
+        ));
 
         // Without credentials (and without --no-auth) the gateway refuses to start, unless the
         // environment provides them.

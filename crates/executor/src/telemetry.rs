@@ -70,6 +70,13 @@ pub mod names {
     pub const GATEWAY_REQUEST_DURATION: &str = "expressway_gateway_request_duration_seconds";
     /// Gateway: counter, label `reason` (the AWS error type of a refused signature).
     pub const GATEWAY_AUTH_FAILURES: &str = "expressway_gateway_auth_failures_total";
+    /// Console: gauge, executions held in the console's ring (all machines).
+    pub const CONSOLE_EXECUTIONS_HELD: &str = "expressway_console_executions_held";
+    /// Console: gauge, open server-sent event streams (browsers following executions).
+    pub const CONSOLE_SSE_CLIENTS: &str = "expressway_console_sse_clients";
+    /// Console: counter, labels `topic` (`results`, `logs`), `outcome` (`applied`, `invalid`,
+    /// `dropped`): records its reader consumed.
+    pub const CONSOLE_RECORDS: &str = "expressway_console_records_total";
     /// HTTP servers: counter, label `server` (`gateway`, `metrics`): connections refused at
     /// the connection limit.
     pub const HTTP_CONNECTIONS_REFUSED: &str = "expressway_http_connections_refused_total";
@@ -201,6 +208,18 @@ fn describe() {
         "HTTP connections closed (or requests answered 408) by the header, body or idle timeout"
     );
     describe_gauge!(names::HTTP_CONNECTIONS_OPEN, "Open HTTP connections");
+    describe_gauge!(
+        names::CONSOLE_EXECUTIONS_HELD,
+        "Executions held by the console (bounded ring per state machine)"
+    );
+    describe_gauge!(
+        names::CONSOLE_SSE_CLIENTS,
+        "Console live-update streams open (server-sent events)"
+    );
+    describe_counter!(
+        names::CONSOLE_RECORDS,
+        "Results and logs records read by the console"
+    );
 }
 
 /// Exports the pod-level series at zero before any traffic, with the label values they are

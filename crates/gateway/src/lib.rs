@@ -11,10 +11,12 @@
 //!   execution in-process (at-most-once, like AWS's synchronous Express) and publishes its log
 //!   and result records.
 //! * `test_state`: TestState (one state in a generated machine).
+//! * [`console`]: the browser console at `GET /console/` (graphs, executions followed live).
 //! * [`start()`]: wiring for `expressway gateway` and `expressway dev`.
 
 pub mod api;
 pub mod backend;
+pub mod console;
 pub mod definitions_writer;
 pub mod error;
 pub mod server;
@@ -42,6 +44,9 @@ pub enum StartError {
     /// The listener could not be bound.
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
+    /// The console's reader could not start.
+    #[error(transparent)]
+    Console(#[from] console::reader::ReaderError),
 }
 
 /// What `expressway gateway` needs.
@@ -60,6 +65,18 @@ pub struct Options {
     pub listen: SocketAddr,
     /// HTTP settings (auth, body limit).
     pub server: ServerConfig,
+    /// The console at `/console/` (`None`: not served). Its reader reads `topics.results`
+    /// and `topics.logs` with `brokers` and `kafka`.
+    pub console: Option<ConsoleSettings>,
+}
+
+/// The console's settings in [`Options`].
+#[derive(Debug, Clone)]
+pub struct ConsoleSettings {
+    /// Access.
+    pub auth: console::ConsoleAuth,
+    /// Bounds of the execution store.
+    pub limits: console::Limits,
 }
 
 /// A running gateway.
@@ -70,6 +87,7 @@ pub struct Running {
     follower_stop: Arc<AtomicBool>,
     follower: Option<std::thread::JoinHandle<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
+    console: Option<Arc<console::Console>>,
 }
 
 impl std::fmt::Debug for Running {
@@ -104,7 +122,27 @@ pub async fn start(
         None
     };
     let gateway = Arc::new(Gateway::new(registry, Arc::new(backend), engine));
-    let app = router(gateway, opts.server.clone());
+    let console = match &opts.console {
+        Some(c) => Some(console::Console::start(
+            gateway.clone(),
+            console::ConsoleOptions {
+                auth: c.auth.clone(),
+                reader: Some(console::reader::ReaderConfig {
+                    brokers: opts.brokers.clone(),
+                    kafka: opts.kafka.clone(),
+                    results_topic: opts.topics.results.clone(),
+                    logs_topic: opts.topics.logs.clone(),
+                    history_per_partition: (c.limits.per_machine * 10) as i64,
+                }),
+                limits: c.limits,
+            },
+        )?),
+        None => None,
+    };
+    let mut app = router(gateway, opts.server.clone());
+    if let Some(c) = &console {
+        app = console::router(c.clone()).merge(app);
+    }
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|e| StartError::Listen(opts.listen, e))?;
@@ -128,12 +166,17 @@ pub async fn start(
         follower_stop,
         follower,
         server: Some(server),
+        console,
     })
 }
 
 impl Running {
     /// Stops accepting requests, lets in-flight ones finish, stops the follower.
     pub async fn shutdown(mut self) {
+        // The console's event streams would hold their connections open.
+        if let Some(c) = self.console.take() {
+            c.stop().await;
+        }
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -150,5 +193,8 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.follower_stop.store(true, Ordering::Release);
+        if let Some(c) = &self.console {
+            c.signal_stop();
+        }
     }
 }

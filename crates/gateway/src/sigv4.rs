@@ -82,6 +82,14 @@ impl Credentials {
         self.keys.is_empty()
     }
 
+    /// Whether `secret` is the secret of `access_key_id` (constant-time in the secret; the
+    /// console's HTTP basic check).
+    pub fn check_secret(&self, access_key_id: &str, secret: &str) -> bool {
+        self.keys
+            .get(access_key_id)
+            .is_some_and(|s| constant_time_eq(s.as_bytes(), secret.as_bytes()))
+    }
+
     /// Reads a file of `ACCESS_KEY_ID:SECRET_ACCESS_KEY` lines (`#` comments and blank lines
     /// ignored), e.g. a mounted Kubernetes secret.
     pub fn from_file(path: &Path) -> Result<Credentials, CredentialsError> {

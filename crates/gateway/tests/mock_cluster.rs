@@ -35,6 +35,21 @@ async fn post(addr: std::net::SocketAddr, op: &str, body: Value) -> (u16, Value)
 }
 
 /// Reads every record of `topic` (partition 0..partitions) from the beginning.
+/// GET `path`; the JSON body, or `Null` when it is not JSON or not 200.
+async fn get(addr: std::net::SocketAddr, path: &str) -> Value {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.expect("read");
+    let text = String::from_utf8_lossy(&out).to_string();
+    if !text.starts_with("HTTP/1.1 200") {
+        return Value::Null;
+    }
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
 fn read_all(brokers: &str, topic: &str, partitions: i32, want: usize) -> Vec<(i32, i64, Vec<u8>)> {
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -81,7 +96,7 @@ fn gateway_on_the_mock_cluster() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let start = |registry: Arc<Registry>| {
+        let start = |registry: Arc<Registry>, console: bool| {
             expressway_gateway::start(
                 Options {
                     brokers: brokers.clone(),
@@ -90,6 +105,10 @@ fn gateway_on_the_mock_cluster() {
                     follow_definitions: true,
                     listen: "127.0.0.1:0".parse().expect("addr"),
                     server: ServerConfig::default(),
+                    console: console.then(|| expressway_gateway::ConsoleSettings {
+                        auth: expressway_gateway::console::ConsoleAuth::Open,
+                        limits: expressway_gateway::console::Limits::default(),
+                    }),
                 },
                 registry,
                 expressway_executor::default_engine_runtime(),
@@ -111,8 +130,9 @@ fn gateway_on_the_mock_cluster() {
         .expect("pod");
         let a_registry = Arc::new(Registry::new("us-east-1", "123456789012"));
         let b_registry = Arc::new(Registry::new("us-east-1", "123456789012"));
-        let a = start(a_registry.clone()).await.expect("replica a");
-        let b = start(b_registry.clone()).await.expect("replica b");
+        // Replica a serves the console (its reader follows the results and logs topics).
+        let a = start(a_registry.clone(), true).await.expect("replica a");
+        let b = start(b_registry.clone(), false).await.expect("replica b");
 
         let def = r#"{"StartAt":"P","States":{"P":{"Type":"Pass","Result":"ok","End":true}}}"#;
         let (st, r) = post(
@@ -196,6 +216,32 @@ fn gateway_on_the_mock_cluster() {
                 .unwrap_or_else(|| panic!("no result for {arn}: {results:?}"));
             assert_eq!(r["status"], json!("SUCCEEDED"));
         }
+        // Replica a's console read every execution, whichever replica started it.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut listed = Value::Null;
+        while Instant::now() < deadline {
+            listed = get(a.addr, "/console/api/machines/m/executions?status=SUCCEEDED").await;
+            if listed["executions"].as_array().map_or(0, Vec::len) == 4 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let held: Vec<&str> = listed["executions"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e["executionArn"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(held.len(), 4, "{listed}");
+        for arn in &arns {
+            assert!(held.contains(&arn.as_str()), "{arn} not in the console: {listed}");
+        }
+        let q = format!("/console/api/execution?arn={}", arns[0].replace(':', "%3A"));
+        let one = get(a.addr, &q).await;
+        assert_eq!(one["hasLogRecord"], json!(true), "{one}");
+        assert_eq!(
+            get(b.addr, "/console/api/machines").await,
+            Value::Null,
+            "replica b serves no console"
+        );
         pod.shutdown().await;
 
         a.shutdown().await;
