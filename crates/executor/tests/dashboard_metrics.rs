@@ -58,6 +58,12 @@ fn every_dashboard_and_alert_metric_is_exported() {
     cfg.group = "g-dashboard".into();
     let registry = env.registry(&[("choose", CHOOSE), ("flaky", FLAKY)]);
     let exec = env.start(cfg, registry.clone());
+    // An exactly-once pod of another group on the same topic: the transaction metrics.
+    let mut eos = env.config();
+    eos.group = "g-dashboard-eos".into();
+    eos.guarantee = expressway_executor::Guarantee::ExactlyOnce;
+    eos.transactions.transactional_id = Some("dashboard-eos".into());
+    let eos_exec = env.start(eos, registry.clone());
     let addr = env
         .rt
         .block_on(expressway_executor::telemetry::serve_http(
@@ -72,8 +78,8 @@ fn every_dashboard_and_alert_metric_is_exported() {
 
     // A success, a failure, a failing task, and a malformed event for the DLQ.
     env.start_sample_events(b"{not json");
-    env.reader("expressway.results").at_least(3);
-    env.reader("expressway.dlq").at_least(1);
+    env.reader("expressway.results").at_least(6);
+    env.reader("expressway.dlq").at_least(2);
 
     let mut last: String;
     let mut missing: Vec<String>;
@@ -109,4 +115,5 @@ fn every_dashboard_and_alert_metric_is_exported() {
         "metrics used by deploy/ but not exported: {missing:?}\n--- /metrics ---\n{last}"
     );
     exec.shutdown_blocking();
+    eos_exec.shutdown_blocking();
 }
