@@ -1497,6 +1497,10 @@ fn exactly_once_a_zombie_woken_after_the_session_timeout_commits_nothing() {
         zombie.counter("expressway_transactions_total{result=\"aborted\"}"),
         log.contains("aborting the transaction")
     );
+    assert!(
+        log.contains("aborting the transaction"),
+        "the zombie aborted its transaction:\n{log}"
+    );
     assert_eq!(other.sigterm(), Some(0));
     drop(zombie);
 }

@@ -1268,8 +1268,13 @@ async fn deliver(
             return match ticket.send(topic, key, payload, headers).await {
                 Ok(_) => Ok(()),
                 Err(SendError::TooLarge) => Err(Undelivered::TooLarge),
-                Err(e @ (SendError::Refused | SendError::Failed(_))) => {
-                    tracing::warn!(topic, error = %e, "execution abandoned: its transaction is aborted (it re-runs from the committed offset)");
+                // The abort is logged once (with its reason) by `exactly_once`.
+                Err(SendError::Refused) => {
+                    tracing::debug!(topic, "execution abandoned: its transaction was aborted (it re-runs from the committed offset)");
+                    Err(Undelivered::Aborted)
+                }
+                Err(SendError::Failed(e)) => {
+                    tracing::warn!(topic, error = %e, "send failed: the transaction will be aborted and the execution re-run");
                     Err(Undelivered::Aborted)
                 }
             };
