@@ -487,7 +487,9 @@ mod tests {
             fixed.transactions.transactional_id.as_deref(),
             Some("pod-0")
         );
-        assert!(Wrapper::try_parse_from(["serve", "--brokers", "b", "--guarantee", "maybe"]).is_err());
+        assert!(
+            Wrapper::try_parse_from(["serve", "--brokers", "b", "--guarantee", "maybe"]).is_err()
+        );
     }
 
     #[test]

@@ -1380,7 +1380,10 @@ fn exactly_once_by(recs: &[Rec], n: usize, name_of: impl Fn(&Rec) -> String, wha
         *count.entry(name_of(r)).or_default() += 1;
     }
     let dup: Vec<_> = count.iter().filter(|(_, c)| **c > 1).collect();
-    assert!(dup.is_empty(), "{what}: duplicates for read_committed readers: {dup:?}");
+    assert!(
+        dup.is_empty(),
+        "{what}: duplicates for read_committed readers: {dup:?}"
+    );
     for i in 0..n {
         assert!(count.contains_key(&format!("e{i}")), "{what}: e{i} missing");
     }
@@ -1403,14 +1406,24 @@ fn check_exactly_once(s: &Suite, n: usize) {
     results.settle(Duration::from_secs(2));
     logs.settle(Duration::from_millis(500));
     out.settle(Duration::from_millis(500));
-    exactly_once_by(&results.records, n, |r| r.key.clone().unwrap_or_default(), "results");
+    exactly_once_by(
+        &results.records,
+        n,
+        |r| r.key.clone().unwrap_or_default(),
+        "results",
+    );
     exactly_once_by(
         &logs.records,
         n,
         |r| name_of_arn(r.key.as_deref().unwrap_or_default()),
         "logs",
     );
-    exactly_once_by(&out.records, n, |r| r.key.clone().unwrap_or_default(), "published");
+    exactly_once_by(
+        &out.records,
+        n,
+        |r| r.key.clone().unwrap_or_default(),
+        "published",
+    );
     for r in &results.records {
         assert_eq!(r.json()["status"], "SUCCEEDED", "{}", r.json());
     }
@@ -1456,8 +1469,8 @@ fn exactly_once_two_pods_one_killed_and_restarted_read_committed_sees_each_recor
     a2.wait_ready();
     check_exactly_once(&s, n);
     s.wait_all_committed(4);
-    let committed = a2.counter("expressway_transactions_total")
-        + bp.counter("expressway_transactions_total");
+    let committed =
+        a2.counter("expressway_transactions_total") + bp.counter("expressway_transactions_total");
     assert!(committed > 0.0, "transactions are counted");
     assert_eq!(a2.sigterm(), Some(0));
     assert_eq!(bp.sigterm(), Some(0));

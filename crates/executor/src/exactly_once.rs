@@ -387,9 +387,9 @@ impl Ticket {
             }
             Err((e, _)) => match e.rdkafka_error_code() {
                 Some(RDKafkaErrorCode::QueueFull) => Step::QueueFull,
-                Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize) => {
-                    Step::Refused(SendError::TooLarge)
-                }
+                Some(
+                    RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize,
+                ) => Step::Refused(SendError::TooLarge),
                 _ => {
                     if self.generation().is_some() {
                         st.doomed.get_or_insert_with(|| e.to_string());
@@ -506,7 +506,7 @@ impl Transactions {
                         return;
                     }
                     std::thread::sleep(Duration::from_secs(1));
-                    if is_fatal(&e) || attempt % 3 == 0 {
+                    if is_fatal(&e) || attempt.is_multiple_of(3) {
                         match self.client.create::<FutureProducer>() {
                             Ok(p) => {
                                 producer = p.clone();
@@ -579,7 +579,8 @@ impl Transactions {
                             Offset::Offset(o) => Some(o),
                             _ => None,
                         };
-                        let done = base.map_or_else(BTreeSet::new, |b| decode_done(b, e.metadata()));
+                        let done =
+                            base.map_or_else(BTreeSet::new, |b| decode_done(b, e.metadata()));
                         out.insert(
                             (e.topic().to_string(), e.partition()),
                             Committed { base, done },
@@ -806,7 +807,11 @@ impl Transactions {
             std::mem::take(&mut s.joined)
         };
         count(false, joined, None);
-        tracing::warn!(reason = why, executions = joined, "aborting the transaction and rewinding to the committed offsets");
+        tracing::warn!(
+            reason = why,
+            executions = joined,
+            "aborting the transaction and rewinding to the committed offsets"
+        );
         let producer = self.producer();
         match producer.abort_transaction(CALL_TIMEOUT) {
             Ok(()) => match producer.begin_transaction() {
@@ -863,9 +868,7 @@ pub(crate) fn touch() {
 /// The offsets to commit for every owned partition with something started, with their
 /// metadata, and the committed state each will have.
 #[allow(clippy::type_complexity)]
-fn offsets_of(
-    st: &LoopState,
-) -> Option<(TopicPartitionList, Vec<((String, i32), Committed)>)> {
+fn offsets_of(st: &LoopState) -> Option<(TopicPartitionList, Vec<((String, i32), Committed)>)> {
     let mut tpl = TopicPartitionList::new();
     let mut committed = Vec::new();
     for ((topic, partition), p) in &st.partitions {
@@ -899,12 +902,7 @@ fn offsets_of(
 }
 
 /// Every owned partition but `skip` back to its committed offset, with a new epoch.
-fn rewind(
-    consumer: &PodConsumer,
-    st: &mut LoopState,
-    skip: &[(String, i32)],
-    txns: &Transactions,
-) {
+fn rewind(consumer: &PodConsumer, st: &mut LoopState, skip: &[(String, i32)], txns: &Transactions) {
     let mut resume = TopicPartitionList::new();
     let mut next_epoch = st.next_epoch;
     for (key, p) in st.partitions.iter_mut() {

@@ -96,7 +96,10 @@ impl OffsetTracker {
     /// Completed offsets above the first pending one (not part of the completed prefix yet),
     /// in increasing order.
     pub fn completed_above_prefix(&self) -> impl Iterator<Item = i64> + '_ {
-        self.window.iter().filter(|(_, done)| *done).map(|(o, _)| *o)
+        self.window
+            .iter()
+            .filter(|(_, done)| *done)
+            .map(|(o, _)| *o)
     }
 
     /// The lowest started offset that has not completed.

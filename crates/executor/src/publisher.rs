@@ -65,9 +65,9 @@ impl KafkaPublisher for RdKafkaPublisher {
                     .await
                 {
                     Ok((partition, offset)) => Ok(PublishAck { partition, offset }),
-                    Err(SendError::TooLarge) => Err(PublishError::MessageTooLarge(
-                        "record too large".into(),
-                    )),
+                    Err(SendError::TooLarge) => {
+                        Err(PublishError::MessageTooLarge("record too large".into()))
+                    }
                     Err(SendError::Failed(e)) => Err(classify(&e)),
                     Err(SendError::Refused) => Err(PublishError::Failed(
                         "the execution's transaction was aborted".into(),
