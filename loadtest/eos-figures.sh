@@ -8,7 +8,7 @@
 #
 #   cargo build --release -p expressway-cli -p expressway-loadtest
 #   bash loadtest/eos-figures.sh 3            # 3 runs per mode on a fresh single node
-#   BROKERS=127.0.0.1:PORT bash loadtest/eos-figures.sh 1   # on a running broker
+#   KAFKA_NAME=single bash loadtest/eos-figures.sh 1  # on a running kafka.sh setup (left running)
 #
 # Prints one JSON line per loadtest run (prefixed with its mode and kind) and stops what it started.
 set -euo pipefail
@@ -19,7 +19,7 @@ count="${COUNT:-20000}"
 rate="${RATE:-1000}"
 target="${TARGET:-target/release}"
 kafka=deploy/kafka/kafka.sh
-name="lt-eos"
+name="${KAFKA_NAME:-lt-eos}"
 work="$(mktemp -d -t expressway-eos-figures.XXXXXX)"
 serve_pid=""
 started_broker=""
@@ -34,25 +34,19 @@ cleanup() {
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-if [ -n "${BROKERS:-}" ]; then
-  brokers="$BROKERS"
-  topics() { echo "BROKERS set: create topics yourself or let the broker auto-create" >&2; }
-else
+if [ -z "${KAFKA_NAME:-}" ]; then
   bash "$kafka" start-single "$name" >/dev/null
   started_broker=1
-  brokers="$(sed -n 's/^KAFKA_BOOTSTRAP=//p' "target/kafka/run/$name/env")"
 fi
+brokers="$(sed -n 's/^KAFKA_BOOTSTRAP=//p' "target/kafka/run/$name/env")"
 mkdir -p "$work/defs"
 cp crates/engine/benches/fixtures/pipeline.asl.json "$work/defs/pipeline.asl.json"
 echo '{"loggingConfiguration":{"level":"ALL","includeExecutionData":true}}' >"$work/defs/pipeline.config.json"
 input="$(cat crates/engine/benches/fixtures/pipeline.input.json)"
 
 create_topics() { # prefix
-  local admin
   for t in start:4 logs:1 results:1 dlq:1 definitions:1; do
-    if [ -n "$started_broker" ]; then
-      bash "$kafka" topics "$name" --create --topic "$1.${t%%:*}" --partitions "${t##*:}" >/dev/null
-    fi
+    bash "$kafka" topics "$name" --create --topic "$1.${t%%:*}" --partitions "${t##*:}" >/dev/null
   done
 }
 
