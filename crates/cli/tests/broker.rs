@@ -1,7 +1,8 @@
 //! Integration suite against a real Kafka broker (Apache Kafka 4.x in `.ci/run`, see
 //! `deploy/kafka-it.sh` and `deploy/kafka/kafka.sh`): `expressway serve` as processes, started,
-//! rebalanced, killed and drained, over plaintext, TLS, mutual TLS and SASL_SSL/SCRAM, and on a
-//! 3-node cluster that loses a node. Ignored by default; each test runs when the variables naming
+//! rebalanced, killed and drained, over plaintext, TLS, mutual TLS and SASL_SSL/SCRAM, on a
+//! 3-node cluster that loses a node, and with `--guarantee exactly-once` (a SIGKILL, a pod
+//! joining, a SIGSTOP zombie: read_committed readers see each record once). Ignored by default; each test runs when the variables naming
 //! its broker are set (otherwise it says so and returns):
 //!
 //! ```text
@@ -1516,4 +1517,41 @@ fn exactly_once_a_zombie_woken_after_the_session_timeout_commits_nothing() {
     );
     assert_eq!(other.sigterm(), Some(0));
     drop(zombie);
+}
+
+#[test]
+#[ignore = "needs a broker: EXPRESSWAY_IT_BROKERS (deploy/kafka-it.sh)"]
+fn exactly_once_a_pod_joining_mid_run_revokes_by_committing_and_nothing_is_duplicated() {
+    let Some(b) = brokers() else { return };
+    let s = Suite::new(b, "eos-join", 4, &[("pub", SLEEP_THEN_PUBLISH)]);
+    s.create_topics(&[(s.topic("out"), 2)]);
+    let mut a = serve_eos(&s, "pod-a", &format!("{}-a", s.prefix));
+    a.wait_ready();
+    let n = 300;
+    let out = s.topic("out");
+    s.start_events(
+        "pub",
+        0..n,
+        |i| json!({"i": i, "sleep": 0.02 * (i % 10) as f64, "out": out}),
+    );
+    let mut results = s.committed_reader("results");
+    results.until("some results", |r| r.len() >= n / 5);
+    // A second pod joins: pod a's revoke drains the revoked partitions and commits the open
+    // transaction with their offsets before releasing them.
+    let mut bp = serve_eos(&s, "pod-b", &format!("{}-b", s.prefix));
+    bp.wait_ready();
+    check_exactly_once(&s, n);
+    s.wait_all_committed(4);
+    let log = a.stderr();
+    assert!(
+        log.contains("partitions revoked"),
+        "pod a gave partitions to pod b:\n{log}"
+    );
+    eprintln!(
+        "join: pod a aborted {} transactions (revoke fell back to abort: {})",
+        a.counter("expressway_transactions_total{result=\"aborted\"}"),
+        log.contains("revoke: writers did not finish")
+    );
+    assert_eq!(a.sigterm(), Some(0));
+    assert_eq!(bp.sigterm(), Some(0));
 }
