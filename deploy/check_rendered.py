@@ -43,6 +43,7 @@ EXPECT = {
         "present": ["Deployment/gateway", "Service/gateway", "PodDisruptionBudget/gateway", "PodMonitor"],
         "absent": ["ServiceMonitor", "HorizontalPodAutoscaler", "ScaledObject", "ConfigMap"],
         "executor_args": ["--bind=orders=order-processing", "--definitions=/etc/expressway/definitions", "--ordering=key",
+                          "--guarantee=at-least-once",
                           "--tasks-config=/etc/expressway/tasks/tasks.json"],
         "gateway_args": ["--credentials-file=/etc/expressway/gateway-auth/credentials",
                          "--tasks-config=/etc/expressway/tasks/tasks.json",

@@ -55,7 +55,10 @@ struct Args {
     /// Scratch topic for `--raw` (created if missing).
     #[arg(long, default_value = "expressway.loadtest.raw")]
     raw_topic: String,
-    /// Extra librdkafka settings, `KEY=VALUE` (repeatable).
+    /// Read results with `isolation.level=read_committed` (pods running `--guarantee
+    /// exactly-once`: latency then includes the transaction commit).
+    #[arg(long)]
+    read_committed: bool,
     #[arg(long = "kafka")]
     kafka: Vec<String>,
 }
@@ -229,6 +232,14 @@ fn tail_consumer(args: &Args, topic: &str) -> anyhow::Result<BaseConsumer> {
             format!("expressway-loadtest-{}", std::process::id()),
         )
         .set("enable.auto.commit", "false")
+        .set(
+            "isolation.level",
+            if args.read_committed {
+                "read_committed"
+            } else {
+                "read_uncommitted"
+            },
+        )
         .create()
         .context("creating the consumer")?;
     let md = c

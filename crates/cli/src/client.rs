@@ -60,9 +60,22 @@ pub struct TailArgs {
     /// Topic to follow (default: the results or logs topic).
     #[arg(long)]
     pub topic: Option<String>,
+    /// Read committed transactions only (`isolation.level=read_committed`): with pods running
+    /// `--guarantee exactly-once`, records of aborted transactions are not shown.
+    #[arg(long)]
+    pub read_committed: bool,
     /// Extra librdkafka setting `KEY=VALUE` (repeatable).
     #[arg(long = "kafka", value_parser = parse_key_value)]
     pub kafka: Vec<(String, String)>,
+}
+
+/// `isolation.level` of a reader (`--read-committed`).
+pub fn isolation_level(read_committed: bool) -> &'static str {
+    if read_committed {
+        "read_committed"
+    } else {
+        "read_uncommitted"
+    }
 }
 
 fn base_config(brokers: &str, kafka: &[(String, String)]) -> ClientConfig {
@@ -181,6 +194,7 @@ pub fn tail(args: TailArgs) -> anyhow::Result<()> {
         .set("group.id", "expressway-tail")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
+        .set("isolation.level", isolation_level(args.read_committed))
         .create()
         .context("creating the consumer")?;
     let start = if args.from_beginning {

@@ -73,6 +73,11 @@ pub struct GatewayArgs {
     /// variable).
     #[arg(long = "kafka", env = "EXPRESSWAY_KAFKA", value_delimiter = ';', value_parser = parse_key_value)]
     pub kafka: Vec<(String, String)>,
+    /// Follow the definitions topic with `isolation.level=read_committed` (records of aborted
+    /// transactions are skipped). The gateway reads no other topic: StartSyncExecution runs
+    /// in-process.
+    #[arg(long, env = "EXPRESSWAY_READ_COMMITTED")]
+    pub read_committed: bool,
     /// Directory of `NAME.asl.json` definitions: the same directory the executor pods get
     /// (`serve --definitions`), so its machines are listed, described and started here too.
     #[arg(long, env = "EXPRESSWAY_DEFINITIONS")]
@@ -164,6 +169,18 @@ impl GatewayArgs {
 }
 
 /// `expressway gateway`.
+impl GatewayArgs {
+    /// `--kafka` settings plus `isolation.level` for `--read-committed` (a consumer setting:
+    /// the producer ignores it).
+    fn kafka_settings(&self) -> Vec<(String, String)> {
+        let mut kafka = self.kafka.clone();
+        if self.read_committed {
+            kafka.push(("isolation.level".into(), "read_committed".into()));
+        }
+        kafka
+    }
+}
+
 pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     init_tracing();
     let auth = args.credentials()?;
@@ -177,7 +194,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     rt.block_on(async {
         let prometheus = telemetry::install_recorder();
         let mut config = ExecutorConfig::new(args.brokers.clone());
-        config.kafka = args.kafka.clone();
+        config.kafka = args.kafka_settings();
         let engine = engine_runtime(&config, args.tasks_config.as_deref())?;
         let registry = Arc::new(Registry::new(&args.region, &args.account));
         if let Some(dir) = &args.definitions {
@@ -189,7 +206,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         let gateway = expressway_gateway::start(
             expressway_gateway::Options {
                 brokers: args.brokers.clone(),
-                kafka: args.kafka.clone(),
+                kafka: args.kafka_settings(),
                 topics: Topics {
                     start: args.start_topic.clone(),
                     logs: args.logs_topic.clone(),

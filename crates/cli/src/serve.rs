@@ -64,6 +64,29 @@ pub struct ServeArgs {
     /// (one execution at a time per partition, in offset order) or `none`.
     #[arg(long, env = "EXPRESSWAY_ORDERING", default_value = "key")]
     pub ordering: expressway_executor::OrderingMode,
+    /// Delivery guarantee: `at-least-once` (outputs acknowledged before the start offset is
+    /// committed; a crash or rebalance can repeat an execution's records) or `exactly-once`
+    /// (log, result, dead-letter and `kafka:publish` records and the start offsets commit in
+    /// Kafka transactions; readers must use `isolation.level=read_committed`).
+    #[arg(long, env = "EXPRESSWAY_GUARANTEE", default_value = "at-least-once")]
+    pub guarantee: expressway_executor::Guarantee,
+    /// `transactional.id` of the exactly-once producer. Default `<group>-<hostname>-<port of
+    /// --metrics-listen>`: stable across restarts of a pod with a stable hostname (StatefulSet),
+    /// so a restarted pod aborts its predecessor's open transaction at once; distinct for pods
+    /// sharing a host.
+    #[arg(long, env = "EXPRESSWAY_TRANSACTIONAL_ID")]
+    pub transactional_id: Option<String>,
+    /// Exactly-once: commit the open transaction this long after its first execution joined it
+    /// (`100ms`, `1s`).
+    #[arg(long, env = "EXPRESSWAY_TRANSACTION_INTERVAL", default_value = "100ms", value_parser = parse_duration)]
+    pub transaction_interval: Duration,
+    /// Exactly-once: commit the open transaction once this many executions wrote into it.
+    #[arg(
+        long,
+        env = "EXPRESSWAY_TRANSACTION_MAX_EXECUTIONS",
+        default_value_t = 1000
+    )]
+    pub transaction_max_executions: usize,
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     #[arg(
         long,
@@ -183,6 +206,22 @@ impl ServeArgs {
         c.log_format = self.log_format;
         c.region = self.region.clone();
         c.account = self.account.clone();
+        c.guarantee = self.guarantee;
+        c.transactions = expressway_executor::TransactionConfig {
+            transactional_id: Some(self.transactional_id.clone().unwrap_or_else(|| {
+                // Port 0 (tests) is not stable; the pid keeps such pods apart.
+                match self.metrics_listen.port() {
+                    0 => expressway_executor::exactly_once::default_transactional_id(&self.group),
+                    port => format!(
+                        "{}-{}-{port}",
+                        self.group,
+                        expressway_executor::exactly_once::hostname()
+                    ),
+                }
+            })),
+            interval: self.transaction_interval,
+            max_executions: self.transaction_max_executions,
+        };
         c
     }
 }
@@ -409,6 +448,49 @@ mod tests {
             Wrapper::try_parse_from(["serve", "--brokers", "b", "--ordering", "fifo"]).is_err()
         );
         assert!(Wrapper::try_parse_from(["serve", "--brokers", "b", "--bind", "nope"]).is_err());
+        assert_eq!(c.guarantee, expressway_executor::Guarantee::AtLeastOnce);
+        let eos = Wrapper::try_parse_from([
+            "serve",
+            "--brokers",
+            "b",
+            "--group",
+            "g",
+            "--guarantee",
+            "exactly-once",
+            "--transaction-interval",
+            "250ms",
+            "--transaction-max-executions",
+            "7",
+            "--metrics-listen",
+            "127.0.0.1:9555",
+        ])
+        .expect("parses")
+        .serve
+        .config();
+        assert_eq!(eos.guarantee, expressway_executor::Guarantee::ExactlyOnce);
+        assert_eq!(eos.transactions.interval, Duration::from_millis(250));
+        assert_eq!(eos.transactions.max_executions, 7);
+        let id = eos.transactions.transactional_id.expect("default id");
+        assert!(id.starts_with("g-") && id.ends_with("-9555"), "{id}");
+        let fixed = Wrapper::try_parse_from([
+            "serve",
+            "--brokers",
+            "b",
+            "--guarantee",
+            "exactly-once",
+            "--transactional-id",
+            "pod-0",
+        ])
+        .expect("parses")
+        .serve
+        .config();
+        assert_eq!(
+            fixed.transactions.transactional_id.as_deref(),
+            Some("pod-0")
+        );
+        assert!(
+            Wrapper::try_parse_from(["serve", "--brokers", "b", "--guarantee", "maybe"]).is_err()
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Integration suite against a real Kafka broker (Apache Kafka 4.x in `.ci/run`, see
 //! `deploy/kafka-it.sh` and `deploy/kafka/kafka.sh`): `expressway serve` as processes, started,
-//! rebalanced, killed and drained, over plaintext, TLS, mutual TLS and SASL_SSL/SCRAM, and on a
-//! 3-node cluster that loses a node. Ignored by default; each test runs when the variables naming
+//! rebalanced, killed and drained, over plaintext, TLS, mutual TLS and SASL_SSL/SCRAM, on a
+//! 3-node cluster that loses a node, and with `--guarantee exactly-once` (a SIGKILL, a pod
+//! joining, a SIGSTOP zombie: read_committed readers see each record once). Ignored by default; each test runs when the variables naming
 //! its broker are set (otherwise it says so and returns):
 //!
 //! ```text
@@ -208,6 +209,11 @@ impl Suite {
     /// Starts `expressway serve` on this test's topics; its stderr goes to a file in
     /// `logs_dir` (printed when a test fails to help diagnose).
     fn serve(&self, label: &str) -> Pod {
+        self.serve_with(label, &[])
+    }
+
+    /// [`Suite::serve`] with extra environment variables (`EXPRESSWAY_GUARANTEE`, ...).
+    fn serve_with(&self, label: &str, env: &[(&str, &str)]) -> Pod {
         let port = free_port();
         let log = self.logs_dir.join(format!("{label}.log"));
         let stderr = std::fs::File::create(&log).unwrap();
@@ -231,6 +237,7 @@ impl Suite {
                 kafka
             })
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
@@ -245,11 +252,21 @@ impl Suite {
 
     /// A reader of every partition of `topic` from the beginning.
     fn reader(&self, what: &str) -> Reader {
+        self.reader_with(what, "read_uncommitted")
+    }
+
+    /// A reader that sees committed transactions only.
+    fn committed_reader(&self, what: &str) -> Reader {
+        self.reader_with(what, "read_committed")
+    }
+
+    fn reader_with(&self, what: &str, isolation: &str) -> Reader {
         let topic = self.topic(what);
         let c: BaseConsumer = self
             .client()
             .set("group.id", format!("{}-reader-{what}", self.prefix))
             .set("enable.auto.commit", "false")
+            .set("isolation.level", isolation)
             .create()
             .unwrap();
         let md = c
@@ -1392,6 +1409,7 @@ fn racing_gateway_replicas_never_publish_the_same_version_number() {
                     follow_definitions: true,
                     listen: "127.0.0.1:0".parse().expect("addr"),
                     server: ServerConfig::default(),
+                    console: None,
                 },
                 registry,
                 expressway_executor::default_engine_runtime(),
@@ -1476,4 +1494,207 @@ fn racing_gateway_replicas_never_publish_the_same_version_number() {
         a.shutdown().await;
         b.shutdown().await;
     });
+}
+
+/// Sleeps `$.sleep` seconds, publishes `{"i"}` to the test's `out` topic (key = execution
+/// name), then succeeds with the publish acknowledgement.
+const SLEEP_THEN_PUBLISH: &str = r#"{"StartAt":"S","States":{
+  "S":{"Type":"Task","Resource":"arn:aws:states:::expressway:test","Parameters":{"SleepSeconds.$":"$.sleep","Result.$":"$"},"ResultPath":null,"Next":"P"},
+  "P":{"Type":"Task","Resource":"arn:aws:states:::kafka:publish",
+       "Parameters":{"Topic.$":"$.out","Key.$":"$$.Execution.Name","Value":{"i.$":"$.i"}},"End":true}}}"#;
+
+/// Exactly-once settings for a pod with a fixed `transactional.id`.
+fn eos_env(id: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("EXPRESSWAY_GUARANTEE", "exactly-once".to_string()),
+        ("EXPRESSWAY_TRANSACTIONAL_ID", id.to_string()),
+    ]
+}
+
+fn serve_eos(s: &Suite, label: &str, id: &str) -> Pod {
+    let env = eos_env(id);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    s.serve_with(label, &env)
+}
+
+/// Every name `e0..e<n>` exactly once among `recs` (keyed by name or, for logs, by ARN).
+fn exactly_once_by(recs: &[Rec], n: usize, name_of: impl Fn(&Rec) -> String, what: &str) {
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for r in recs {
+        *count.entry(name_of(r)).or_default() += 1;
+    }
+    let dup: Vec<_> = count.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(
+        dup.is_empty(),
+        "{what}: duplicates for read_committed readers: {dup:?}"
+    );
+    for i in 0..n {
+        assert!(count.contains_key(&format!("e{i}")), "{what}: e{i} missing");
+    }
+    assert_eq!(count.len(), n, "{what}: names never sent");
+}
+
+/// The execution name at the end of an ARN `...:express:machine:name:uuid`.
+fn name_of_arn(arn: &str) -> String {
+    let parts: Vec<&str> = arn.split(':').collect();
+    parts[parts.len() - 2].to_string()
+}
+
+fn check_exactly_once(s: &Suite, n: usize) {
+    let mut results = s.committed_reader("results");
+    let mut logs = s.committed_reader("logs");
+    let mut out = s.committed_reader("out");
+    results.until("every result", all_names(n));
+    logs.until("every log", |r| r.len() >= n);
+    out.until("every published record", all_names(n));
+    results.settle(Duration::from_secs(2));
+    logs.settle(Duration::from_millis(500));
+    out.settle(Duration::from_millis(500));
+    exactly_once_by(
+        &results.records,
+        n,
+        |r| r.key.clone().unwrap_or_default(),
+        "results",
+    );
+    exactly_once_by(
+        &logs.records,
+        n,
+        |r| name_of_arn(r.key.as_deref().unwrap_or_default()),
+        "logs",
+    );
+    exactly_once_by(
+        &out.records,
+        n,
+        |r| r.key.clone().unwrap_or_default(),
+        "published",
+    );
+    for r in &results.records {
+        assert_eq!(r.json()["status"], "SUCCEEDED", "{}", r.json());
+    }
+    // What a reader without read_committed sees: aborted attempts too.
+    let mut raw = s.reader("results");
+    raw.until("every result", all_names(n));
+    raw.settle(Duration::from_millis(500));
+    eprintln!(
+        "exactly-once: {n} executions; read_committed: {} results, {} logs, {} published; read_uncommitted: {} results",
+        results.records.len(),
+        logs.records.len(),
+        out.records.len(),
+        raw.records.len()
+    );
+}
+
+#[test]
+#[ignore = "needs a broker: EXPRESSWAY_IT_BROKERS (deploy/kafka-it.sh)"]
+fn exactly_once_two_pods_one_killed_and_restarted_read_committed_sees_each_record_once() {
+    let Some(b) = brokers() else { return };
+    let s = Suite::new(b, "eos-kill", 4, &[("pub", SLEEP_THEN_PUBLISH)]);
+    s.create_topics(&[(s.topic("out"), 2)]);
+    let mut a = serve_eos(&s, "pod-a", &format!("{}-a", s.prefix));
+    let mut bp = serve_eos(&s, "pod-b", &format!("{}-b", s.prefix));
+    a.wait_ready();
+    bp.wait_ready();
+    let n = 400;
+    let out = s.topic("out");
+    s.start_events(
+        "pub",
+        0..n,
+        |i| json!({"i": i, "sleep": 0.02 * (i % 10) as f64, "out": out}),
+    );
+    let mut results = s.committed_reader("results");
+    results.until("a quarter of the results", |r| r.len() >= n / 4);
+    // SIGKILL in the middle of the run: its open transaction holds records of finished
+    // executions whose offsets are not committed.
+    a.signal("-KILL");
+    a.wait_exit();
+    // The same transactional.id: the restarted pod aborts its predecessor's open transaction in
+    // init_transactions.
+    let mut a2 = serve_eos(&s, "pod-a-restarted", &format!("{}-a", s.prefix));
+    a2.wait_ready();
+    check_exactly_once(&s, n);
+    s.wait_all_committed(4);
+    let committed =
+        a2.counter("expressway_transactions_total") + bp.counter("expressway_transactions_total");
+    assert!(committed > 0.0, "transactions are counted");
+    assert_eq!(a2.sigterm(), Some(0));
+    assert_eq!(bp.sigterm(), Some(0));
+}
+
+#[test]
+#[ignore = "needs a broker: EXPRESSWAY_IT_BROKERS (deploy/kafka-it.sh)"]
+fn exactly_once_a_zombie_woken_after_the_session_timeout_commits_nothing() {
+    let Some(b) = brokers() else { return };
+    let s = Suite::new(b, "eos-zombie", 2, &[("pub", SLEEP_THEN_PUBLISH)]);
+    s.create_topics(&[(s.topic("out"), 1)]);
+    let mut zombie = serve_eos(&s, "pod-zombie", &format!("{}-z", s.prefix));
+    zombie.wait_ready();
+    let n = 60;
+    let out = s.topic("out");
+    // Long enough that executions are in flight (some already published) when it stops.
+    s.start_events(
+        "pub",
+        0..n,
+        |i| json!({"i": i, "sleep": 0.5 + 0.05 * (i % 20) as f64, "out": out}),
+    );
+    let mut raw = s.reader("out");
+    raw.until("some published records", |r| !r.is_empty());
+    zombie.signal("-STOP");
+    // Its partitions go to the other pod once the session times out (6 s).
+    let mut other = serve_eos(&s, "pod-other", &format!("{}-o", s.prefix));
+    other.wait_ready();
+    let mut results = s.committed_reader("results");
+    results.until("every result (from the other pod)", all_names(n));
+    zombie.signal("-CONT");
+    // The zombie finishes its executions and tries to commit: refused (KIP-447), aborted.
+    std::thread::sleep(Duration::from_secs(5));
+    check_exactly_once(&s, n);
+    let log = zombie.stderr();
+    eprintln!(
+        "zombie: aborted transactions {}, refusal logged: {}",
+        zombie.counter("expressway_transactions_total{result=\"aborted\"}"),
+        log.contains("aborting the transaction")
+    );
+    assert!(
+        log.contains("aborting the transaction"),
+        "the zombie aborted its transaction:\n{log}"
+    );
+    assert_eq!(other.sigterm(), Some(0));
+    drop(zombie);
+}
+
+#[test]
+#[ignore = "needs a broker: EXPRESSWAY_IT_BROKERS (deploy/kafka-it.sh)"]
+fn exactly_once_a_pod_joining_mid_run_revokes_by_committing_and_nothing_is_duplicated() {
+    let Some(b) = brokers() else { return };
+    let s = Suite::new(b, "eos-join", 4, &[("pub", SLEEP_THEN_PUBLISH)]);
+    s.create_topics(&[(s.topic("out"), 2)]);
+    let mut a = serve_eos(&s, "pod-a", &format!("{}-a", s.prefix));
+    a.wait_ready();
+    let n = 300;
+    let out = s.topic("out");
+    s.start_events(
+        "pub",
+        0..n,
+        |i| json!({"i": i, "sleep": 0.02 * (i % 10) as f64, "out": out}),
+    );
+    let mut results = s.committed_reader("results");
+    results.until("some results", |r| r.len() >= n / 5);
+    // A second pod joins: pod a's revoke drains the revoked partitions and commits the open
+    // transaction with their offsets before releasing them.
+    let mut bp = serve_eos(&s, "pod-b", &format!("{}-b", s.prefix));
+    bp.wait_ready();
+    check_exactly_once(&s, n);
+    s.wait_all_committed(4);
+    let log = a.stderr();
+    assert!(
+        log.contains("partitions revoked"),
+        "pod a gave partitions to pod b:\n{log}"
+    );
+    eprintln!(
+        "join: pod a aborted {} transactions (revoke fell back to abort: {})",
+        a.counter("expressway_transactions_total{result=\"aborted\"}"),
+        log.contains("revoke: writers did not finish")
+    );
+    assert_eq!(a.sigterm(), Some(0));
+    assert_eq!(bp.sigterm(), Some(0));
 }

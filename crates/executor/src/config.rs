@@ -24,6 +24,54 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
+/// Delivery guarantee of a pod's Kafka outputs (`--guarantee`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Guarantee {
+    /// Outputs are acknowledged before the start offset is committed; a crash or rebalance may
+    /// re-run an execution (same ARN), so its records can appear twice (default).
+    #[default]
+    AtLeastOnce,
+    /// Log, result, dead-letter and `kafka:publish` records and the consumed start offsets are
+    /// committed in Kafka transactions ([`crate::exactly_once`]): a `read_committed` reader sees
+    /// each execution's records once.
+    ExactlyOnce,
+}
+
+impl std::str::FromStr for Guarantee {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Guarantee, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "at-least-once" => Ok(Guarantee::AtLeastOnce),
+            "exactly-once" => Ok(Guarantee::ExactlyOnce),
+            _ => Err(format!(
+                "unknown guarantee '{s}' (at-least-once, exactly-once)"
+            )),
+        }
+    }
+}
+
+/// Settings of `--guarantee exactly-once` (ignored otherwise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionConfig {
+    /// `transactional.id` of the pod's producer (`None`: `<group>-<hostname>-<pid>`, see
+    /// [`crate::exactly_once::default_transactional_id`]).
+    pub transactional_id: Option<String>,
+    /// A transaction is committed this long after its first execution joined it...
+    pub interval: Duration,
+    /// ... or once this many executions wrote into it, whichever comes first.
+    pub max_executions: usize,
+}
+
+impl Default for TransactionConfig {
+    fn default() -> TransactionConfig {
+        TransactionConfig {
+            transactional_id: None,
+            interval: Duration::from_millis(100),
+            max_executions: 1000,
+        }
+    }
+}
+
 /// Everything the executor pod needs to know.
 #[derive(Debug, Clone)]
 pub struct ExecutorConfig {
@@ -69,6 +117,10 @@ pub struct ExecutorConfig {
     /// Memory budget of each execution (estimated bytes of live state; see
     /// `expressway_engine::Limits::max_memory_bytes`).
     pub execution_memory_bytes: usize,
+    /// Delivery guarantee (`--guarantee`, default at-least-once).
+    pub guarantee: Guarantee,
+    /// Transactions of `Guarantee::ExactlyOnce`.
+    pub transactions: TransactionConfig,
 }
 
 impl ExecutorConfig {
@@ -93,6 +145,8 @@ impl ExecutorConfig {
             region: expressway_engine::DEFAULT_REGION.into(),
             account: expressway_engine::DEFAULT_ACCOUNT.into(),
             execution_memory_bytes: expressway_engine::DEFAULT_MAX_MEMORY_BYTES,
+            guarantee: Guarantee::AtLeastOnce,
+            transactions: TransactionConfig::default(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! * [`offsets::OffsetTracker`]: the contiguous-completed-prefix rule of at-least-once delivery.
 //! * [`ordering`]: which waiting records of a partition may start (`--ordering key|partition|none`).
+//! * [`exactly_once`]: `--guarantee exactly-once`, outputs and offsets in Kafka transactions.
 //! * [`registry::Registry`]: state machines from a directory and the definitions topic.
 //! * [`pod::Executor`]: the consumer group member that runs executions and produces their log,
 //!   result and dead-letter records, with rebalance draining and graceful shutdown.
@@ -13,6 +14,7 @@
 mod commit_errors;
 pub mod config;
 pub mod definitions;
+pub mod exactly_once;
 pub mod http_server;
 pub mod lag;
 pub mod offsets;
@@ -22,7 +24,7 @@ pub mod publisher;
 pub mod registry;
 pub mod telemetry;
 
-pub use config::ExecutorConfig;
+pub use config::{ExecutorConfig, Guarantee, TransactionConfig};
 pub use definitions::spawn_follower;
 pub use offsets::OffsetTracker;
 pub use ordering::OrderingMode;

@@ -93,6 +93,15 @@ impl OffsetTracker {
         self.window.len() - self.completed_in_window
     }
 
+    /// Completed offsets above the first pending one (not part of the completed prefix yet),
+    /// in increasing order.
+    pub fn completed_above_prefix(&self) -> impl Iterator<Item = i64> + '_ {
+        self.window
+            .iter()
+            .filter(|(_, done)| *done)
+            .map(|(o, _)| *o)
+    }
+
     /// The lowest started offset that has not completed.
     pub fn first_pending(&self) -> Option<i64> {
         self.window.front().map(|(o, _)| *o)
@@ -103,6 +112,20 @@ impl OffsetTracker {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn completed_offsets_above_a_hole_are_listed() {
+        let mut t = OffsetTracker::new();
+        for o in [3, 4, 5, 7, 8] {
+            t.start(o).expect("increasing");
+        }
+        t.complete(4).expect("in flight");
+        t.complete(7).expect("in flight");
+        assert_eq!(t.completed_above_prefix().collect::<Vec<_>>(), vec![4, 7]);
+        t.complete(3).expect("in flight");
+        assert_eq!(t.first_pending(), Some(5));
+        assert_eq!(t.completed_above_prefix().collect::<Vec<_>>(), vec![7]);
+    }
 
     #[test]
     fn in_order_completion_advances_each_time() {

@@ -21,7 +21,8 @@
 //! * Each assignment of a partition gets a fresh epoch; completions from an earlier epoch
 //!   (executions that outlived a revoke's drain budget) are ignored.
 
-use crate::config::{ExecutorConfig, LogFormat};
+use crate::config::{ExecutorConfig, Guarantee, LogFormat};
+use crate::exactly_once::{PartitionTxn, SendError, Ticket, Transactions};
 use crate::offsets::OffsetTracker;
 use crate::ordering::OrderingMode;
 use crate::ordering::{Lane, Sequencer};
@@ -80,11 +81,21 @@ struct Completion {
     offset: i64,
     /// The ordering lane the record kept busy (see [`crate::ordering`]).
     lane: Option<Lane>,
+    /// Exactly-once: the transaction the execution wrote into.
+    generation: Option<u64>,
+}
+
+/// Where execution outputs go (`--guarantee`).
+enum Output {
+    /// The pod's idempotent producer; offsets are stored once outputs are acknowledged.
+    AtLeastOnce(FutureProducer),
+    /// The pod's transactional producer ([`crate::exactly_once`]).
+    ExactlyOnce(Arc<Transactions>),
 }
 
 /// What execution tasks share.
 struct Deps {
-    producer: FutureProducer,
+    output: Output,
     registry: Arc<Registry>,
     engine: Runtime,
     config: ExecutorConfig,
@@ -104,16 +115,18 @@ impl Deps {
     }
 }
 
-struct PartitionState {
-    epoch: u64,
+pub(crate) struct PartitionState {
+    pub(crate) epoch: u64,
     /// Every record taken from the consumer (running or waiting in `backlog`) is started here.
-    tracker: OffsetTracker,
-    paused: bool,
+    pub(crate) tracker: OffsetTracker,
+    pub(crate) paused: bool,
     /// Executions running (spawned, not completed).
-    running: usize,
+    pub(crate) running: usize,
     /// Records received but not started: waiting for a free slot of the partition or pod, or
     /// for an earlier record of their key (`--ordering`).
-    backlog: Sequencer,
+    pub(crate) backlog: Sequencer,
+    /// Exactly-once: committed state and records to skip (unused at-least-once).
+    pub(crate) eos: PartitionTxn,
 }
 
 /// Backlog size at which a partition is paused (it is resumed at half). Pausing drops
@@ -152,26 +165,43 @@ impl Spawner {
         let deps = self.deps.clone();
         let tx = self.tx.clone();
         self.runtime.spawn(async move {
-            if process_guarded(&deps, &msg).await {
+            let (done, generation) = match &deps.output {
+                Output::AtLeastOnce(_) => (process_guarded(&deps, &msg).await, None),
+                Output::ExactlyOnce(txns) => {
+                    let ticket = Arc::new(Ticket::new(
+                        txns.clone(),
+                        msg.topic(),
+                        msg.partition(),
+                        epoch,
+                    ));
+                    let done = ticket.clone().scope(process_guarded(&deps, &msg)).await;
+                    (done, ticket.generation())
+                }
+            };
+            if done {
                 let _ = tx.send(Completion {
                     topic: msg.topic().to_string(),
                     partition: msg.partition(),
                     epoch,
                     offset: msg.offset(),
                     lane,
+                    generation,
                 });
             }
         });
     }
 }
 
-struct LoopState {
-    partitions: HashMap<(String, i32), PartitionState>,
-    next_epoch: u64,
+pub(crate) struct LoopState {
+    pub(crate) partitions: HashMap<(String, i32), PartitionState>,
+    pub(crate) next_epoch: u64,
     rx: mpsc::Receiver<Completion>,
+    pub(crate) ordering: OrderingMode,
+    /// `--guarantee exactly-once`.
+    eos: Option<Arc<Transactions>>,
 }
 
-struct PodContext {
+pub(crate) struct PodContext {
     state: Mutex<LoopState>,
     health: Arc<Health>,
     drain_timeout: Duration,
@@ -182,7 +212,7 @@ struct PodContext {
     lag_owner: u64,
 }
 
-type PodConsumer = BaseConsumer<PodContext>;
+pub(crate) type PodConsumer = BaseConsumer<PodContext>;
 
 impl PodContext {
     fn lock(&self) -> MutexGuard<'_, LoopState> {
@@ -193,17 +223,36 @@ impl PodContext {
     fn on_assign(&self, consumer: &PodConsumer, tpl: &TopicPartitionList) {
         let mut st = self.lock();
         let mut resume = TopicPartitionList::new();
+        // Exactly-once: what the previous owner committed (offsets and finished records above
+        // them), waiting for its pending transaction to end.
+        let mut committed = match &st.eos {
+            Some(txns) => txns.fetch_committed(consumer, tpl),
+            None => HashMap::new(),
+        };
         for e in tpl.elements() {
             st.next_epoch += 1;
             let epoch = st.next_epoch;
+            let key = (e.topic().to_string(), e.partition());
+            let mut eos = PartitionTxn::default();
+            if let Some(c) = committed.remove(&key) {
+                if !c.done.is_empty() {
+                    tracing::info!(topic = e.topic(), partition = e.partition(), offset = ?c.base, done = c.done.len(), "records above the committed offset are already done; skipping them");
+                }
+                eos.inherited = c.done.clone();
+                eos.committed = c;
+            }
+            if let Some(txns) = &st.eos {
+                txns.set_epoch(e.topic(), e.partition(), epoch);
+            }
             st.partitions.insert(
-                (e.topic().to_string(), e.partition()),
+                key,
                 PartitionState {
                     epoch,
                     tracker: OffsetTracker::new(),
                     paused: false,
                     running: 0,
                     backlog: Sequencer::new(self.ordering),
+                    eos,
                 },
             );
             resume.add_partition(e.topic(), e.partition());
@@ -257,6 +306,22 @@ impl PodContext {
                 .map(|p| p.running)
                 .sum()
         });
+        if let Some(txns) = st.eos.clone() {
+            // Commit the transaction with the revoked partitions' offsets before releasing them
+            // (or abort it when one of its writers is still running).
+            txns.on_revoke(consumer, &mut st, &keys, deadline);
+            for k in &keys {
+                st.partitions.remove(k);
+                txns.forget(&k.0, k.1);
+            }
+            drop(st);
+            tracing::info!(
+                partitions = %describe(tpl),
+                abandoned_in_flight = pending,
+                "partitions revoked"
+            );
+            return;
+        }
         let mut commit = TopicPartitionList::new();
         for k in &keys {
             if let Some(p) = st.partitions.remove(k) {
@@ -284,7 +349,7 @@ impl PodContext {
 
 impl LoopState {
     /// Executions running in the pod.
-    fn running(&self) -> usize {
+    pub(crate) fn running(&self) -> usize {
         self.partitions.values().map(|p| p.running).sum()
     }
 
@@ -310,6 +375,10 @@ impl LoopState {
 
     /// Applies one completion: advance the tracker and store the new prefix end.
     fn apply(&mut self, consumer: &PodConsumer, c: Completion) {
+        if let Some(txns) = &self.eos {
+            txns.finished(c.generation);
+        }
+        let eos = self.eos.is_some();
         let Some(p) = self.partitions.get_mut(&(c.topic.clone(), c.partition)) else {
             return;
         };
@@ -319,6 +388,8 @@ impl LoopState {
         p.running = p.running.saturating_sub(1);
         p.backlog.finished(c.lane);
         match p.tracker.complete(c.offset) {
+            // Exactly-once: offsets go into the transaction instead.
+            Ok(Some(_)) if eos => {}
             Ok(Some(next)) => {
                 let mut tpl = TopicPartitionList::new();
                 if tpl
@@ -339,7 +410,7 @@ impl LoopState {
 
     /// Applies completions until `remaining(self)` is zero or the deadline passes; returns what
     /// remained.
-    fn drain(
+    pub(crate) fn drain(
         &mut self,
         consumer: &PodConsumer,
         deadline: Instant,
@@ -453,7 +524,7 @@ fn describe(tpl: &TopicPartitionList) -> String {
         .join(",")
 }
 
-fn describe_offsets(tpl: &TopicPartitionList) -> String {
+pub(crate) fn describe_offsets(tpl: &TopicPartitionList) -> String {
     tpl.elements()
         .iter()
         .map(|e| format!("{}/{}@{:?}", e.topic(), e.partition(), e.offset()))
@@ -520,20 +591,33 @@ impl Executor {
         }
         crate::telemetry::touch_pod();
 
-        let producer: FutureProducer = client_config(
-            &config,
-            // lz4: log records are JSON with their data escaped inside strings (~8 KB for the
-            // bench machine at level ALL) and compress several-fold; fewer bytes cost less CRC32C
-            // and copying here and on the broker than compressing does (+20-25 % executions/s
-            // on Tansu). `--kafka compression.type=none` turns it off.
-            &[
-                ("linger.ms", "5"),
-                ("acks", "all"),
-                ("compression.type", "lz4"),
-            ],
-            &[("enable.idempotence", "true")],
-        )
-        .create()?;
+        let output = match config.guarantee {
+            Guarantee::AtLeastOnce => Output::AtLeastOnce(
+                client_config(
+                    &config,
+                    // lz4: log records are JSON with their data escaped inside strings (~8 KB
+                    // for the bench machine at level ALL) and compress several-fold; fewer
+                    // bytes cost less CRC32C and copying here and on the broker than
+                    // compressing does (+20-25 % executions/s on Tansu).
+                    // `--kafka compression.type=none` turns it off.
+                    &[
+                        ("linger.ms", "5"),
+                        ("acks", "all"),
+                        ("compression.type", "lz4"),
+                    ],
+                    &[("enable.idempotence", "true")],
+                )
+                .create()?,
+            ),
+            Guarantee::ExactlyOnce => {
+                crate::exactly_once::touch();
+                Output::ExactlyOnce(Transactions::new(&config, shutdown.clone())?)
+            }
+        };
+        let eos = match &output {
+            Output::ExactlyOnce(t) => Some(t.clone()),
+            Output::AtLeastOnce(_) => None,
+        };
 
         let (tx, rx) = mpsc::channel();
         let context = PodContext {
@@ -541,6 +625,8 @@ impl Executor {
                 partitions: HashMap::new(),
                 next_epoch: 0,
                 rx,
+                ordering: config.ordering,
+                eos: eos.clone(),
             }),
             health: health.clone(),
             drain_timeout: config.drain_timeout,
@@ -548,6 +634,21 @@ impl Executor {
             closing: AtomicBool::new(false),
             lag_owner: crate::lag::new_owner(),
         };
+        // Exactly-once: offsets are committed only inside transactions, and start events
+        // written transactionally upstream are read once committed.
+        let (auto_commit, isolation) = match config.guarantee {
+            Guarantee::AtLeastOnce => ("true", "read_uncommitted"),
+            Guarantee::ExactlyOnce => ("false", "read_committed"),
+        };
+        let mut forced = vec![
+            ("group.id", config.group.as_str()),
+            ("enable.auto.commit", auto_commit),
+            ("enable.auto.offset.store", "false"),
+            ("partition.assignment.strategy", "cooperative-sticky"),
+        ];
+        if config.guarantee == Guarantee::ExactlyOnce {
+            forced.push(("isolation.level", isolation));
+        }
         let consumer: PodConsumer = client_config(
             &config,
             &[
@@ -556,12 +657,7 @@ impl Executor {
                 ("statistics.interval.ms", "5000"),
                 ("auto.commit.interval.ms", "5000"),
             ],
-            &[
-                ("group.id", &config.group),
-                ("enable.auto.commit", "true"),
-                ("enable.auto.offset.store", "false"),
-                ("partition.assignment.strategy", "cooperative-sticky"),
-            ],
+            &forced,
         )
         .create_with_context(context)?;
         let mut topics: Vec<&str> = vec![config.start_topic.as_str()];
@@ -593,7 +689,7 @@ impl Executor {
         };
 
         let deps = Arc::new(Deps {
-            producer,
+            output,
             registry,
             engine,
             bindings: config.bindings.iter().cloned().collect(),
@@ -671,6 +767,11 @@ fn consumer_loop(
     // Completions arrive on a channel, not through librdkafka, so poll briefly while executions
     // run (a freed slot is refilled within a few ms) and longer when idle.
     let mut poll_timeout = Duration::from_millis(50);
+    let eos = consumer.context().lock().eos.clone();
+    if let Some(txns) = &eos {
+        // Blocking: before the first poll, so no rebalance callback runs before it.
+        txns.init();
+    }
     while !stop.load(Ordering::Acquire) {
         let polled = consumer.poll(poll_timeout);
         let mut st = consumer.context().lock();
@@ -680,15 +781,26 @@ fn consumer_loop(
             Some(Ok(msg)) => {
                 let key = (msg.topic().to_string(), msg.partition());
                 if let Some(p) = st.partitions.get_mut(&key) {
-                    match p.tracker.start(msg.offset()) {
-                        Ok(()) => p.backlog.push(msg.detach()),
-                        Err(e) => tracing::debug!(error = %e, "skipping redelivered record"),
+                    if p.eos.drops() {
+                        // Exactly-once rewind whose seek is pending.
+                    } else {
+                        match p.tracker.start(msg.offset()) {
+                            Ok(()) if p.eos.take_inherited(msg.offset()) => {
+                                // Exactly-once: committed as done by an earlier transaction.
+                                let _ = p.tracker.complete(msg.offset());
+                            }
+                            Ok(()) => p.backlog.push(msg.detach()),
+                            Err(e) => tracing::debug!(error = %e, "skipping redelivered record"),
+                        }
                     }
                 }
             }
         }
         while let Ok(c) = st.rx.try_recv() {
             st.apply(&consumer, c);
+        }
+        if let Some(txns) = &eos {
+            txns.tick(&consumer, &mut st);
         }
         st.dispatch(&spawner, per_partition, total);
         st.apply_backpressure(&consumer, limits);
@@ -720,16 +832,24 @@ fn consumer_loop(
                 "drain timeout: unfinished executions will be redelivered"
             );
         }
+        if let Some(txns) = &eos {
+            txns.shutdown(&consumer, &mut st, deadline);
+        }
     }
     ctx.closing.store(true, Ordering::Release);
     deps.abort_all();
-    if let Err(e) = deps.producer.flush(Duration::from_secs(10)) {
-        tracing::warn!(error = %e, "producer flush failed");
-    }
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) => tracing::info!("final offsets committed"),
-        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(e) => crate::commit_errors::log_commit_failure("final offsets", &e),
+    match &deps.output {
+        Output::AtLeastOnce(producer) => {
+            if let Err(e) = producer.flush(Duration::from_secs(10)) {
+                tracing::warn!(error = %e, "producer flush failed");
+            }
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) => tracing::info!("final offsets committed"),
+                Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                Err(e) => crate::commit_errors::log_commit_failure("final offsets", &e),
+            }
+        }
+        Output::ExactlyOnce(_) => {}
     }
     let lag_owner = consumer.context().lag_owner;
     // Dropping the consumer closes it: it leaves the group (the revoke callback finds nothing
@@ -1129,7 +1249,8 @@ enum Undelivered {
 }
 
 /// Produces one record and waits for its acknowledgement, retrying transient failures until it
-/// is acknowledged or the shutdown drain budget is spent.
+/// is acknowledged or the shutdown drain budget is spent. Exactly-once: through the execution's
+/// transaction, never retried (a failed send aborts the transaction; the record re-runs).
 async fn deliver(
     deps: &Deps,
     topic: &str,
@@ -1137,6 +1258,28 @@ async fn deliver(
     payload: Option<&[u8]>,
     headers: Option<OwnedHeaders>,
 ) -> Result<(), Undelivered> {
+    let producer = match &deps.output {
+        Output::AtLeastOnce(p) => p,
+        Output::ExactlyOnce(_) => {
+            let Some(ticket) = crate::exactly_once::current() else {
+                tracing::error!(topic, "exactly-once send outside an execution; dropped");
+                return Err(Undelivered::Aborted);
+            };
+            return match ticket.send(topic, key, payload, headers).await {
+                Ok(_) => Ok(()),
+                Err(SendError::TooLarge) => Err(Undelivered::TooLarge),
+                // The abort is logged once (with its reason) by `exactly_once`.
+                Err(SendError::Refused) => {
+                    tracing::debug!(topic, "execution abandoned: its transaction was aborted (it re-runs from the committed offset)");
+                    Err(Undelivered::Aborted)
+                }
+                Err(SendError::Failed(e)) => {
+                    tracing::warn!(topic, error = %e, "send failed: the transaction will be aborted and the execution re-run");
+                    Err(Undelivered::Aborted)
+                }
+            };
+        }
+    };
     let mut backoff = Duration::from_millis(100);
     loop {
         let mut record = FutureRecord::<[u8], [u8]>::to(topic);
@@ -1149,7 +1292,7 @@ async fn deliver(
         if let Some(h) = &headers {
             record = record.headers(h.clone());
         }
-        match deps.producer.send(record, Duration::from_secs(5)).await {
+        match producer.send(record, Duration::from_secs(5)).await {
             Ok(_) => return Ok(()),
             Err((e, _)) => {
                 if matches!(

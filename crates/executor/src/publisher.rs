@@ -1,8 +1,11 @@
 //! `kafka:publish` on a real cluster: the rdkafka implementation of
 //! [`expressway_tasks::KafkaPublisher`]. The future completes when the brokers acknowledge the
-//! record (idempotent producer, `acks=all`).
+//! record (idempotent producer, `acks=all`). Under `--guarantee exactly-once`, a record published
+//! by a running execution goes through the pod's transactional producer instead, in the
+//! execution's transaction ([`crate::exactly_once`]).
 
 use crate::config::ExecutorConfig;
+use crate::exactly_once::SendError;
 use expressway_tasks::{KafkaPublisher, KafkaRecord, PublishAck, PublishError};
 use futures::future::BoxFuture;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -42,6 +45,36 @@ fn classify(e: &KafkaError) -> PublishError {
 
 impl KafkaPublisher for RdKafkaPublisher {
     fn publish(&self, record: KafkaRecord) -> BoxFuture<'static, Result<PublishAck, PublishError>> {
+        // `--guarantee exactly-once`: inside an execution, the record joins its transaction.
+        if let Some(ticket) = crate::exactly_once::current() {
+            return Box::pin(async move {
+                let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+                for (k, v) in &record.headers {
+                    headers = headers.insert(Header {
+                        key: k,
+                        value: Some(v),
+                    });
+                }
+                match ticket
+                    .send(
+                        &record.topic,
+                        record.key.as_deref(),
+                        Some(&record.value),
+                        Some(headers),
+                    )
+                    .await
+                {
+                    Ok((partition, offset)) => Ok(PublishAck { partition, offset }),
+                    Err(SendError::TooLarge) => {
+                        Err(PublishError::MessageTooLarge("record too large".into()))
+                    }
+                    Err(SendError::Failed(e)) => Err(classify(&e)),
+                    Err(SendError::Refused) => Err(PublishError::Failed(
+                        "the execution's transaction was aborted".into(),
+                    )),
+                }
+            });
+        }
         let producer = self.producer.clone();
         Box::pin(async move {
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());

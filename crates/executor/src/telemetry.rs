@@ -54,6 +54,13 @@ pub mod names {
     pub const LOG_BATCH_BYTES: &str = "expressway_log_batch_bytes";
     /// Counter, label `result` (`ok`/`error`).
     pub const OFFSET_COMMITS: &str = "expressway_offset_commits_total";
+    /// Counter, label `result` (`committed`/`aborted`): Kafka transactions of
+    /// `--guarantee exactly-once`.
+    pub const TRANSACTIONS: &str = "expressway_transactions_total";
+    /// Histogram: executions per committed transaction.
+    pub const TRANSACTION_EXECUTIONS: &str = "expressway_transaction_executions";
+    /// Histogram: seconds of `send_offsets_to_transaction` + `commit_transaction`.
+    pub const TRANSACTION_COMMIT_SECONDS: &str = "expressway_transaction_commit_seconds";
     /// Counter, label `kind` (`assign`/`revoke`).
     pub const REBALANCES: &str = "expressway_rebalances_total";
     /// Gauge: definitions-topic machines hidden by a definitions-directory file of the same
@@ -90,6 +97,10 @@ pub mod names {
 const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     60.0, 120.0, 300.0,
+];
+/// Executions per transaction: 1 to 10,000.
+const COUNT_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0,
 ];
 /// Log record sizes: a 1-1.5-2-3-5-7 series (each bucket at most 1.67x the one before), from
 /// 256 bytes (a log record at level OFF or ERROR) to 4 MiB, so p50/p99 of typical records
@@ -141,6 +152,18 @@ pub fn install_recorder() -> Option<PrometheusHandle> {
                         BYTES_BUCKETS,
                     )
                 })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(names::TRANSACTION_COMMIT_SECONDS.into()),
+                        SECONDS_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(names::TRANSACTION_EXECUTIONS.into()),
+                        COUNT_BUCKETS,
+                    )
+                })
                 .ok()?;
             let handle = builder.install_recorder().ok()?;
             describe();
@@ -177,6 +200,19 @@ fn describe() {
     describe_histogram!(names::LOG_BATCH_BYTES, Unit::Bytes, "Size of log records");
     describe_counter!(names::OFFSET_COMMITS, "Offset commits");
     describe_counter!(names::REBALANCES, "Consumer group rebalance events");
+    describe_counter!(
+        names::TRANSACTIONS,
+        "Kafka transactions of --guarantee exactly-once, committed or aborted"
+    );
+    describe_histogram!(
+        names::TRANSACTION_EXECUTIONS,
+        "Executions whose records a committed transaction carried"
+    );
+    describe_histogram!(
+        names::TRANSACTION_COMMIT_SECONDS,
+        Unit::Seconds,
+        "Time to send the offsets and commit a transaction"
+    );
     describe_gauge!(
         names::DEFINITIONS_SHADOWED,
         "Definitions-topic machines hidden by a definitions-directory file of the same name"

@@ -58,6 +58,15 @@ fn every_dashboard_and_alert_metric_is_exported() {
     cfg.group = "g-dashboard".into();
     let registry = env.registry(&[("choose", CHOOSE), ("flaky", FLAKY)]);
     let exec = env.start(cfg, registry.clone());
+    // An exactly-once pod of another group on its own start topic (the lag table has one owner
+    // per partition in a process): the transaction metrics.
+    env.cluster.create_topic("dash.eos.start", 1, 1).unwrap();
+    let mut eos = env.config();
+    eos.group = "g-dashboard-eos".into();
+    eos.start_topic = "dash.eos.start".into();
+    eos.guarantee = expressway_executor::Guarantee::ExactlyOnce;
+    eos.transactions.transactional_id = Some("dashboard-eos".into());
+    let eos_exec = env.start(eos, registry.clone());
     let addr = env
         .rt
         .block_on(expressway_executor::telemetry::serve_http(
@@ -72,7 +81,13 @@ fn every_dashboard_and_alert_metric_is_exported() {
 
     // A success, a failure, a failing task, and a malformed event for the DLQ.
     env.start_sample_events(b"{not json");
-    env.reader("expressway.results").at_least(3);
+    env.produce(
+        "dash.eos.start",
+        Some("e"),
+        Some(br#"{"stateMachine":"choose","input":{"fail":false}}"#),
+        &[],
+    );
+    env.reader("expressway.results").at_least(4);
     env.reader("expressway.dlq").at_least(1);
 
     let mut last: String;
@@ -109,4 +124,5 @@ fn every_dashboard_and_alert_metric_is_exported() {
         "metrics used by deploy/ but not exported: {missing:?}\n--- /metrics ---\n{last}"
     );
     exec.shutdown_blocking();
+    eos_exec.shutdown_blocking();
 }

@@ -174,11 +174,21 @@ impl Env {
     }
 
     pub fn reader(&self, topic: &str) -> Reader {
+        self.reader_with(topic, "read_uncommitted")
+    }
+
+    /// A reader that sees only committed transactions (`isolation.level=read_committed`).
+    pub fn committed_reader(&self, topic: &str) -> Reader {
+        self.reader_with(topic, "read_committed")
+    }
+
+    fn reader_with(&self, topic: &str, isolation: &str) -> Reader {
         let c: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("enable.partition.eof", "false")
             .set("group.id", "expressway-test-reader")
             .set("enable.auto.commit", "false")
+            .set("isolation.level", isolation)
             .create()
             .unwrap();
         let md = c
