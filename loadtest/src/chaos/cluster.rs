@@ -30,7 +30,15 @@ impl Kafka {
             "start-single"
         };
         eprintln!("chaos: {} {cmd} {name}", script.display());
-        let out = run_script(&script, &[cmd, name])?;
+        // One retry: a node can fail to start when a free port it picked was taken meanwhile.
+        let out = match run_script(&script, &[cmd, name]) {
+            Ok(out) => out,
+            Err(e) => {
+                eprintln!("chaos: {e:#}; retrying once");
+                std::thread::sleep(std::time::Duration::from_secs(3));
+                run_script(&script, &[cmd, name])?
+            }
+        };
         let bootstrap = out
             .lines()
             .find_map(|l| l.strip_prefix("KAFKA_BOOTSTRAP="))

@@ -559,30 +559,37 @@ fn apply(
     Ok(rec)
 }
 
-/// WARN/ERROR messages a pod logged after `offset` (at most 12, deduplicated).
+/// What a pod logged after `offset` that a reader of its log would look at (WARN/ERROR lines and
+/// partition assignments/revocations), without timestamps, deduplicated, at most 16.
 fn log_messages_after(path: &std::path::Path, offset: u64) -> Vec<String> {
     let Ok(bytes) = std::fs::read(path) else {
         return Vec::new();
     };
     let tail = bytes.get(offset as usize..).unwrap_or_default();
-    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    let mut seen: Vec<(String, u64)> = Vec::new();
     for line in String::from_utf8_lossy(tail).lines() {
-        let Ok(v) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        let level = v.get("level").and_then(Value::as_str).unwrap_or("");
-        if level != "WARN" && level != "ERROR" && !line.contains("revoke") && !line.contains("assigned") {
+        let interesting = [" WARN ", " ERROR ", "revoked", "assigned", "lost"]
+            .iter()
+            .any(|w| line.contains(w))
+            && !line.contains("expressway_tasks");
+        if !interesting {
             continue;
         }
-        let msg = v
-            .pointer("/fields/message")
-            .and_then(Value::as_str)
-            .unwrap_or(line);
-        let text = format!("{level} {}", msg.chars().take(160).collect::<String>());
-        *seen.entry(text).or_default() += 1;
+        // Drop the timestamp (first word) and long offset lists.
+        let text: String = line
+            .split_once(' ')
+            .map_or(line, |(_, rest)| rest)
+            .trim()
+            .chars()
+            .take(200)
+            .collect();
+        match seen.iter_mut().find(|(t, _)| *t == text) {
+            Some((_, n)) => *n += 1,
+            None => seen.push((text, 1)),
+        }
     }
     seen.into_iter()
-        .take(12)
+        .take(16)
         .map(|(m, n)| if n > 1 { format!("{m} (x{n})") } else { m })
         .collect()
 }
@@ -819,11 +826,8 @@ fn run(args: Args) -> anyhow::Result<i32> {
                     - d.load(Ordering::Relaxed) as i64;
                 let committed = committed_lag(&lag_client, &topic, parts);
                 let ports = lock(&sh.pods).ports();
-                for (i, port) in ports {
-                    if let Some((200, body)) = pods::http_get(port, "/metrics") {
-                        let v = pods::metric_sum(&body, "expressway_offset_commits_total", Some("result=\"ok\""));
-                        lock(&sh.pods).record_commits(i, port, v);
-                    }
+                for (i, port, v) in Pods::scrape_commits(&ports) {
+                    lock(&sh.pods).record_commits(i, port, v);
                 }
                 samples.lock().unwrap_or_else(|e| e.into_inner()).push(Sample {
                     t,
@@ -931,6 +935,10 @@ fn run(args: Args) -> anyhow::Result<i32> {
     let mut shutdowns = Vec::new();
     {
         let mut pods = lock(&shared.pods);
+        let ports = pods.ports();
+        for (i, port, v) in Pods::scrape_commits(&ports) {
+            pods.record_commits(i, port, v);
+        }
         for i in 0..pods.pods.len() {
             let (st, took) = pods.terminate(i, Duration::from_secs(60));
             shutdowns.push(format!("pod-{i}: {st} in {took:.1} s"));
@@ -973,10 +981,29 @@ fn run(args: Args) -> anyhow::Result<i32> {
     };
     let starts: Vec<f64> = records.iter().map(|r| r.start).collect();
     let (per_fault, before_faults) = verdict::attribute(&dups.rerun_times, &starts);
+    // A few re-run names per fault (with the times of all their copies), for reading the pod logs.
+    let mut rerun_list: Vec<(f64, &String, Vec<f64>)> = Vec::new();
+    for (name, copies) in c.results.iter().filter(|(_, v)| v.len() > 1) {
+        let mut times: Vec<f64> = copies.iter().map(|c| round3(c.t)).collect();
+        times.sort_by(f64::total_cmp);
+        for t in &times[1..] {
+            rerun_list.push((*t, name, times.clone()));
+        }
+    }
+    rerun_list.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let sample_between = |from: f64, to: f64| -> Vec<String> {
+        rerun_list
+            .iter()
+            .filter(|(t, _, _)| *t >= from && *t < to)
+            .take(5)
+            .map(|(_, n, times)| format!("{n} copies at {times:?} s"))
+            .collect()
+    };
     let mut fault_json = Vec::new();
     for (i, r) in records.iter().enumerate() {
-        let (rec_s, peak) = verdict::recovery(&backlog_series, r.start, r.healed, lag_threshold);
-        let (crec_s, cpeak) = verdict::recovery(&committed_series, r.start, r.healed, committed_threshold);
+        let end = starts.get(i + 1).copied().unwrap_or(f64::MAX);
+        let (rec_s, peak) = verdict::recovery(&backlog_series, r.start, end, lag_threshold);
+        let (crec_s, cpeak) = verdict::recovery(&committed_series, r.start, end, committed_threshold);
         let unreadable = samples
             .iter()
             .filter(|s| s.t >= r.start && s.t <= r.healed && s.committed_lag.is_none())
@@ -992,6 +1019,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
             "committed_lag_recovery_s": crec_s.map(round3),
             "peak_committed_lag": cpeak,
             "notes": r.notes,
+            "rerun_sample": sample_between(r.start, starts.get(i + 1).copied().unwrap_or(f64::MAX)),
         });
         if unreadable > 0 {
             f["lag_unreadable_samples"] = json!(unreadable);
@@ -1012,7 +1040,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
     }
     let statuses = verdict::tally(c.results.values().filter_map(|v| v.first()).map(|c| c.status.as_str()));
     let log_dups: u64 = c.log_copies.values().map(|n| u64::from(*n).saturating_sub(1)).sum();
-    let commits = lock(&shared.pods).commits();
+    let (commits, commit_errors) = lock(&shared.pods).commits();
     let run_s = completed_s.max(produced_s);
     let max_per_fault = per_fault.iter().copied().max().unwrap_or(0);
     let lost_n = lost.len();
@@ -1036,6 +1064,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
         "reruns": {
             "max_per_fault": max_per_fault,
             "before_any_fault": before_faults,
+            "before_any_fault_sample": sample_between(f64::MIN, starts.first().copied().unwrap_or(f64::MAX)),
             "per_fault": per_fault,
         },
         "statuses": statuses,
@@ -1044,6 +1073,7 @@ fn run(args: Args) -> anyhow::Result<i32> {
         "faults": fault_json,
         "offset_commits": {
             "ok_total": commits,
+            "error_total": commit_errors,
             "per_second": round3(commits / run_s.max(1.0)),
             "auto_commit_interval_ms": interval_ms,
         },
@@ -1063,6 +1093,8 @@ fn run(args: Args) -> anyhow::Result<i32> {
             "start_topic": start_topic, "group": group, "work": work.display().to_string(),
         },
         "pod_shutdown": shutdowns,
+        // The sampled series, [t_s, backlog, committed_lag or null], to recompute or plot recovery.
+        "series": samples.iter().map(|s| json!([round3(s.t), s.backlog, s.committed_lag])).collect::<Vec<_>>(),
     });
     if c.foreign_results > 0 {
         out["foreign_results"] = json!(c.foreign_results);

@@ -16,10 +16,10 @@ pub(crate) struct Pod {
     pub(crate) port: u16,
     pub(crate) incarnation: u32,
     pub(crate) log: PathBuf,
-    /// `expressway_offset_commits_total{result="ok"}` of earlier incarnations.
-    commits_before: f64,
-    /// The last value scraped from this incarnation.
-    pub(crate) commits_now: f64,
+    /// `expressway_offset_commits_total` `(ok, error)` of earlier incarnations.
+    commits_before: (f64, f64),
+    /// The last values scraped from this incarnation.
+    pub(crate) commits_now: (f64, f64),
     pub(crate) stopped: bool,
 }
 
@@ -109,12 +109,15 @@ impl Pods {
             port,
             incarnation,
             log,
-            commits_before: 0.0,
-            commits_now: 0.0,
+            commits_before: (0.0, 0.0),
+            commits_now: (0.0, 0.0),
             stopped: false,
         };
         if let Some(old) = self.pods.get_mut(index) {
-            let before = old.commits_before + old.commits_now;
+            let before = (
+                old.commits_before.0 + old.commits_now.0,
+                old.commits_before.1 + old.commits_now.1,
+            );
             *old = Pod {
                 commits_before: before,
                 ..pod
@@ -183,12 +186,14 @@ impl Pods {
         false
     }
 
-    /// Offset commits (`result="ok"`) of every incarnation so far (as of the last scrape).
-    pub(crate) fn commits(&self) -> f64 {
-        self.pods
-            .iter()
-            .map(|p| p.commits_before + p.commits_now)
-            .sum()
+    /// Offset commits `(ok, error)` of every incarnation so far (as of the last scrape).
+    pub(crate) fn commits(&self) -> (f64, f64) {
+        self.pods.iter().fold((0.0, 0.0), |(ok, err), p| {
+            (
+                ok + p.commits_before.0 + p.commits_now.0,
+                err + p.commits_before.1 + p.commits_now.1,
+            )
+        })
     }
 
     /// The running pods' metric ports (index, port).
@@ -200,13 +205,30 @@ impl Pods {
             .collect()
     }
 
-    /// Records a scrape of pod `index`'s commit counter.
-    pub(crate) fn record_commits(&mut self, index: usize, port: u16, value: f64) {
+    /// Records a scrape of pod `index`'s commit counters `(ok, error)`.
+    pub(crate) fn record_commits(&mut self, index: usize, port: u16, value: (f64, f64)) {
         let p = &mut self.pods[index];
         // The pod may have been restarted since the port was read.
-        if p.port == port && value >= p.commits_now {
-            p.commits_now = value;
+        if p.port == port {
+            p.commits_now.0 = p.commits_now.0.max(value.0);
+            p.commits_now.1 = p.commits_now.1.max(value.1);
         }
+    }
+
+    /// Scrapes every running pod's commit counters.
+    pub(crate) fn scrape_commits(ports: &[(usize, u16)]) -> Vec<(usize, u16, (f64, f64))> {
+        ports
+            .iter()
+            .filter_map(|&(i, port)| {
+                let (status, body) = http_get(port, "/metrics")?;
+                (status == 200).then(|| {
+                    let m = "expressway_offset_commits_total";
+                    let ok = metric_sum(&body, m, Some("result=\"ok\""));
+                    let err = metric_sum(&body, m, Some("result=\"error\""));
+                    (i, port, (ok, err))
+                })
+            })
+            .collect()
     }
 }
 

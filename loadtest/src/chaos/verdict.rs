@@ -79,25 +79,34 @@ pub(crate) fn attribute(rerun_times: &[f64], fault_starts: &[f64]) -> (Vec<u64>,
 }
 
 /// Recovery of one fault from a lag time series `(t, lag)` (samples in time order, `None` when the
-/// lag could not be read, e.g. while the brokers are down): the first sample at or after `healed`
-/// whose lag is at most `threshold`, as seconds since `start`; and the highest lag seen from
-/// `start` until then.
+/// lag could not be read, e.g. while the brokers are down), over the fault's window `[start, end)`
+/// (until the next fault): the time from `start` until the lag is back under `threshold` for good,
+/// i.e. the first readable sample after the last one above it (or unreadable); `Some(0.0)` when it
+/// never went above; `None` when it is still above at the end of the window. Also the highest lag
+/// seen in the window.
 pub(crate) fn recovery(
     samples: &[(f64, Option<i64>)],
     start: f64,
-    healed: f64,
+    end: f64,
     threshold: i64,
 ) -> (Option<f64>, Option<i64>) {
-    let mut peak: Option<i64> = None;
-    for &(t, lag) in samples.iter().filter(|(t, _)| *t >= start) {
-        if let Some(l) = lag {
-            peak = Some(peak.map_or(l, |p| p.max(l)));
-            if t >= healed && l <= threshold {
-                return (Some(t - start), peak);
-            }
-        }
+    let window: Vec<(f64, Option<i64>)> = samples
+        .iter()
+        .copied()
+        .filter(|(t, _)| *t >= start && *t < end)
+        .collect();
+    let peak = window.iter().filter_map(|(_, l)| *l).max();
+    let bad = |l: Option<i64>| l.is_none_or(|l| l > threshold);
+    match window.iter().rposition(|(_, l)| bad(*l)) {
+        None => (Some(0.0), peak),
+        Some(i) => (
+            window[i + 1..]
+                .iter()
+                .find(|(_, l)| !bad(*l))
+                .map(|(t, _)| t - start),
+            peak,
+        ),
     }
-    (None, peak)
 }
 
 /// Counts by key, as a JSON-friendly ordered map.
@@ -165,7 +174,7 @@ mod tests {
     }
 
     #[test]
-    fn recovery_waits_for_the_heal_and_the_threshold() {
+    fn recovery_is_the_first_sample_under_the_threshold_for_good() {
         let s = [
             (9.0, Some(5)),
             (10.0, Some(5)),
@@ -174,14 +183,18 @@ mod tests {
             (13.0, Some(900)),
             (14.0, Some(50)),
             (15.0, Some(10)),
+            (16.0, Some(300)),
+            (17.0, Some(10)),
         ];
-        // Healed at 12: lag 50 at 14 is under 100.
-        assert_eq!(recovery(&s, 10.0, 12.0, 100), (Some(4.0), Some(900)));
-        // Stricter threshold: 15.
-        assert_eq!(recovery(&s, 10.0, 12.0, 20), (Some(5.0), Some(900)));
-        // Never under 1.
-        assert_eq!(recovery(&s, 10.0, 12.0, 1), (None, Some(900)));
-        // The sample before the fault does not count as recovered.
-        assert_eq!(recovery(&s, 10.0, 10.0, 5), (Some(0.0), Some(5)));
+        // Under 100 for good from 17 (16 went above again).
+        assert_eq!(recovery(&s, 10.0, 20.0, 100), (Some(7.0), Some(900)));
+        // Under 500 from 14 (13 was above, 12 unreadable).
+        assert_eq!(recovery(&s, 10.0, 20.0, 500), (Some(4.0), Some(900)));
+        // Never above 1000: recovered at once.
+        assert_eq!(recovery(&s, 10.0, 20.0, 1000), (Some(0.0), Some(900)));
+        // The window ends while the lag is above: not recovered.
+        assert_eq!(recovery(&s, 10.0, 14.0, 100), (None, Some(900)));
+        // Samples before the fault do not count.
+        assert_eq!(recovery(&s, 14.0, 16.0, 100), (Some(0.0), Some(50)));
     }
 }
