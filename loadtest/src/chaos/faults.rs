@@ -134,7 +134,11 @@ impl std::str::FromStr for FaultSpec {
                         .parse()
                         .map_err(|_| format!("count '{v}' is not a number"))?
                 }
-                _ => return Err(format!("unknown fault option '{k}' (at, every, count, down)")),
+                _ => {
+                    return Err(format!(
+                        "unknown fault option '{k}' (at, every, count, down)"
+                    ))
+                }
             }
         }
         Ok(spec)

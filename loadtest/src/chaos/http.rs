@@ -71,7 +71,8 @@ impl Server {
                 let Ok(stream) = stream else { continue };
                 conn_id += 1;
                 let (s, st) = (s.clone(), st.clone());
-                let rng = SmallRng::seed_from_u64(b.seed ^ conn_id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                let rng =
+                    SmallRng::seed_from_u64(b.seed ^ conn_id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
                 std::thread::spawn(move || serve(stream, b, &s, &st, rng));
             }
         });
@@ -188,7 +189,11 @@ mod tests {
             seed: 1,
         })
         .expect("bind");
-        let addr = always_fail.url.trim_start_matches("http://").trim_end_matches("/work").to_string();
+        let addr = always_fail
+            .url
+            .trim_start_matches("http://")
+            .trim_end_matches("/work")
+            .to_string();
         assert!(call(&addr, "k1").starts_with("HTTP/1.1 500"));
         assert!(call(&addr, "k1").starts_with("HTTP/1.1 500"));
         let s = always_fail.stats.summary();
@@ -205,7 +210,11 @@ mod tests {
             seed: 1,
         })
         .expect("bind");
-        let addr = healthy.url.trim_start_matches("http://").trim_end_matches("/work").to_string();
+        let addr = healthy
+            .url
+            .trim_start_matches("http://")
+            .trim_end_matches("/work")
+            .to_string();
         assert!(call(&addr, "k2").starts_with("HTTP/1.1 200"));
         assert_eq!(healthy.stats.summary()["answered_500"], 0);
         healthy.stop();

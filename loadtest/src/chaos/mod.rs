@@ -220,10 +220,9 @@ fn create_topics(
             }
         })
         .collect();
-    let results = crate::load::futures_lite_block_on(
-        admin.create_topics(new.iter(), &AdminOptions::new()),
-    )
-    .context("creating topics")?;
+    let results =
+        crate::load::futures_lite_block_on(admin.create_topics(new.iter(), &AdminOptions::new()))
+            .context("creating topics")?;
     for r in results {
         if let Err((t, e)) = r {
             bail!("creating topic {t}: {e}");
@@ -315,7 +314,10 @@ struct Collected {
 /// A consumer assigned to every partition of `topic` from the beginning.
 fn reader(brokers: &str, extra: &[String], topic: &str) -> anyhow::Result<BaseConsumer> {
     let c: BaseConsumer = client(brokers, extra)?
-        .set("group.id", format!("expressway-chaos-reader-{}", std::process::id()))
+        .set(
+            "group.id",
+            format!("expressway-chaos-reader-{}", std::process::id()),
+        )
         .set("enable.auto.commit", "false")
         .create()
         .context("creating a reader")?;
@@ -347,12 +349,9 @@ fn read_topic(
     let mut last_progress = Instant::now();
     let mut checked = Instant::now();
     loop {
-        match c.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                on(&m);
-                last_progress = Instant::now();
-            }
-            Some(Err(_)) | None => {}
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            on(&m);
+            last_progress = Instant::now();
         }
         if !stop.load(Ordering::Relaxed) {
             continue;
@@ -398,9 +397,7 @@ fn committed_lag(c: &BaseConsumer, topic: &str, partitions: i32) -> Option<i64> 
     let committed = c.committed_offsets(tpl, Duration::from_secs(2)).ok()?;
     let mut lag = 0;
     for p in 0..partitions {
-        let (_, high) = c
-            .fetch_watermarks(topic, p, Duration::from_secs(2))
-            .ok()?;
+        let (_, high) = c.fetch_watermarks(topic, p, Duration::from_secs(2)).ok()?;
         let off = committed
             .find_partition(topic, p)
             .and_then(|tp| tp.offset().to_raw())
@@ -455,12 +452,7 @@ fn wait_ready(sh: &Shared, index: usize, timeout: Duration, assigned: bool) -> b
 }
 
 /// Applies one fault; blocks until it is healed.
-fn apply(
-    sh: &Shared,
-    f: &Planned,
-    rng: &mut SmallRng,
-    t0: Instant,
-) -> anyhow::Result<FaultRecord> {
+fn apply(sh: &Shared, f: &Planned, rng: &mut SmallRng, t0: Instant) -> anyhow::Result<FaultRecord> {
     let start = secs_since(t0);
     let mut rec = FaultRecord {
         kind: f.kind,
@@ -515,7 +507,11 @@ fn apply(
                 eprintln!(
                     "chaos: [{:>6.1}s] SIGTERM pod-{i}: {status} after {took:.1} s, restarted{}",
                     secs_since(t0),
-                    if ready { ", ready" } else { ", NOT ready in 60 s" }
+                    if ready {
+                        ", ready"
+                    } else {
+                        ", NOT ready in 60 s"
+                    }
                 );
                 rec.notes.push(format!(
                     "pod-{i}: {status} {took:.1} s after SIGTERM; {}",
@@ -529,18 +525,30 @@ fn apply(
             rec.healed = secs_since(t0);
         }
         Kind::KillBroker => {
-            let k = sh.kafka.as_ref().context("kill-broker needs a kafka.sh setup")?;
+            let k = sh
+                .kafka
+                .as_ref()
+                .context("kill-broker needs a kafka.sh setup")?;
             let (node, led) = busiest_leader(&sh.brokers, &sh.extra, &sh.start_topic)?;
-            rec.target = format!("kafka node {node} (leader of {} partitions {led:?})", sh.start_topic);
+            rec.target = format!(
+                "kafka node {node} (leader of {} partitions {led:?})",
+                sh.start_topic
+            );
             eprintln!("chaos: [{start:>6.1}s] SIGKILL {}", rec.target);
             k.node_stop(node as u32, true)?;
             std::thread::sleep(f.down);
             k.node_start(node as u32)?;
             rec.healed = secs_since(t0);
-            rec.notes.push(format!("node {node} started again after {:.1} s", rec.healed - start));
+            rec.notes.push(format!(
+                "node {node} started again after {:.1} s",
+                rec.healed - start
+            ));
         }
         Kind::StopCluster => {
-            let k = sh.kafka.as_ref().context("stop-cluster needs a kafka.sh setup")?;
+            let k = sh
+                .kafka
+                .as_ref()
+                .context("stop-cluster needs a kafka.sh setup")?;
             rec.target = format!("all {} kafka nodes", k.nodes);
             eprintln!("chaos: [{start:>6.1}s] SIGTERM {}", rec.target);
             k.all_nodes(|k, n| k.node_stop(n, false))?;
@@ -617,14 +625,21 @@ fn run(args: Args) -> anyhow::Result<i32> {
             args.expressway.display()
         );
     }
-    if args.faults.iter().any(|f| f.kind.needs_setup()) && args.brokers.is_some() && args.kafka_setup.is_none() {
+    if args.faults.iter().any(|f| f.kind.needs_setup())
+        && args.brokers.is_some()
+        && args.kafka_setup.is_none()
+    {
         bail!("kill-broker / stop-cluster with --brokers need --kafka-setup NAME");
     }
 
     // Kafka.
     let (kafka, brokers) = match (&args.brokers, &args.kafka_setup) {
         (Some(b), Some(name)) => (
-            Some(Kafka::existing(args.kafka_script.clone(), name, b.split(',').count() as u32)),
+            Some(Kafka::existing(
+                args.kafka_script.clone(),
+                name,
+                b.split(',').count() as u32,
+            )),
             b.clone(),
         ),
         (Some(b), None) => (None, b.clone()),
@@ -643,8 +658,13 @@ fn run(args: Args) -> anyhow::Result<i32> {
 
     // Topics (fresh per run) and the group.
     let t = |s: &str| format!("{run_id}.{s}");
-    let (start_topic, logs_topic, results_topic, dlq_topic, defs_topic) =
-        (t("start"), t("logs"), t("results"), t("dlq"), t("definitions"));
+    let (start_topic, logs_topic, results_topic, dlq_topic, defs_topic) = (
+        t("start"),
+        t("logs"),
+        t("results"),
+        t("dlq"),
+        t("definitions"),
+    );
     create_topics(
         &brokers,
         &args.kafka,
@@ -670,15 +690,18 @@ fn run(args: Args) -> anyhow::Result<i32> {
         None
     };
     let defs = work.join("definitions");
-    write_definitions(&defs, &args.machine, &args.log_level, http.as_ref().map(|h| h.url.as_str()))?;
+    write_definitions(
+        &defs,
+        &args.machine,
+        &args.log_level,
+        http.as_ref().map(|h| h.url.as_str()),
+    )?;
 
     // Pods.
-    let mut serve: Vec<String> = [
-        "--brokers", &brokers, "--definitions",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut serve: Vec<String> = ["--brokers", &brokers, "--definitions"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     serve.push(defs.display().to_string());
     for (flag, v) in [
         ("--group", &group),
@@ -704,7 +727,10 @@ fn run(args: Args) -> anyhow::Result<i32> {
             );
         }
     }
-    eprintln!("chaos: {} pods ready on {start_topic} ({} partitions), group {group}", args.pods, args.partitions);
+    eprintln!(
+        "chaos: {} pods ready on {start_topic} ({} partitions), group {group}",
+        args.pods, args.partitions
+    );
 
     let shared = Arc::new(Shared {
         pods: Mutex::new(pods),
@@ -725,10 +751,16 @@ fn run(args: Args) -> anyhow::Result<i32> {
     {
         let (c, d, prefix) = (collected.clone(), distinct_results.clone(), prefix.clone());
         readers.push(std::thread::spawn({
-            let (b, e, t, s) = (brokers.clone(), args.kafka.clone(), results_topic.clone(), stop_readers.clone());
+            let (b, e, t, s) = (
+                brokers.clone(),
+                args.kafka.clone(),
+                results_topic.clone(),
+                stop_readers.clone(),
+            );
             move || {
                 read_topic(b, e, t, s, |m| {
-                    let Some(name) = m.key().map(|k| String::from_utf8_lossy(k).into_owned()) else {
+                    let Some(name) = m.key().map(|k| String::from_utf8_lossy(k).into_owned())
+                    else {
                         return;
                     };
                     let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
@@ -736,8 +768,10 @@ fn run(args: Args) -> anyhow::Result<i32> {
                         c.foreign_results += 1;
                         return;
                     }
-                    let v: Value = serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or(Value::Null);
-                    let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
+                    let v: Value = serde_json::from_slice(m.payload().unwrap_or_default())
+                        .unwrap_or(Value::Null);
+                    let field =
+                        |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
                     let ts = m.timestamp().to_millis().unwrap_or_else(epoch_ms);
                     let copies = c.results.entry(name).or_default();
                     if copies.is_empty() {
@@ -754,10 +788,18 @@ fn run(args: Args) -> anyhow::Result<i32> {
     }
     {
         let c = collected.clone();
-        let (b, e, t, s) = (brokers.clone(), args.kafka.clone(), logs_topic.clone(), stop_readers.clone());
+        let (b, e, t, s) = (
+            brokers.clone(),
+            args.kafka.clone(),
+            logs_topic.clone(),
+            stop_readers.clone(),
+        );
         readers.push(std::thread::spawn(move || {
             read_topic(b, e, t, s, |m| {
-                let arn = m.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
+                let arn = m
+                    .key()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+                    .unwrap_or_default();
                 let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
                 c.log_records += 1;
                 *c.log_copies.entry(arn).or_default() += 1;
@@ -766,7 +808,12 @@ fn run(args: Args) -> anyhow::Result<i32> {
     }
     {
         let c = collected.clone();
-        let (b, e, t, s) = (brokers.clone(), args.kafka.clone(), dlq_topic.clone(), stop_readers.clone());
+        let (b, e, t, s) = (
+            brokers.clone(),
+            args.kafka.clone(),
+            dlq_topic.clone(),
+            stop_readers.clone(),
+        );
         readers.push(std::thread::spawn(move || {
             read_topic(b, e, t, s, |m| {
                 let reason = m
@@ -829,11 +876,14 @@ fn run(args: Args) -> anyhow::Result<i32> {
                 for (i, port, v) in Pods::scrape_commits(&ports) {
                     lock(&sh.pods).record_commits(i, port, v);
                 }
-                samples.lock().unwrap_or_else(|e| e.into_inner()).push(Sample {
-                    t,
-                    backlog,
-                    committed_lag: committed,
-                });
+                samples
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Sample {
+                        t,
+                        backlog,
+                        committed_lag: committed,
+                    });
                 if let Some(rest) = next.checked_duration_since(Instant::now()) {
                     std::thread::sleep(rest);
                 }
@@ -882,7 +932,8 @@ fn run(args: Args) -> anyhow::Result<i32> {
         while next < due {
             let name = format!("{prefix}{next}");
             let key = format!("k{}", key_rng.gen_range(0..args.keys.max(1)));
-            let v = json!({"stateMachine": "chaos", "name": name, "input": {"i": next}}).to_string();
+            let v =
+                json!({"stateMachine": "chaos", "name": name, "input": {"i": next}}).to_string();
             let mut rec = BaseRecord::<str, [u8], usize>::with_opaque_to(&start_topic, next)
                 .key(&key)
                 .payload(v.as_bytes());
@@ -917,11 +968,14 @@ fn run(args: Args) -> anyhow::Result<i32> {
     while producer.in_flight_count() > 0 && wall.elapsed() < max {
         let _ = producer.flush(Duration::from_secs(1));
     }
-    eprintln!("chaos: [{:>6.1}s] all {next} sent; waiting for the faults and the results", secs_since(t0));
+    eprintln!(
+        "chaos: [{:>6.1}s] all {next} sent; waiting for the faults and the results",
+        secs_since(t0)
+    );
     let records = fault_thread.join().unwrap_or_default();
     let settle_from = Instant::now();
     let acked = || producer.context().acked.load(Ordering::Relaxed);
-    while (distinct_results.load(Ordering::Relaxed) as u64) < acked()
+    while distinct_results.load(Ordering::Relaxed) < acked()
         && settle_from.elapsed() < Duration::from_secs_f64(args.timeout)
         && wall.elapsed() < max
     {
@@ -966,8 +1020,10 @@ fn run(args: Args) -> anyhow::Result<i32> {
     let lost = verdict::lost(&accepted, &c.results, &c.dlq_names);
     let dups = verdict::duplicates(c.results.values());
     let samples = samples.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let backlog_series: Vec<(f64, Option<i64>)> = samples.iter().map(|s| (s.t, Some(s.backlog))).collect();
-    let committed_series: Vec<(f64, Option<i64>)> = samples.iter().map(|s| (s.t, s.committed_lag)).collect();
+    let backlog_series: Vec<(f64, Option<i64>)> =
+        samples.iter().map(|s| (s.t, Some(s.backlog))).collect();
+    let committed_series: Vec<(f64, Option<i64>)> =
+        samples.iter().map(|s| (s.t, s.committed_lag)).collect();
     let interval_ms = auto_commit_interval_ms(&args.serve_args);
     let lag_threshold = if args.lag_threshold > 0 {
         args.lag_threshold
@@ -1003,7 +1059,8 @@ fn run(args: Args) -> anyhow::Result<i32> {
     for (i, r) in records.iter().enumerate() {
         let end = starts.get(i + 1).copied().unwrap_or(f64::MAX);
         let (rec_s, peak) = verdict::recovery(&backlog_series, r.start, end, lag_threshold);
-        let (crec_s, cpeak) = verdict::recovery(&committed_series, r.start, end, committed_threshold);
+        let (crec_s, cpeak) =
+            verdict::recovery(&committed_series, r.start, end, committed_threshold);
         let unreadable = samples
             .iter()
             .filter(|s| s.t >= r.start && s.t <= r.healed && s.committed_lag.is_none())
@@ -1038,8 +1095,17 @@ fn run(args: Args) -> anyhow::Result<i32> {
         }
         fault_json.push(f);
     }
-    let statuses = verdict::tally(c.results.values().filter_map(|v| v.first()).map(|c| c.status.as_str()));
-    let log_dups: u64 = c.log_copies.values().map(|n| u64::from(*n).saturating_sub(1)).sum();
+    let statuses = verdict::tally(
+        c.results
+            .values()
+            .filter_map(|v| v.first())
+            .map(|c| c.status.as_str()),
+    );
+    let log_dups: u64 = c
+        .log_copies
+        .values()
+        .map(|n| u64::from(*n).saturating_sub(1))
+        .sum();
     let (commits, commit_errors) = lock(&shared.pods).commits();
     let run_s = completed_s.max(produced_s);
     let max_per_fault = per_fault.iter().copied().max().unwrap_or(0);

@@ -276,11 +276,21 @@ mod tests {
             expressway_offset_commits_total_other 99\n\
             expressway_executions_in_flight 7\n";
         assert_eq!(
-            metric_sum(text, "expressway_offset_commits_total", Some("result=\"ok\"")),
+            metric_sum(
+                text,
+                "expressway_offset_commits_total",
+                Some("result=\"ok\"")
+            ),
             12.0
         );
-        assert_eq!(metric_sum(text, "expressway_offset_commits_total", None), 15.0);
-        assert_eq!(metric_sum(text, "expressway_executions_in_flight", None), 7.0);
+        assert_eq!(
+            metric_sum(text, "expressway_offset_commits_total", None),
+            15.0
+        );
+        assert_eq!(
+            metric_sum(text, "expressway_executions_in_flight", None),
+            7.0
+        );
         assert_eq!(metric_sum(text, "missing", None), 0.0);
     }
 }

@@ -190,8 +190,10 @@ mod tests {
         assert_eq!(recovery(&s, 10.0, 20.0, 100), (Some(7.0), Some(900)));
         // Under 500 from 14 (13 was above, 12 unreadable).
         assert_eq!(recovery(&s, 10.0, 20.0, 500), (Some(4.0), Some(900)));
-        // Never above 1000: recovered at once.
-        assert_eq!(recovery(&s, 10.0, 20.0, 1000), (Some(0.0), Some(900)));
+        // Never above 1000, but unreadable at 12 (an unknown lag is not a recovered one): 13.
+        assert_eq!(recovery(&s, 10.0, 20.0, 1000), (Some(3.0), Some(900)));
+        // Never above and always readable: recovered at once.
+        assert_eq!(recovery(&s[5..], 14.0, 20.0, 1000), (Some(0.0), Some(300)));
         // The window ends while the lag is above: not recovered.
         assert_eq!(recovery(&s, 10.0, 14.0, 100), (None, Some(900)));
         // Samples before the fault do not count.
