@@ -655,7 +655,7 @@ impl Executor {
                 ("auto.offset.reset", "earliest"),
                 ("enable.partition.eof", "false"),
                 ("statistics.interval.ms", "5000"),
-                ("auto.commit.interval.ms", "5000"),
+                ("auto.commit.interval.ms", "1000"),
             ],
             &forced,
         )
