@@ -205,10 +205,11 @@ pub async fn execute(
         limit = limit.min(Duration::from_secs(t));
     }
     let run = async {
-        if !fits_depth(&request.input) {
+        let fit = fits(&request.input, request.limits.max_payload_bytes);
+        if fit == Fit::TooDeep {
             return Err(too_deep("input", None));
         }
-        if !fits(&request.input, request.limits.max_payload_bytes) {
+        if fit == Fit::TooLarge {
             return Err(Failure {
                 error: "States.DataLimitExceeded".into(),
                 cause: Some("The state/task 'input' returned a result with a size exceeding the maximum number of bytes service limit.".into()),
@@ -488,6 +489,16 @@ fn needs_size_check(state: &State) -> bool {
     }
 }
 
+/// Whether a value fits the payload limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fit {
+    Fits,
+    /// Nested deeper than [`MAX_VALUE_DEPTH`] arrays and objects.
+    TooDeep,
+    /// Serializes to more than the byte limit.
+    TooLarge,
+}
+
 /// True when `v` nests at most [`MAX_VALUE_DEPTH`] arrays and objects (checked without recursion,
 /// before anything recursive touches it).
 fn fits_depth(v: &Value) -> bool {
@@ -511,39 +522,53 @@ fn too_deep(state: &str, variable: Option<&str>) -> Failure {
     }
 }
 
-/// True when `v` serializes to at most `limit` bytes.
+/// Whether `v` nests at most [`MAX_VALUE_DEPTH`] levels and serializes to at most `limit` bytes,
+/// in one walk.
 ///
 /// A cheap upper bound (every string byte counted as a 6-byte escape) settles almost every case
 /// without touching the bytes; only payloads near the limit are measured exactly, by serializing
-/// into a counting sink (no allocation).
-fn fits(v: &Value, limit: usize) -> bool {
-    fn bound(v: &Value, budget: &mut isize) {
-        if *budget < 0 {
-            return;
-        }
+/// into a counting sink (no allocation). The walk recurses, but never past the depth bound.
+fn fits(v: &Value, limit: usize) -> Fit {
+    fn bound(v: &Value, budget: &mut isize, depth: usize) -> bool {
         match v {
             Value::Null | Value::Bool(_) => *budget -= 5,
             Value::Number(_) => *budget -= 32,
             Value::String(s) => *budget -= 6 * s.len() as isize + 2,
             Value::Array(a) => {
+                if depth >= MAX_VALUE_DEPTH {
+                    return false;
+                }
                 *budget -= 2 + a.len() as isize;
-                a.iter().for_each(|x| bound(x, budget));
+                for x in a {
+                    if !bound(x, budget, depth + 1) {
+                        return false;
+                    }
+                }
             }
             Value::Object(m) => {
+                if depth >= MAX_VALUE_DEPTH {
+                    return false;
+                }
                 *budget -= 2 + 2 * m.len() as isize;
                 for (k, x) in m {
                     *budget -= 6 * k.len() as isize + 2;
-                    bound(x, budget);
+                    if !bound(x, budget, depth + 1) {
+                        return false;
+                    }
                 }
             }
         }
+        true
     }
     let mut budget = limit as isize;
-    bound(v, &mut budget);
-    if budget >= 0 {
-        return true;
+    if !bound(v, &mut budget, 0) {
+        return Fit::TooDeep;
     }
-    json_size(v) <= limit
+    if budget >= 0 || json_size(v) <= limit {
+        Fit::Fits
+    } else {
+        Fit::TooLarge
+    }
 }
 
 fn select_path(p: &JsonPath, value: &Value, env: &Env<'_>) -> Result<Value, EvalError> {
@@ -1088,10 +1113,11 @@ impl<'a> Exec<'a> {
             }
         };
         if needs_size_check(state) {
-            if !fits_depth(&step.output) {
+            let fit = fits(&step.output, self.req.limits.max_payload_bytes);
+            if fit == Fit::TooDeep {
                 return Err(too_deep(&state.name, None));
             }
-            if !fits(&step.output, self.req.limits.max_payload_bytes) {
+            if fit == Fit::TooLarge {
                 return Err(Failure {
                     error: "States.DataLimitExceeded".into(),
                     cause: Some(format!("The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.", state.name)),

@@ -649,6 +649,16 @@ impl Executor {
         if config.guarantee == Guarantee::ExactlyOnce {
             forced.push(("isolation.level", isolation));
         }
+        // Group timeouts (librdkafka's defaults are 45 s and 300 s): a killed pod's partitions
+        // move after 10 s, and since `max.poll.interval.ms` is also the rebalance timeout, a pod
+        // killed while the group rebalances holds the group for the drain timeout + 15 s rather
+        // than 5 minutes (the chaos harness saw a group of repeatedly killed pods stall in
+        // PreparingRebalance on the defaults). It must exceed the drain timeout: a revoke blocks
+        // the consumer thread for up to that long.
+        let max_poll_ms = (config.drain_timeout + Duration::from_secs(15))
+            .as_millis()
+            .max(45_000)
+            .to_string();
         let consumer: PodConsumer = client_config(
             &config,
             &[
@@ -656,6 +666,8 @@ impl Executor {
                 ("enable.partition.eof", "false"),
                 ("statistics.interval.ms", "5000"),
                 ("auto.commit.interval.ms", "1000"),
+                ("session.timeout.ms", "10000"),
+                ("max.poll.interval.ms", &max_poll_ms),
             ],
             &forced,
         )

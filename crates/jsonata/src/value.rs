@@ -149,6 +149,9 @@ impl<'a> Value<'a> {
     /// a value sharing one array many times over (`[$a, $a]` doubled 40 times: 2^40 values, 40
     /// allocations) is measured in O(limit) instead of being converted forever.
     pub(crate) fn spans_more_than(&self, limit: usize) -> bool {
+        if !matches!(self, Value::Array(_) | Value::Object(_) | Value::Tuples(_)) {
+            return limit == 0;
+        }
         let mut count = 0usize;
         let mut stack: Vec<&Value<'a>> = vec![self];
         while let Some(v) = stack.pop() {
