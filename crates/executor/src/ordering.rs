@@ -156,6 +156,28 @@ impl Sequencer {
         }
     }
 
+    /// Keeps only the held records below offset `limit` (those a revoke or shutdown still runs:
+    /// they sit behind a busy key, below records that already ran, so the committed offset
+    /// cannot pass the finished work above them until they finish); the others are dropped and
+    /// redelivered to the next owner.
+    pub(crate) fn retain_below(&mut self, limit: i64) {
+        let dropped: Vec<i64> = self.ready.range(limit..).map(|(o, _)| *o).collect();
+        for o in dropped {
+            if let Some((m, _)) = self.ready.remove(&o) {
+                self.len -= 1;
+                self.bytes -= record_size(&m);
+            }
+        }
+        for q in self.lanes.values_mut() {
+            while q.back().is_some_and(|m| m.offset() >= limit) {
+                if let Some(m) = q.pop_back() {
+                    self.len -= 1;
+                    self.bytes -= record_size(&m);
+                }
+            }
+        }
+    }
+
     /// Drops every held record (revoke, shutdown): they are redelivered to the next owner.
     /// Lanes of running records stay busy until those finish.
     pub(crate) fn clear(&mut self) {

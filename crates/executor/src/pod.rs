@@ -127,6 +127,8 @@ pub(crate) struct PartitionState {
     pub(crate) backlog: Sequencer,
     /// Exactly-once: committed state and records to skip (unused at-least-once).
     pub(crate) eos: PartitionTxn,
+    /// Highest offset started on this assignment (see [`LoopState::settle`]).
+    pub(crate) dispatched_max: Option<i64>,
 }
 
 /// Backlog size at which a partition is paused (it is resumed at half). Pausing drops
@@ -154,6 +156,7 @@ impl BacklogLimits {
 }
 
 /// Starts execution tasks.
+#[derive(Clone)]
 struct Spawner {
     deps: Arc<Deps>,
     tx: mpsc::Sender<Completion>,
@@ -199,6 +202,9 @@ pub(crate) struct LoopState {
     pub(crate) ordering: OrderingMode,
     /// `--guarantee exactly-once`.
     eos: Option<Arc<Transactions>>,
+    /// Set by the consumer loop: a revoke or shutdown still starts the records held behind busy
+    /// keys ([`LoopState::settle`]).
+    spawner: Option<(Spawner, usize, usize)>,
 }
 
 pub(crate) struct PodContext {
@@ -253,6 +259,7 @@ impl PodContext {
                     running: 0,
                     backlog: Sequencer::new(self.ordering),
                     eos,
+                    dispatched_max: None,
                 },
             );
             resume.add_partition(e.topic(), e.partition());
@@ -288,24 +295,15 @@ impl PodContext {
         }
         let _ = consumer.pause(tpl);
         let mut st = self.lock();
-        // Records not started yet are left to the next owner (their offsets are not stored).
-        for k in &keys {
-            if let Some(p) = st.partitions.get_mut(k) {
-                p.backlog.clear();
-            }
-        }
         let budget = if self.closing.load(Ordering::Acquire) {
             Duration::ZERO
         } else {
             self.drain_timeout
         };
         let deadline = Instant::now() + budget;
-        let pending = st.drain(consumer, deadline, |st| {
-            keys.iter()
-                .filter_map(|k| st.partitions.get(k))
-                .map(|p| p.running)
-                .sum()
-        });
+        // Records not started yet are left to the next owner (their offsets are not stored),
+        // except those behind a busy key below started ones (see `settle`).
+        let pending = st.settle(consumer, Some(&keys), deadline);
         if let Some(txns) = st.eos.clone() {
             // Commit the transaction with the revoked partitions' offsets before releasing them
             // (or abort it when one of its writers is still running).
@@ -366,6 +364,7 @@ impl LoopState {
                 let Some((msg, lane)) = p.backlog.pop_ready() else {
                     break;
                 };
+                p.dispatched_max = p.dispatched_max.max(Some(msg.offset()));
                 spawner.spawn(msg, p.epoch, lane);
                 p.running += 1;
                 running += 1;
@@ -427,6 +426,79 @@ impl LoopState {
                 Ok(c) => self.apply(consumer, c),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return remaining(self),
+            }
+        }
+    }
+
+    /// Before partitions are released (revoke, or `None`: shutdown): at-least-once, the
+    /// records held behind a busy key below the highest started offset still run, within the
+    /// drain deadline, so the committed offset covers everything that finished after them
+    /// (dropping them re-ran all of it on the next owner: 33 re-runs in a rolling restart with
+    /// `--ordering key` and a slow task); the records above are dropped (redelivered). Then
+    /// drains the running executions. Exactly-once keeps its own accounting (the finished
+    /// offsets above the committed one travel in the commit metadata): everything held is
+    /// dropped. Returns the executions still running at the deadline.
+    fn settle(
+        &mut self,
+        consumer: &PodConsumer,
+        keys: Option<&[(String, i32)]>,
+        deadline: Instant,
+    ) -> usize {
+        let selected = |k: &(String, i32)| keys.is_none_or(|ks| ks.contains(k));
+        let keep = self.eos.is_none() && self.spawner.is_some();
+        for (k, p) in self.partitions.iter_mut() {
+            if !selected(k) {
+                continue;
+            }
+            match p.dispatched_max {
+                Some(max) if keep => p.backlog.retain_below(max),
+                _ => p.backlog.clear(),
+            }
+        }
+        loop {
+            if let Some((spawner, per_partition, total)) = &self.spawner {
+                let mut running = self.partitions.values().map(|p| p.running).sum::<usize>();
+                for (k, p) in self.partitions.iter_mut() {
+                    if !selected(k) {
+                        continue;
+                    }
+                    while running < *total && p.running < *per_partition {
+                        let Some((msg, lane)) = p.backlog.pop_ready() else {
+                            break;
+                        };
+                        spawner.spawn(msg, p.epoch, lane);
+                        p.running += 1;
+                        running += 1;
+                    }
+                }
+            }
+            let left: usize = self
+                .partitions
+                .iter()
+                .filter(|(k, _)| selected(k))
+                .map(|(_, p)| p.running + p.backlog.len())
+                .sum();
+            let now = Instant::now();
+            if left == 0 || now >= deadline {
+                if left > 0 {
+                    for (k, p) in self.partitions.iter_mut() {
+                        if selected(k) {
+                            p.backlog.clear();
+                        }
+                    }
+                }
+                return self
+                    .partitions
+                    .iter()
+                    .filter(|(k, _)| selected(k))
+                    .map(|(_, p)| p.running)
+                    .sum();
+            }
+            let wait = (deadline - now).min(Duration::from_millis(100));
+            match self.rx.recv_timeout(wait) {
+                Ok(c) => self.apply(consumer, c),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return left,
             }
         }
     }
@@ -627,6 +699,7 @@ impl Executor {
                 rx,
                 ordering: config.ordering,
                 eos: eos.clone(),
+                spawner: None,
             }),
             health: health.clone(),
             drain_timeout: config.drain_timeout,
@@ -776,6 +849,7 @@ fn consumer_loop(
         tx,
         runtime,
     };
+    consumer.context().lock().spawner = Some((spawner.clone(), per_partition, total));
     // Completions arrive on a channel, not through librdkafka, so poll briefly while executions
     // run (a freed slot is refilled within a few ms) and longer when idle.
     let mut poll_timeout = Duration::from_millis(50);
@@ -833,11 +907,8 @@ fn consumer_loop(
             all.add_partition(t, *p);
         }
         let _ = consumer.pause(&all);
-        for p in st.partitions.values_mut() {
-            p.backlog.clear();
-        }
         let deadline = Instant::now() + ctx.drain_timeout;
-        let left = st.drain(&consumer, deadline, LoopState::running);
+        let left = st.settle(&consumer, None, deadline);
         if left > 0 {
             tracing::warn!(
                 abandoned = left,

@@ -206,3 +206,58 @@ fn a_rebalance_in_the_middle_keeps_each_keys_order() {
     a.shutdown_blocking();
     b.shutdown_blocking();
 }
+
+/// A graceful stop while records wait behind a busy key (found by the chaos harness: 33 re-runs in
+/// a rolling restart with a slow task): the waiting records below already-started ones still run
+/// before the partition is released, so the committed offset covers every finished execution and
+/// the next owner re-runs nothing.
+#[test]
+fn a_graceful_stop_runs_what_waits_behind_a_busy_key_and_the_next_owner_reruns_nothing() {
+    let env = Env::new(1);
+    let group = "g-order-drain";
+    let registry = env.registry(&[("sleepy", SLEEPY)]);
+    let mut cfg = env.config();
+    cfg.group = group.into();
+    let a = env.start(cfg.clone(), registry.clone());
+    wait_until("A assigned", || a.health().is_assigned());
+    let mut results = env.reader("expressway.results");
+    // Offset 0: a slow execution of key "slow"; offsets 1-3: more of "slow", waiting behind it;
+    // offsets 4-43: other keys, finished quickly while "slow" still runs.
+    sleepy(&env, Some("slow"), "slow-0", 15.0);
+    for seq in 1..4 {
+        sleepy(&env, Some("slow"), &format!("slow-{seq}"), 0.0);
+    }
+    for i in 0..40 {
+        sleepy(&env, Some(&format!("fast{i}")), &format!("fast-{i}"), 0.0);
+    }
+    results.until("the fast executions", |r| {
+        r.iter()
+            .filter(|x| {
+                x.json()["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("fast-"))
+            })
+            .count()
+            >= 40
+    });
+    // A stops while slow-0 runs and slow-1..3 wait behind it.
+    assert!(
+        !results.records.iter().any(|x| x.json()["name"] == "slow-0"),
+        "slow-0 must still be running when A stops"
+    );
+    a.shutdown_blocking();
+    env.wait_committed(group, &[44]);
+    let b = env.start(cfg, registry);
+    wait_until("B assigned", || b.health().is_assigned());
+    // One more event: once its result is in, B has read everything after the committed offset.
+    sleepy(&env, Some("probe"), "probe", 0.0);
+    results.until("the probe", |r| {
+        r.iter().any(|x| x.json()["name"] == "probe")
+    });
+    let names: Vec<String> = runs(&results.records).into_iter().map(|r| r.name).collect();
+    let distinct: HashSet<&String> = names.iter().collect();
+    assert_eq!(names.len(), 45, "re-runs after a graceful stop: {names:?}");
+    assert_eq!(distinct.len(), 45);
+    assert_serial(&runs(&results.records), "slow", 4);
+    b.shutdown_blocking();
+}
