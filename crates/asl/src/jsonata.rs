@@ -4,10 +4,19 @@
 //! bindings (`$states`, variables) and AWS's `States.QueryEvaluationError` causes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::template::{EvalEnv, EvalError};
-use expressway_jsonata::{Expression, Host, HostObject, HostValue};
+use expressway_jsonata::{Expression, Host, HostObject, HostValue, Limits};
 use serde_json::Value;
+
+/// Wall-clock budget of one evaluation of one expression. JSONata has no loops, but a tail call
+/// runs in constant depth, so `($f := function(){ $f() }; $f())` never ends and never nests, and
+/// `$f := function($n){ $f($n-1) + $f($n-1) }` is exponential within the depth bound. The
+/// evaluation runs synchronously on an executor worker thread, where neither `TimeoutSeconds` nor
+/// shutdown can interrupt it; past this budget it fails with JSONata's `U1001` (a
+/// `States.QueryEvaluationError` of the state).
+pub const EVAL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A JSONata expression taken from a `{% ... %}` string, parsed once when the definition loads.
 #[derive(Debug, Clone)]
@@ -126,7 +135,15 @@ impl JsonataExpr {
             states: States { env },
         };
         let input = env.states_member("input");
-        match self.expr.evaluate_with(input, &[], &host, Default::default()) {
+        match self.expr.evaluate_with(
+            input,
+            &[],
+            &host,
+            Limits {
+                timeout: Some(EVAL_TIMEOUT),
+                ..Limits::default()
+            },
+        ) {
             Ok(v) => Ok(v),
             Err(e) if e.code == expressway_jsonata::FUNCTION_RESULT => Err(EvalError::query(format!(
                 "The JSONata expression '{}' specified for the field '{}' returned an unsupported result type.",

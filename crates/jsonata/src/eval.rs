@@ -107,6 +107,8 @@ impl Default for Limits {
 
 /// See [`Ctx::evaluate`].
 const EVAL_STACK_CHECK: usize = 8;
+/// The clock is read once every this many evaluation steps when [`Limits::timeout`] is set.
+const DEADLINE_CHECK: u32 = 64;
 const EVAL_RED_ZONE: usize = 1024 * 1024;
 
 /// Per-evaluation state.
@@ -117,6 +119,8 @@ pub(crate) struct Ctx<'a> {
     depth: Cell<usize>,
     max_depth: usize,
     deadline: Option<Instant>,
+    /// Steps since the clock was last read (see [`DEADLINE_CHECK`]).
+    steps: Cell<u32>,
     frames: RefCell<Vec<Rc<Frame<'a>>>>,
     pub(crate) now: Cell<Option<f64>>,
 }
@@ -236,6 +240,7 @@ impl<'a> Ctx<'a> {
             depth: Cell::new(0),
             max_depth: limits.max_depth,
             deadline: limits.timeout.map(|t| Instant::now() + t),
+            steps: Cell::new(0),
             frames: RefCell::new(Vec::new()),
             now: Cell::new(None),
         }
@@ -300,7 +305,9 @@ impl<'a> Ctx<'a> {
             .at(expr.pos));
         }
         if let Some(d) = self.deadline {
-            if Instant::now() > d {
+            let steps = self.steps.get() + 1;
+            self.steps.set(steps % DEADLINE_CHECK);
+            if steps == DEADLINE_CHECK && Instant::now() > d {
                 return Err(err(
                     "U1001",
                     "Expression evaluation timeout: Check for infinite loop",
