@@ -4,19 +4,20 @@
 //! bindings (`$states`, variables) and AWS's `States.QueryEvaluationError` causes.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::template::{EvalEnv, EvalError};
 use expressway_jsonata::{Expression, Host, HostObject, HostValue, Limits};
 use serde_json::Value;
 
-/// Wall-clock budget of one evaluation of one expression. JSONata has no loops, but a tail call
-/// runs in constant depth, so `($f := function(){ $f() }; $f())` never ends and never nests, and
+/// Budget of evaluation steps of one evaluation of one expression (an expression node evaluated
+/// is a step, function bodies included). JSONata has no loops, but a tail call runs in constant
+/// depth, so `($f := function(){ $f() }; $f())` never ends and never nests, and
 /// `$f := function($n){ $f($n-1) + $f($n-1) }` is exponential within the depth bound. The
 /// evaluation runs synchronously on an executor worker thread, where neither `TimeoutSeconds` nor
 /// shutdown can interrupt it; past this budget it fails with JSONata's `U1001` (a
-/// `States.QueryEvaluationError` of the state).
-pub const EVAL_TIMEOUT: Duration = Duration::from_secs(1);
+/// `States.QueryEvaluationError` of the state). Steps, not time, so that the outcome does not
+/// depend on the load of the pod (and this crate reads no clock).
+pub const MAX_EVAL_STEPS: u64 = 1_000_000;
 
 /// A JSONata expression taken from a `{% ... %}` string, parsed once when the definition loads.
 #[derive(Debug, Clone)]
@@ -140,7 +141,7 @@ impl JsonataExpr {
             &[],
             &host,
             Limits {
-                timeout: Some(EVAL_TIMEOUT),
+                max_steps: Some(MAX_EVAL_STEPS),
                 ..Limits::default()
             },
         ) {

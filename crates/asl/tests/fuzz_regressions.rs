@@ -140,7 +140,7 @@ fn intrinsics() {
 }
 
 /// Expressions are evaluated the way a state evaluates them (`{% ... %}` through
-/// [`JsonataExpr`]), with the budget of [`expressway_asl::jsonata::EVAL_TIMEOUT`].
+/// [`JsonataExpr`]), with the budget of [`expressway_asl::jsonata::MAX_EVAL_STEPS`].
 #[test]
 fn jsonata_expressions_end() {
     for (name, data) in inputs("jsonata") {
@@ -157,7 +157,7 @@ fn jsonata_expressions_end() {
             let e = r.expect_err(&name);
             assert_eq!(e.kind, EvalErrorKind::QueryEvaluation, "{name}");
             assert!(
-                e.detail.contains("U1001") && e.detail.contains("timeout"),
+                e.detail.contains("U1001") && e.detail.contains("steps"),
                 "{name}: {}",
                 e.detail
             );

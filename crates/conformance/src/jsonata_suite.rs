@@ -75,6 +75,7 @@ pub fn run_case(dir: &Path, group: &str, case: &Value) -> Outcome {
         (Some(t), Some(d)) => Limits {
             max_depth: d.as_u64().unwrap_or(1000) as usize,
             timeout: Some(Duration::from_millis(t.as_u64().unwrap_or(1000))),
+            max_steps: None,
         },
         _ => Limits {
             timeout: Some(Duration::from_secs(10)),

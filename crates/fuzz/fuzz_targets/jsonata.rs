@@ -1,12 +1,12 @@
 //! The JSONata parser and evaluator: `EXPRESSION` or `EXPRESSION\0INPUT-JSON`. Evaluation runs
-//! with the evaluator's limits (nesting depth and a wall-clock budget), so an input that loops
-//! ends with `U1001` instead of hanging the fuzzer.
+//! with the limits states evaluate with (nesting depth and the step budget
+//! `expressway_asl::jsonata::MAX_EVAL_STEPS`), so an input that loops ends with `U1001`; a
+//! libFuzzer timeout is work a single step does without bound.
 #![no_main]
 
 use expressway_jsonata::{Expression, Host, Limits};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
-use std::time::Duration;
 
 /// Fixed time and deterministic randomness, so a crash reproduces.
 struct FixedHost;
@@ -38,8 +38,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let limits = Limits {
-        max_depth: 10_000,
-        timeout: Some(Duration::from_millis(500)),
+        max_steps: Some(expressway_asl::jsonata::MAX_EVAL_STEPS),
+        ..Limits::default()
     };
     let _ = expr.evaluate_with(Some(&input), &[], &FixedHost, limits);
 });

@@ -94,6 +94,10 @@ pub struct Limits {
     pub max_depth: usize,
     /// Wall-clock budget (`U1001` beyond it).
     pub timeout: Option<std::time::Duration>,
+    /// Budget of evaluation steps (one per expression node evaluated, function bodies included;
+    /// `U1001` beyond it). Unlike `timeout` it is deterministic: the same expression on the same
+    /// input stops at the same point whatever the load.
+    pub max_steps: Option<u64>,
 }
 
 impl Default for Limits {
@@ -101,6 +105,7 @@ impl Default for Limits {
         Limits {
             max_depth: 10_000,
             timeout: None,
+            max_steps: None,
         }
     }
 }
@@ -108,7 +113,7 @@ impl Default for Limits {
 /// See [`Ctx::evaluate`].
 const EVAL_STACK_CHECK: usize = 8;
 /// The clock is read once every this many evaluation steps when [`Limits::timeout`] is set.
-const DEADLINE_CHECK: u32 = 64;
+const DEADLINE_CHECK: u64 = 64;
 const EVAL_RED_ZONE: usize = 1024 * 1024;
 
 /// Per-evaluation state.
@@ -119,8 +124,9 @@ pub(crate) struct Ctx<'a> {
     depth: Cell<usize>,
     max_depth: usize,
     deadline: Option<Instant>,
-    /// Steps since the clock was last read (see [`DEADLINE_CHECK`]).
-    steps: Cell<u32>,
+    /// Steps taken so far (see [`Limits::max_steps`] and [`DEADLINE_CHECK`]).
+    steps: Cell<u64>,
+    max_steps: u64,
     frames: RefCell<Vec<Rc<Frame<'a>>>>,
     pub(crate) now: Cell<Option<f64>>,
 }
@@ -241,6 +247,7 @@ impl<'a> Ctx<'a> {
             max_depth: limits.max_depth,
             deadline: limits.timeout.map(|t| Instant::now() + t),
             steps: Cell::new(0),
+            max_steps: limits.max_steps.unwrap_or(u64::MAX),
             frames: RefCell::new(Vec::new()),
             now: Cell::new(None),
         }
@@ -304,10 +311,17 @@ impl<'a> Ctx<'a> {
             )
             .at(expr.pos));
         }
+        let steps = self.steps.get() + 1;
+        self.steps.set(steps);
+        if steps > self.max_steps {
+            return Err(err(
+                "U1001",
+                format!("Expression evaluation exceeded {} steps: Check for infinite loop", self.max_steps),
+            )
+            .at(expr.pos));
+        }
         if let Some(d) = self.deadline {
-            let steps = self.steps.get() + 1;
-            self.steps.set(steps % DEADLINE_CHECK);
-            if steps == DEADLINE_CHECK && Instant::now() > d {
+            if steps.is_multiple_of(DEADLINE_CHECK) && Instant::now() > d {
                 return Err(err(
                     "U1001",
                     "Expression evaluation timeout: Check for infinite loop",

@@ -110,6 +110,7 @@ fn arbitrary_expressions_never_panic() {
     let limits = Limits {
         max_depth: 500,
         timeout: Some(std::time::Duration::from_millis(200)),
+        max_steps: None,
     };
     let mut parsed = 0;
     for _ in 0..iterations() {
