@@ -2,7 +2,8 @@
 //!
 //! `fuzz_regressions/<target>/<file>` holds one input of fuzz target `<target>` (the raw bytes the
 //! target received); each test runs the same checks the target makes. A file named `timeout-*`
-//! in `jsonata/` is an expression that evaluated forever: it must fail with JSONata's `U1001`.
+//! in `jsonata/` is an expression that evaluated forever: it must fail with JSONata's `U1001`; a
+//! file named `union-non-quote-*` in `jsonpath/` is a path the parser must refuse.
 
 use expressway_asl::intrinsic::{Intrinsic, IntrinsicEnv, IntrinsicError};
 use expressway_asl::jsonata::JsonataExpr;
@@ -72,7 +73,12 @@ fn jsonpaths() {
         let Ok(text) = std::str::from_utf8(&data) else {
             continue;
         };
-        let Ok(path) = JsonPath::parse(text) else {
+        let parsed = JsonPath::parse(text);
+        if name.starts_with("union-non-quote") {
+            // `$['a', X...]`: a union member that is not quoted is a syntax error.
+            assert!(parsed.is_err(), "{name}: {parsed:?}");
+        }
+        let Ok(path) = parsed else {
             continue;
         };
         let result = path.query(&doc);
