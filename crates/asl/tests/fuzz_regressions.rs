@@ -30,7 +30,10 @@ fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            (name, std::fs::read(&path).expect("readable regression input"))
+            (
+                name,
+                std::fs::read(&path).expect("readable regression input"),
+            )
         })
         .filter(|(name, _)| !name.starts_with('.'))
         .collect();

@@ -16,7 +16,10 @@ impl Host for FixedHost {
         1_767_225_600_000.0
     }
     fn random(&self, seed: Option<f64>) -> f64 {
-        let mut z = seed.unwrap_or(0.25).to_bits().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = seed
+            .unwrap_or(0.25)
+            .to_bits()
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z ^= z >> 31;
         (z >> 11) as f64 / (1u64 << 53) as f64
@@ -31,9 +34,9 @@ fuzz_target!(|data: &[u8]| {
         Some((e, i)) => (e, serde_json::from_str::<Value>(i).ok()),
         None => (text, None),
     };
-    let input = input.unwrap_or_else(|| {
-        json!({"a": 1, "b": [1, 2, 3], "s": "Hello", "o": {"k": [{"v": 1}, {"v": 2}]}})
-    });
+    let input = input.unwrap_or_else(
+        || json!({"a": 1, "b": [1, 2, 3], "s": "Hello", "o": {"k": [{"v": 1}, {"v": 2}]}}),
+    );
     let Ok(expr) = Expression::parse(source) else {
         return;
     };

@@ -37,7 +37,10 @@ fuzz_target!(|data: &[u8]| {
     if path.is_definite() {
         assert_eq!(result.as_ref().ok(), path.query_ref(doc));
     } else {
-        assert!(matches!(result, Ok(Value::Array(_))), "an indefinite path gives an array");
+        assert!(
+            matches!(result, Ok(Value::Array(_))),
+            "an indefinite path gives an array"
+        );
     }
     let _ = path.bracket_notation();
     let _ = path.first_name();

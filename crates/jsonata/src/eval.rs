@@ -316,7 +316,10 @@ impl<'a> Ctx<'a> {
         if steps > self.max_steps {
             return Err(err(
                 "U1001",
-                format!("Expression evaluation exceeded {} steps: Check for infinite loop", self.max_steps),
+                format!(
+                    "Expression evaluation exceeded {} steps: Check for infinite loop",
+                    self.max_steps
+                ),
             )
             .at(expr.pos));
         }

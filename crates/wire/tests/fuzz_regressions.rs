@@ -25,7 +25,11 @@ fn start_events_round_trip() {
         .map(|e| e.expect("directory entry").path())
         .collect();
     files.sort();
-    assert!(!files.is_empty(), "no regression inputs in {}", dir.display());
+    assert!(
+        !files.is_empty(),
+        "no regression inputs in {}",
+        dir.display()
+    );
     for path in files {
         let data = std::fs::read(&path).expect("readable regression input");
         let name = path.display();
