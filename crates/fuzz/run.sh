@@ -54,7 +54,7 @@ for t in "${targets[@]}"; do
         ${FUZZ_FLAGS:-} >"crates/fuzz/artifacts/$t.log" 2>&1
     status=$?
     set -e
-    grep -E '^#[0-9]+ +(DONE|INITED)|^stat::(number_of_executed_units|peak_rss_mb)|^SUMMARY|panicked at|deadly signal|ERROR: libFuzzer' \
+    grep -E '^#[0-9]+[[:space:]]+(DONE|INITED)|^Done [0-9]+ runs|^stat::(number_of_executed_units|peak_rss_mb)|^SUMMARY|panicked at|deadly signal|ERROR: libFuzzer' \
         "crates/fuzz/artifacts/$t.log" || true
     if [ "$status" -ne 0 ]; then
         failed+=("$t")
