@@ -17,7 +17,11 @@ fn fuzz_inputs_end() {
         .map(|e| e.expect("directory entry").path())
         .collect();
     files.sort();
-    assert!(!files.is_empty(), "no regression inputs in {}", dir.display());
+    assert!(
+        !files.is_empty(),
+        "no regression inputs in {}",
+        dir.display()
+    );
     let limits = Limits {
         max_steps: Some(1_000_000),
         ..Limits::default()
@@ -29,9 +33,9 @@ fn fuzz_inputs_end() {
             Some((e, i)) => (e, serde_json::from_str::<Value>(i).ok()),
             None => (&*text, None),
         };
-        let input = input.unwrap_or_else(|| {
-            json!({"a": 1, "b": [1, 2, 3], "s": "Hello", "o": {"k": [{"v": 1}, {"v": 2}]}})
-        });
+        let input = input.unwrap_or_else(
+            || json!({"a": 1, "b": [1, 2, 3], "s": "Hello", "o": {"k": [{"v": 1}, {"v": 2}]}}),
+        );
         let Ok(expr) = Expression::parse(source) else {
             continue;
         };
