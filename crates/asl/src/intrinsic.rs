@@ -578,6 +578,8 @@ fn apply(
             if step == 0 {
                 return fail("States.ArrayRange: the step must not be zero");
             }
+            // In i128: `end - start` and `i * step` overflow i64 for bounds near its limits.
+            let (start, end, step) = (i128::from(start), i128::from(end), i128::from(step));
             let count = if (step > 0 && end >= start) || (step < 0 && end <= start) {
                 (end - start) / step + 1
             } else {
@@ -586,8 +588,11 @@ fn apply(
             if count > 1000 {
                 return fail("States.ArrayRange: the result may contain at most 1000 items");
             }
+            // Every item lies between start and end, so it fits in an i64.
             Ok(Value::Array(
-                (0..count).map(|i| Value::from(start + i * step)).collect(),
+                (0..count)
+                    .map(|i| Value::from(i64::try_from(start + i * step).unwrap_or_default()))
+                    .collect(),
             ))
         }
         Func::ArrayGetItem => {

@@ -9,6 +9,16 @@ use crate::template::{EvalEnv, EvalError};
 use expressway_jsonata::{Expression, Host, HostObject, HostValue};
 use serde_json::Value;
 
+/// Budget of evaluation steps of one evaluation of one expression (an expression node evaluated
+/// is a step, function bodies included). JSONata has no loops, but a tail call runs in constant
+/// depth, so `($f := function(){ $f() }; $f())` never ends and never nests, and
+/// `$f := function($n){ $f($n-1) + $f($n-1) }` is exponential within the depth bound. The
+/// evaluation runs synchronously on an executor worker thread, where neither `TimeoutSeconds` nor
+/// shutdown can interrupt it; past this budget it fails with JSONata's `U1001` (a
+/// `States.QueryEvaluationError` of the state). Steps, not time, so that the outcome does not
+/// depend on the load of the pod (and this crate reads no clock).
+pub const MAX_EVAL_STEPS: u64 = 1_000_000;
+
 /// A JSONata expression taken from a `{% ... %}` string, parsed once when the definition loads.
 #[derive(Debug, Clone)]
 pub struct JsonataExpr {
@@ -147,7 +157,7 @@ impl JsonataExpr {
 /// What one JSONata evaluation of a running execution may take. jsonata-js bounds nothing but
 /// its recursion and the range operator; a pod must also bound what a few bytes of expression
 /// can make it build or spend, since the evaluation runs synchronously on a runtime worker:
-/// - 5 s of wall clock (`U1001`), far beyond any expression over a 256 KiB payload;
+/// - [`MAX_EVAL_STEPS`] evaluation steps (`U1001`), deterministic where a clock would not be;
 /// - nesting of built values at [`crate::depth::MAX_VALUE_DEPTH`] (`U1002`);
 /// - results spanning more than 2^20 JSON values (`U1003`, some 50 MB once converted): a value
 ///   sharing one object many times over is cheap to build and exponential to write out;
@@ -155,7 +165,8 @@ impl JsonataExpr {
 ///   1e7) and strings of more than 16 MiB (`U1005`).
 pub const EVALUATION_LIMITS: expressway_jsonata::Limits = expressway_jsonata::Limits {
     max_depth: 10_000,
-    timeout: Some(std::time::Duration::from_secs(5)),
+    timeout: None,
+    max_steps: Some(MAX_EVAL_STEPS),
     max_value_depth: crate::depth::MAX_VALUE_DEPTH,
     max_result_values: 1 << 20,
     max_array_items: 1_000_000,

@@ -710,7 +710,13 @@ impl Parser<'_> {
     }
 
     fn quoted(&mut self) -> Result<String, String> {
-        let quote = self.peek().ok_or("unterminated string")?;
+        // Callers after a `,` of a union have not looked: anything but a quote is an error (a
+        // multi-byte character here used to be taken for the quote and split).
+        let quote = match self.peek() {
+            Some(q @ (b'\'' | b'"')) => q,
+            Some(_) => return Err("expected a quoted name".into()),
+            None => return Err("unterminated string".into()),
+        };
         self.pos += 1;
         let mut out = String::new();
         loop {

@@ -92,7 +92,7 @@ impl Func<'_> {
 pub struct Limits {
     /// Maximum nesting depth of evaluation (`U1001` beyond it).
     pub max_depth: usize,
-    /// Wall-clock budget (`U1001` beyond it), checked every [`DEADLINE_EVERY`] evaluation steps.
+    /// Wall-clock budget (`U1001` beyond it), checked every [`DEADLINE_CHECK`] evaluation steps.
     pub timeout: Option<std::time::Duration>,
     /// Maximum nesting of arrays and objects the evaluation builds (`U1002` beyond it). Values
     /// are converted, compared and dropped recursively; this bound keeps that off the end of
@@ -106,6 +106,10 @@ pub struct Limits {
     pub max_array_items: usize,
     /// Maximum bytes of one string the evaluation builds (`U1005` beyond it).
     pub max_string_bytes: usize,
+    /// Budget of evaluation steps (one per expression node evaluated, function bodies included;
+    /// `U1001` beyond it). Unlike `timeout` it is deterministic: the same expression on the same
+    /// input stops at the same point whatever the load.
+    pub max_steps: Option<u64>,
 }
 
 impl Default for Limits {
@@ -117,15 +121,15 @@ impl Default for Limits {
             max_result_values: usize::MAX,
             max_array_items: usize::MAX,
             max_string_bytes: usize::MAX,
+            max_steps: None,
         }
     }
 }
 
-/// How many evaluation steps pass between two looks at the clock ([`Limits::timeout`]).
-pub(crate) const DEADLINE_EVERY: u32 = 64;
-
 /// See [`Ctx::evaluate`].
 const EVAL_STACK_CHECK: usize = 8;
+/// The clock is read once every this many evaluation steps when [`Limits::timeout`] is set.
+const DEADLINE_CHECK: u64 = 64;
 const EVAL_RED_ZONE: usize = 1024 * 1024;
 
 /// Per-evaluation state.
@@ -136,8 +140,9 @@ pub(crate) struct Ctx<'a> {
     depth: Cell<usize>,
     max_depth: usize,
     deadline: Option<Instant>,
-    /// Evaluation steps since the clock was last read.
-    steps: Cell<u32>,
+    /// Steps taken so far (see [`Limits::max_steps`] and [`DEADLINE_CHECK`]).
+    steps: Cell<u64>,
+    max_steps: u64,
     pub(crate) limits: Limits,
     frames: RefCell<Vec<Rc<Frame<'a>>>>,
     pub(crate) now: Cell<Option<f64>>,
@@ -260,6 +265,7 @@ impl<'a> Ctx<'a> {
             deadline: limits.timeout.map(|t| Instant::now() + t),
             steps: Cell::new(0),
             limits,
+            max_steps: limits.max_steps.unwrap_or(u64::MAX),
             frames: RefCell::new(Vec::new()),
             now: Cell::new(None),
         }
@@ -323,10 +329,20 @@ impl<'a> Ctx<'a> {
             )
             .at(expr.pos));
         }
+        let steps = self.steps.get() + 1;
+        self.steps.set(steps);
+        if steps > self.max_steps {
+            return Err(err(
+                "U1001",
+                format!(
+                    "Expression evaluation exceeded {} steps: Check for infinite loop",
+                    self.max_steps
+                ),
+            )
+            .at(expr.pos));
+        }
         if let Some(d) = self.deadline {
-            let steps = self.steps.get() + 1;
-            self.steps.set(steps % DEADLINE_EVERY);
-            if steps == DEADLINE_EVERY && Instant::now() > d {
+            if steps.is_multiple_of(DEADLINE_CHECK) && Instant::now() > d {
                 return Err(err(
                     "U1001",
                     "Expression evaluation timeout: Check for infinite loop",

@@ -686,6 +686,12 @@ fn replace<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
             "Second argument of replace function cannot be an empty string",
         ));
     }
+    if pattern.is_undefined() {
+        // jsonata-js applies a pattern that is not a string as a matcher function: undefined
+        // is not one. (Read as "", it matched at every position without advancing: the loop
+        // below never ended and grew its output until memory ran out.)
+        return Err(e("T1006", "Attempted to invoke a non-function"));
+    }
     let limit = limit_arg(&arg(&args, 3), "D3011", "replace")?;
     if limit == Some(0) {
         return Ok(s.clone());
@@ -695,6 +701,14 @@ fn replace<'a>(call: Call<'_, 'a>) -> Result<Value<'a>> {
     match regex_of(&pattern) {
         None => {
             let p = text(&pattern);
+            if p.is_empty() {
+                // A function as the pattern (custom matchers are not supported) reads as "",
+                // which would match at every position without advancing.
+                return Err(e(
+                    "D3010",
+                    "Second argument of replace function cannot be an empty string (custom matcher functions are not supported)",
+                ));
+            }
             let mut count = 0;
             while let Some(off) = st[pos..].find(p) {
                 if limit.is_some_and(|l| count >= l) {

@@ -148,6 +148,30 @@ fn tail_calls_do_not_grow_the_depth() {
 }
 
 #[test]
+fn a_step_budget_stops_a_tail_call_loop() {
+    // Constant depth, so the depth bound never fires: only the step budget ends it.
+    let forever = Expression::parse("($f := function($x) { $f($x) }; $f(1))").expect("parses");
+    let limits = Limits {
+        max_steps: Some(100_000),
+        ..Limits::default()
+    };
+    let err = forever
+        .evaluate_with(None, &[], &NoHost, limits)
+        .expect_err("must stop");
+    assert_eq!(err.code, "U1001");
+    assert!(err.message.contains("100000 steps"), "{}", err.message);
+    // The same budget lets a finite loop of the same shape finish.
+    let finite = Expression::parse(
+        "($loop := function($n, $acc) { $n = 0 ? $acc : $loop($n - 1, $acc + 1) }; $loop(2000, 0))",
+    )
+    .expect("parses");
+    let r = finite
+        .evaluate_with(None, &[], &NoHost, limits)
+        .expect("within budget");
+    assert_eq!(r, Some(json!(2000)));
+}
+
+#[test]
 fn syntax_errors_carry_code_and_position() {
     let err = Expression::parse("(1 + 2").expect_err("invalid");
     assert_eq!(err.code, "S0203");

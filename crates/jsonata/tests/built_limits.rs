@@ -99,3 +99,19 @@ fn a_tail_recursive_loop_that_never_ends_stops_at_the_timeout() {
     let expr = "($f := function($n) { $f($n + 1) }; $f(0))";
     assert_eq!(code(expr, limits), "U1001");
 }
+
+/// Found by the `jsonata` fuzz target: a recursive function doubling its array argument took 2.6
+/// GB within a few dozen steps (the step budget alone cannot see it; each step allocates twice the
+/// last). The array bound stops it.
+#[test]
+fn a_recursion_doubling_its_argument_stops_at_the_array_bound() {
+    let limits = Limits {
+        max_steps: Some(1_000_000),
+        max_array_items: 1_000_000,
+        max_result_values: 1 << 20,
+        max_string_bytes: 16 << 20,
+        ..Limits::default()
+    };
+    let expr = "($f := function($s, $x)<an:s> { $x > 0 ? $f([$s, $s], $x-0) : $s }; $f('a', 2))";
+    assert_eq!(code(expr, limits), "U1004");
+}

@@ -23,6 +23,27 @@ pub struct ArnScope {
     pub account: String,
 }
 
+impl std::fmt::Display for MachineRef {
+    /// The text [`parse_state_machine_ref`] reads back as this reference: the ARN when there is a
+    /// scope (with its qualifier), else the name. A qualifier without a scope has no text form
+    /// (a plain name cannot carry one); it is written `NAME:QUALIFIER`, which a decoder refuses,
+    /// so the event is dead-lettered instead of running another version than the one meant.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(s) = &self.scope {
+            write!(
+                f,
+                "arn:{}:states:{}:{}:stateMachine:",
+                s.partition, s.region, s.account
+            )?;
+        }
+        f.write_str(&self.name)?;
+        match &self.qualifier {
+            Some(q) => write!(f, ":{q}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Parses `NAME` or `arn:<partition>:states:<region>:<account>:stateMachine:NAME[:qualifier]`.
 ///
 /// Returns `None` when the text is neither a plain name nor a state machine ARN.

@@ -216,14 +216,14 @@ impl StartEvent {
         })
     }
 
-    /// The JSON form of this event.
+    /// The JSON form of this event (`stateMachine` as [`MachineRef`]'s text: the ARN, qualifier
+    /// and scope included, when it came from one).
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
-        let sm = match &self.state_machine.qualifier {
-            Some(q) => format!("{}:{q}", self.state_machine.name),
-            None => self.state_machine.name.clone(),
-        };
-        m.insert("stateMachine".into(), Value::String(sm));
+        m.insert(
+            "stateMachine".into(),
+            Value::String(self.state_machine.to_string()),
+        );
         if let Some(n) = &self.name {
             m.insert("name".into(), Value::String(n.clone()));
         }
@@ -234,10 +234,10 @@ impl StartEvent {
         Value::Object(m)
     }
 
-    /// The protobuf form of this event.
+    /// The protobuf form of this event (`state_machine` as in [`StartEvent::to_json`]).
     pub fn to_protobuf(&self) -> Vec<u8> {
         pb::StartExecution {
-            state_machine: self.state_machine.name.clone(),
+            state_machine: self.state_machine.to_string(),
             name: self.name.clone(),
             input: Some(self.input.to_string()),
             trace_header: self.trace_header.clone(),
