@@ -109,7 +109,7 @@ class Procs:
             self.stop(p)
 
 
-def scrape_config(metrics, second, gone):
+def scrape_config(metrics, second, gone, eos):
     """deploy/prometheus/prometheus.yml with its one target rewritten to the dev pod, plus the
     second pod and a target nothing listens on (same job and labels form)."""
     text = open(os.path.join(ROOT, "deploy/prometheus/prometheus.yml")).read()
@@ -118,7 +118,7 @@ def scrape_config(metrics, second, gone):
     text = text.replace("- expressway:9464", f"- 127.0.0.1:{metrics}")
     text = re.sub(r"scrape_interval: \d+s", f"scrape_interval: {SCRAPE}s", text)
     text = re.sub(r"evaluation_interval: \d+s", f"evaluation_interval: {SCRAPE}s", text)
-    for port, pod in ((second, "expressway-b"), (gone, "expressway-gone")):
+    for port, pod in ((second, "expressway-b"), (gone, "expressway-gone"), (eos, "expressway-eos")):
         text += f"      - targets:\n          - 127.0.0.1:{port}\n        labels:\n          pod: {pod}\n"
     return text
 
@@ -263,11 +263,11 @@ def main():
         if name in CONFIGS:
             with open(os.path.join(defs, f"{name}.config.json"), "w") as f:
                 json.dump(CONFIGS[name], f)
-    metrics, gateway_port, second, gone, prom = (free_port() for _ in range(5))
+    metrics, gateway_port, second, gone, prom, eos = (free_port() for _ in range(6))
     procs = Procs()
     try:
         with open(os.path.join(work, "prometheus.yml"), "w") as f:
-            f.write(scrape_config(metrics, second, gone))
+            f.write(scrape_config(metrics, second, gone, eos))
         with open(os.path.join(ROOT, "deploy/prometheus/alerts.yml")) as src, \
                 open(os.path.join(work, "alerts.yml"), "w") as dst:
             dst.write(src.read())
@@ -299,10 +299,23 @@ def main():
                 if i % 5 == 0:
                     gw.start("slow")
             gw.call("StartSyncExecution", {"stateMachineArn": ARN + "ok", "input": "{}"})
+            start_cli("ok", "--topic", "eos.start")
 
         def start_cli(*a):
             subprocess.run([args.bin, "start", "--brokers", bootstrap, *a], check=True,
                            stdout=subprocess.DEVNULL)
+
+        # An exactly-once pod (the dashboard's Exactly-once row) on its own start topic and group;
+        # the first start event creates the topic (the mock cluster creates topics on produce).
+        start_cli("ok", "--topic", "eos.start")
+        log(f"an exactly-once pod (metrics 127.0.0.1:{eos}) on its own start topic")
+        procs.start("serve-eos", [args.bin, "serve", "--brokers", bootstrap, "--definitions", defs,
+                                  "--metrics-listen", f"127.0.0.1:{eos}", "--group", "eos-check",
+                                  "--start-topic", "eos.start", "--guarantee", "exactly-once",
+                                  "--transaction-interval", "200ms",
+                                  "--kafka", "session.timeout.ms=6000", "--kafka", "heartbeat.interval.ms=500"],
+                    work)
+        wait_for("exactly-once pod /readyz", lambda: http(f"http://127.0.0.1:{eos}/readyz")[0] == 200)
 
         log("load: successes, failures, timeouts, tasks, waits; dead letters; budgets; a stalled client")
         # A client that never finishes its request head: the gateway's header timeout closes it.
