@@ -571,6 +571,23 @@ impl Gateway {
         )))
     }
 
+    /// The machine's entry and its definitions record (an object) to modify.
+    fn current_record(
+        &self,
+        name: &str,
+        arn: &str,
+    ) -> Result<(Arc<MachineEntry>, Value), ApiError> {
+        let entry = self
+            .registry
+            .get(name)
+            .ok_or_else(|| ApiError::no_machine(arn))?;
+        let record = match &entry.record {
+            r @ Value::Object(_) => r.clone(),
+            _ => json!({}),
+        };
+        Ok((entry, record))
+    }
+
     /// Waits until the definitions follower has read every partition up to `marks`.
     async fn catch_up(&self, marks: &std::collections::HashMap<i32, i64>) -> Result<(), ApiError> {
         let deadline = std::time::Instant::now() + CATCH_UP_TIMEOUT;
@@ -749,14 +766,7 @@ impl Gateway {
         let version_description = opt_str(b, "versionDescription")?;
         let _guard = self.writes.lock().await;
         self.exclusive(|| {
-            let entry = self
-                .registry
-                .get(&name)
-                .ok_or_else(|| ApiError::no_machine(arn))?;
-            let mut record = entry.record.clone();
-            if !record.is_object() {
-                record = json!({});
-            }
+            let (entry, mut record) = self.current_record(&name, arn)?;
             record["definition"] = json!(definition.unwrap_or(&entry.definition));
             if let Some(r) = role {
                 record["roleArn"] = json!(r);
@@ -875,14 +885,7 @@ impl Gateway {
         let want = opt_str(b, "revisionId")?;
         let _guard = self.writes.lock().await;
         self.exclusive(|| {
-        let entry = self
-            .registry
-            .get(&name)
-            .ok_or_else(|| ApiError::no_machine(arn))?;
-        let mut record = entry.record.clone();
-        if !record.is_object() {
-            record = json!({});
-        }
+        let (entry, mut record) = self.current_record(&name, arn)?;
         if record.get("revisionId").is_none() {
             record["revisionId"] = json!(uuid::Uuid::new_v4().to_string());
         }
