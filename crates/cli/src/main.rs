@@ -256,6 +256,7 @@ fn cmd_bench(args: BenchArgs) -> ExitCode {
                         clock: clock.clone(),
                         entropy: Arc::new(OsEntropy),
                         tasks: Arc::new(Registry::new(clock)),
+                        callbacks: None,
                     };
                     let identity = Identity {
                         machine: machine_name,
@@ -385,6 +386,7 @@ fn run_and_print(
             clock: clock.clone(),
             entropy: entropy.clone(),
             tasks: Arc::new(registry),
+            callbacks: None,
         };
         let mut uuid = [0u8; 16];
         uuid[..8].copy_from_slice(&entropy.next_u64().to_be_bytes());

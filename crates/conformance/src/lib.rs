@@ -127,6 +127,7 @@ pub async fn execute_case(
         clock: clock.clone(),
         entropy: Arc::new(SplitMix64::new(42)),
         tasks: Arc::new(Registry::new(clock)),
+        callbacks: None,
     };
     let mut req = expressway_cli::local::request(&identity(), input, log);
     // StartSyncExecution cases: the context object has no RedriveCount there.

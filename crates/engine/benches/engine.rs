@@ -45,6 +45,7 @@ fn bench_machine(c: &mut Criterion, name: &str, definition: &str, input: Value) 
         clock: Arc::new(FixedClock),
         entropy: Arc::new(SplitMix64::new(7)),
         tasks: Arc::new(NoTasks),
+        callbacks: None,
     };
     let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(1));

@@ -35,6 +35,7 @@ fn runtime() -> Runtime {
         clock: Arc::new(TokioClock::new()),
         entropy: Arc::new(SplitMix64::new(1)),
         tasks: Arc::new(NoTasks),
+        callbacks: None,
     }
 }
 

@@ -5,6 +5,7 @@
 //! randomness and task dispatch come in through [`Runtime`], so tests run in virtual time.
 
 pub mod budget;
+pub mod callbacks;
 pub mod events;
 mod exec;
 pub mod jsonw;
@@ -13,6 +14,7 @@ pub mod runtime;
 pub mod tasks;
 
 pub use budget::Budget;
+pub use callbacks::{CallbackKey, CallbackListener, CallbackSignal, Callbacks};
 pub use events::{Event, LogConfig, LogLevel};
 pub use exec::{
     execute, idempotency_key, ExecutionRequest, Limits, Outcome, Status, DEFAULT_MAX_MEMORY_BYTES,

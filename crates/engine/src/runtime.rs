@@ -76,6 +76,9 @@ pub struct Runtime {
     pub entropy: Arc<dyn Entropy>,
     /// Task resources.
     pub tasks: Arc<dyn TaskDispatcher>,
+    /// Task tokens and callbacks for `.waitForTaskToken`; without them such a Task fails with
+    /// `States.Runtime`.
+    pub callbacks: Option<Arc<dyn crate::callbacks::Callbacks>>,
 }
 
 /// Formats 128 random bits as a v4 UUID.

@@ -644,6 +644,7 @@ pub fn engine_runtime_with_tasks(
         clock,
         entropy: Arc::new(expressway_engine::runtime::OsEntropy),
         tasks: Arc::new(tasks),
+        callbacks: None,
     }
 }
 

@@ -207,6 +207,7 @@ pub(crate) async fn test_state(b: &Obj, engine: &Runtime) -> Result<Value, ApiEr
                 clock: engine.clock.clone(),
                 entropy: engine.entropy.clone(),
                 tasks: Arc::new(Mock(r)),
+                callbacks: None,
             }
         }
     };

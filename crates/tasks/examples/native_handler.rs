@@ -52,6 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         clock,
         entropy: Arc::new(OsEntropy),
         tasks: Arc::new(registry),
+        callbacks: None,
     };
     for input in [json!({"qty": 4}), json!({"qty": "four"})] {
         let request = ExecutionRequest {

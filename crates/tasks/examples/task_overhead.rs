@@ -82,6 +82,7 @@ async fn main() {
         clock,
         entropy: Arc::new(OsEntropy),
         tasks: Arc::new(registry),
+        callbacks: None,
     };
     let machine = |state: Value| {
         let def = json!({"StartAt": "S", "States": {"S": state}});

@@ -32,6 +32,7 @@ fn run_on_worker_stack(definition: Value, input: Value, log: LogConfig) -> Outco
                     clock: clock.clone(),
                     entropy: Arc::new(SplitMix64::new(1)),
                     tasks: Arc::new(Registry::new(clock)),
+                    callbacks: None,
                 };
                 let outcome = execute(&machine, &request(input, log), &runtime).await;
                 // What the executor does next with it: serialize the result and the log.

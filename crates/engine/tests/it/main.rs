@@ -37,6 +37,7 @@ async fn run_with(definition: Value, input: Value, log: LogConfig) -> Outcome {
         clock: clock.clone(),
         entropy: Arc::new(SplitMix64::new(1)),
         tasks: Arc::new(Registry::new(clock)),
+        callbacks: None,
     };
     execute(&machine, &request(input, log), &runtime).await
 }

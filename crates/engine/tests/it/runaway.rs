@@ -34,6 +34,7 @@ fn runtime() -> Runtime {
         clock: clock.clone(),
         entropy: Arc::new(SplitMix64::new(1)),
         tasks: Arc::new(Registry::new(clock)),
+        callbacks: None,
     }
 }
 

@@ -194,6 +194,7 @@ pub(crate) async fn run(definition: &Value, input: Value, registry: Registry) ->
         clock,
         entropy: Arc::new(SplitMix64::new(7)),
         tasks: Arc::new(registry),
+        callbacks: None,
     };
     let req = ExecutionRequest {
         execution_arn: "arn:aws:states:us-east-1:123456789012:express:test:run-1:00000000-0000-4000-8000-000000000001".into(),
