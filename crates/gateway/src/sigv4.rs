@@ -354,9 +354,10 @@ fn uri_decode(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
+        // Exactly two hex digits: `u8::from_str_radix` alone would also take a sign (`%+1`).
         if b[i] == b'%' && i + 2 < b.len() {
-            if let Some(Ok(v)) = s.get(i + 1..i + 3).map(|h| u8::from_str_radix(h, 16)) {
-                out.push(v);
+            if let (Some(hi), Some(lo)) = (hex_digit(b[i + 1]), hex_digit(b[i + 2])) {
+                out.push(hi << 4 | lo);
                 i += 3;
                 continue;
             }
@@ -365,6 +366,10 @@ fn uri_decode(s: &str) -> Vec<u8> {
         i += 1;
     }
     out
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
 }
 
 fn canonical_path(path: &str) -> String {
@@ -422,6 +427,16 @@ mod tests {
     // AWS's Signature Version 4 test suite (aws-sig-v4-test-suite): credentials AKIDEXAMPLE /
     // wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY, region us-east-1, service `service`.
     const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+
+    #[test]
+    fn uri_decode_takes_exactly_two_hex_digits() {
+        // A sign is not a hex digit: `%+1` and `%-1` stay literal (the fuzzer found `%+1` decoded to 0x01).
+        assert_eq!(uri_decode("%+1"), b"%+1");
+        assert_eq!(uri_decode("a%-1b"), b"a%-1b");
+        assert_eq!(uri_decode("%4"), b"%4");
+        assert_eq!(uri_decode("%zz%41%2f%2F"), b"%zzA//");
+        assert_eq!(uri_decode("%e2%82%AC"), "\u{20ac}".as_bytes());
+    }
 
     fn headers(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()
