@@ -6,14 +6,18 @@
 //! * [`convert`]: JSON record values to their protobuf forms.
 //! * [`numbers`]: numbers without an exact value (refused, never rounded).
 //! * [`arn`]: state machine references (`NAME` or `arn:...:stateMachine:NAME[:qualifier]`).
+//! * [`task_token`]: task tokens of `.waitForTaskToken` Tasks (HMAC-SHA256 authenticated).
+//! * [`callback`]: callback records (SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat).
 //!
 //! This crate knows record *formats* only, never Kafka clients.
 
 pub mod arn;
+pub mod callback;
 pub mod convert;
 pub mod identity;
 pub mod numbers;
 pub mod start;
+pub mod task_token;
 
 /// Generated protobuf types (package `expressway.v1`).
 #[allow(missing_docs, unreachable_pub, clippy::all)]
@@ -22,8 +26,10 @@ pub mod pb {
 }
 
 pub use arn::{parse_state_machine_ref, ArnScope, MachineRef};
+pub use callback::{CallbackError, CallbackOutcome, CallbackRecord};
 pub use identity::{execution_identity, ExecutionIdentity};
 pub use start::{StartError, StartEvent, MAX_INPUT_BYTES, PROTOBUF_CONTENT_TYPE};
+pub use task_token::{TaskTokenKey, TokenError, TokenFields};
 
 /// Default topic names (BLUEPRINT "Topics and records").
 pub mod topics {
@@ -37,6 +43,8 @@ pub mod topics {
     pub const DLQ: &str = "expressway.dlq";
     /// Compacted state machine definitions.
     pub const DEFINITIONS: &str = "expressway.definitions";
+    /// Callbacks of `.waitForTaskToken` Tasks, partitioned like the start topic.
+    pub const CALLBACKS: &str = "expressway.callbacks";
 }
 
 /// Dead-letter header names.
