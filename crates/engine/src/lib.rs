@@ -5,6 +5,7 @@
 //! randomness and task dispatch come in through [`Runtime`], so tests run in virtual time.
 
 pub mod budget;
+pub mod callback_hub;
 pub mod callbacks;
 pub mod events;
 mod exec;
@@ -14,6 +15,7 @@ pub mod runtime;
 pub mod tasks;
 
 pub use budget::Budget;
+pub use callback_hub::{CallbackHub, Delivery, HubLimits, TokenMinter};
 pub use callbacks::{CallbackKey, CallbackListener, CallbackSignal, Callbacks};
 pub use events::{Event, LogConfig, LogLevel};
 pub use exec::{
