@@ -72,6 +72,33 @@ impl Default for TransactionConfig {
     }
 }
 
+/// The callback transport of `.waitForTaskToken` Tasks ([`crate::callbacks`]).
+#[derive(Debug, Clone)]
+pub struct CallbackConfig {
+    /// The callback topic (`--callbacks-topic`), partitioned like the start topic.
+    pub topic: String,
+    /// The key that authenticates task tokens (`--task-token-key-file`,
+    /// `EXPRESSWAY_TASK_TOKEN_KEY`). Without one the pod cannot wait: such Tasks fail with a
+    /// `States.Runtime` error that says so, and the callback topic is not read.
+    pub key: Option<expressway_wire::TaskTokenKey>,
+    /// Callback partitions are read from the time of the oldest uncommitted start event of
+    /// the matching start partition minus this margin (producers' clocks differ).
+    pub clock_skew: Duration,
+    /// Signals kept for executions that do not wait yet (all tokens together).
+    pub early_buffer: usize,
+}
+
+impl Default for CallbackConfig {
+    fn default() -> CallbackConfig {
+        CallbackConfig {
+            topic: topics::CALLBACKS.into(),
+            key: None,
+            clock_skew: Duration::from_secs(60),
+            early_buffer: 10_000,
+        }
+    }
+}
+
 /// Everything the executor pod needs to know.
 #[derive(Debug, Clone)]
 pub struct ExecutorConfig {
@@ -121,6 +148,12 @@ pub struct ExecutorConfig {
     pub guarantee: Guarantee,
     /// Transactions of `Guarantee::ExactlyOnce`.
     pub transactions: TransactionConfig,
+    /// Longest execution (`--max-execution-seconds`; `Limits::max_duration`, default 5
+    /// minutes as on AWS Express). An execution holds its start offset uncommitted while it
+    /// runs, waiting for a callback included.
+    pub max_execution: Duration,
+    /// Task tokens and the callback topic.
+    pub callbacks: CallbackConfig,
 }
 
 impl ExecutorConfig {
@@ -147,6 +180,8 @@ impl ExecutorConfig {
             execution_memory_bytes: expressway_engine::DEFAULT_MAX_MEMORY_BYTES,
             guarantee: Guarantee::AtLeastOnce,
             transactions: TransactionConfig::default(),
+            max_execution: expressway_engine::Limits::default().max_duration,
+            callbacks: CallbackConfig::default(),
         }
     }
 }

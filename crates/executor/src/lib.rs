@@ -10,7 +10,9 @@
 //!   (the metrics port here, the gateway's API).
 //! * [`telemetry`]: metric names, the Prometheus recorder, `/metrics` `/healthz` `/readyz`.
 //! * [`lag`]: partition ownership and lag gauges (owner's and group's), removed on revoke.
+//! * [`callbacks`]: task tokens and the callback topic of `.waitForTaskToken` Tasks.
 
+pub mod callbacks;
 mod commit_errors;
 pub mod config;
 pub mod definitions;
@@ -24,7 +26,7 @@ pub mod publisher;
 pub mod registry;
 pub mod telemetry;
 
-pub use config::{ExecutorConfig, Guarantee, TransactionConfig};
+pub use config::{CallbackConfig, ExecutorConfig, Guarantee, TransactionConfig};
 pub use definitions::spawn_follower;
 pub use offsets::OffsetTracker;
 pub use ordering::OrderingMode;

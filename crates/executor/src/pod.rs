@@ -21,6 +21,7 @@
 //! * Each assignment of a partition gets a fresh epoch; completions from an earlier epoch
 //!   (executions that outlived a revoke's drain budget) are ignored.
 
+use crate::callbacks::CallbackTransport;
 use crate::config::{ExecutorConfig, Guarantee, LogFormat};
 use crate::exactly_once::{PartitionTxn, SendError, Ticket, Transactions};
 use crate::offsets::OffsetTracker;
@@ -63,6 +64,7 @@ pub struct Executor {
     follower_thread: Option<std::thread::JoinHandle<()>>,
     group_lag_thread: Option<std::thread::JoinHandle<()>>,
     health: Arc<Health>,
+    callbacks: Option<Arc<CallbackTransport>>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -105,6 +107,8 @@ struct Deps {
     abort: AtomicBool,
     /// Wakes running executions when `abort` is set.
     abort_notify: tokio::sync::Notify,
+    /// Task tokens and the callback topic (`None`: no task token key; waiting Tasks fail).
+    callbacks: Option<Arc<CallbackTransport>>,
 }
 
 impl Deps {
@@ -129,6 +133,33 @@ pub(crate) struct PartitionState {
     pub(crate) eos: PartitionTxn,
     /// Highest offset started on this assignment (see [`LoopState::settle`]).
     pub(crate) dispatched_max: Option<i64>,
+    /// Fired when the partition is revoked: its executions that wait for a callback stop
+    /// (the next owner re-runs them and reads their callbacks again).
+    pub(crate) revoked: Arc<Revocation>,
+}
+
+/// The end of one assignment of a partition, for the executions it started.
+#[derive(Default)]
+pub(crate) struct Revocation {
+    fired: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Revocation {
+    fn fire(&self) {
+        self.fired.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    async fn wait(&self) {
+        let notified = self.notify.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        if self.fired.load(Ordering::Acquire) {
+            return;
+        }
+        notified.await;
+    }
 }
 
 /// Backlog size at which a partition is paused (it is resumed at half). Pausing drops
@@ -164,12 +195,12 @@ struct Spawner {
 }
 
 impl Spawner {
-    fn spawn(&self, msg: OwnedMessage, epoch: u64, lane: Option<Lane>) {
+    fn spawn(&self, msg: OwnedMessage, epoch: u64, lane: Option<Lane>, revoked: Arc<Revocation>) {
         let deps = self.deps.clone();
         let tx = self.tx.clone();
         self.runtime.spawn(async move {
             let (done, generation) = match &deps.output {
-                Output::AtLeastOnce(_) => (process_guarded(&deps, &msg).await, None),
+                Output::AtLeastOnce(_) => (process_guarded(&deps, &msg, &revoked).await, None),
                 Output::ExactlyOnce(txns) => {
                     let ticket = Arc::new(Ticket::new(
                         txns.clone(),
@@ -177,7 +208,10 @@ impl Spawner {
                         msg.partition(),
                         epoch,
                     ));
-                    let done = ticket.clone().scope(process_guarded(&deps, &msg)).await;
+                    let done = ticket
+                        .clone()
+                        .scope(process_guarded(&deps, &msg, &revoked))
+                        .await;
                     (done, ticket.generation())
                 }
             };
@@ -216,6 +250,8 @@ pub(crate) struct PodContext {
     closing: AtomicBool,
     /// This pod's owner id in [`crate::lag`].
     lag_owner: u64,
+    /// Told which start partitions the pod owns.
+    callbacks: Option<Arc<CallbackTransport>>,
 }
 
 pub(crate) type PodConsumer = BaseConsumer<PodContext>;
@@ -260,8 +296,12 @@ impl PodContext {
                     backlog: Sequencer::new(self.ordering),
                     eos,
                     dispatched_max: None,
+                    revoked: Arc::new(Revocation::default()),
                 },
             );
+            if let Some(cb) = &self.callbacks {
+                cb.assigned(e.topic(), e.partition());
+            }
             resume.add_partition(e.topic(), e.partition());
             crate::lag::assigned(self.lag_owner, e.topic(), e.partition());
         }
@@ -292,6 +332,9 @@ impl PodContext {
             .collect();
         for (topic, partition) in &keys {
             crate::lag::revoked(self.lag_owner, topic, *partition);
+            if let Some(cb) = &self.callbacks {
+                cb.revoked(topic, *partition);
+            }
         }
         let _ = consumer.pause(tpl);
         let mut st = self.lock();
@@ -304,6 +347,12 @@ impl PodContext {
         // Records not started yet are left to the next owner (their offsets are not stored),
         // except those behind a busy key below started ones (see `settle`).
         let pending = st.settle(consumer, Some(&keys), deadline);
+        // Executions still waiting for a callback stop now; the next owner re-runs them.
+        for k in &keys {
+            if let Some(p) = st.partitions.get(k) {
+                p.revoked.fire();
+            }
+        }
         if let Some(txns) = st.eos.clone() {
             // Commit the transaction with the revoked partitions' offsets before releasing them
             // (or abort it when one of its writers is still running).
@@ -365,7 +414,7 @@ impl LoopState {
                     break;
                 };
                 p.dispatched_max = p.dispatched_max.max(Some(msg.offset()));
-                spawner.spawn(msg, p.epoch, lane);
+                spawner.spawn(msg, p.epoch, lane, p.revoked.clone());
                 p.running += 1;
                 running += 1;
             }
@@ -466,17 +515,26 @@ impl LoopState {
                         let Some((msg, lane)) = p.backlog.pop_ready() else {
                             break;
                         };
-                        spawner.spawn(msg, p.epoch, lane);
+                        spawner.spawn(msg, p.epoch, lane, p.revoked.clone());
                         p.running += 1;
                         running += 1;
                     }
                 }
             }
+            // Executions parked on a callback are not waited for: they wait for someone else
+            // (seconds to minutes) and are re-run by the next owner, which reads their
+            // callbacks again.
+            let callbacks = self
+                .spawner
+                .as_ref()
+                .and_then(|s| s.0.deps.callbacks.clone());
+            let parked =
+                |k: &(String, i32)| callbacks.as_ref().map_or(0, |cb| cb.parked(&k.0, k.1));
             let left: usize = self
                 .partitions
                 .iter()
                 .filter(|(k, _)| selected(k))
-                .map(|(_, p)| p.running + p.backlog.len())
+                .map(|(k, p)| p.running.saturating_sub(parked(k)) + p.backlog.len())
                 .sum();
             let now = Instant::now();
             if left == 0 || now >= deadline {
@@ -692,6 +750,12 @@ impl Executor {
             Output::AtLeastOnce(_) => None,
         };
 
+        let callbacks = CallbackTransport::start(&config, engine.clock.clone(), runtime.clone())?;
+        match &callbacks {
+            Some(_) => tracing::info!(topic = %config.callbacks.topic, max_execution = ?config.max_execution, "task tokens enabled: reading callbacks"),
+            None => tracing::warn!("no task token key (--task-token-key-file or EXPRESSWAY_TASK_TOKEN_KEY): .waitForTaskToken tasks fail with States.Runtime, and the callback topic is not read"),
+        }
+
         let (tx, rx) = mpsc::channel();
         let context = PodContext {
             state: Mutex::new(LoopState {
@@ -707,6 +771,7 @@ impl Executor {
             ordering: config.ordering,
             closing: AtomicBool::new(false),
             lag_owner: crate::lag::new_owner(),
+            callbacks: callbacks.clone(),
         };
         // Exactly-once: offsets are committed only inside transactions, and start events
         // written transactionally upstream are read once committed.
@@ -782,6 +847,7 @@ impl Executor {
             config,
             abort: AtomicBool::new(false),
             abort_notify: tokio::sync::Notify::new(),
+            callbacks: callbacks.clone(),
         });
         let stop = shutdown.clone();
         let consumer_thread = std::thread::Builder::new()
@@ -793,7 +859,14 @@ impl Executor {
             follower_thread,
             group_lag_thread: Some(group_lag_thread),
             health,
+            callbacks,
         })
+    }
+
+    /// The pod's callback transport (`None` without a task token key): its hub, and the
+    /// callbacks an execution of a start partition gets.
+    pub fn callbacks(&self) -> Option<Arc<CallbackTransport>> {
+        self.callbacks.clone()
     }
 
     /// Readiness state (for the HTTP endpoint).
@@ -819,6 +892,9 @@ impl Executor {
         }
         if let Some(t) = self.group_lag_thread.take() {
             let _ = t.join();
+        }
+        if let Some(cb) = &self.callbacks {
+            cb.shutdown();
         }
     }
 
@@ -876,7 +952,16 @@ fn consumer_loop(
                                 // Exactly-once: committed as done by an earlier transaction.
                                 let _ = p.tracker.complete(msg.offset());
                             }
-                            Ok(()) => p.backlog.push(msg.detach()),
+                            Ok(()) => {
+                                if let Some(cb) = &deps.callbacks {
+                                    cb.seen(
+                                        msg.topic(),
+                                        msg.partition(),
+                                        msg.timestamp().to_millis(),
+                                    );
+                                }
+                                p.backlog.push(msg.detach());
+                            }
                             Err(e) => tracing::debug!(error = %e, "skipping redelivered record"),
                         }
                     }
@@ -1068,9 +1153,9 @@ async fn wait_for_machine(
 pub const PANIC_CODE: &str = "InternalError";
 
 /// [`process`], turning a panic into a dead letter.
-async fn process_guarded(deps: &Deps, msg: &OwnedMessage) -> bool {
+async fn process_guarded(deps: &Deps, msg: &OwnedMessage, revoked: &Revocation) -> bool {
     use futures::FutureExt as _;
-    match std::panic::AssertUnwindSafe(process(deps, msg))
+    match std::panic::AssertUnwindSafe(process(deps, msg, revoked))
         .catch_unwind()
         .await
     {
@@ -1094,14 +1179,14 @@ async fn process_guarded(deps: &Deps, msg: &OwnedMessage) -> bool {
 }
 
 /// Handles one record; returns whether its output was acknowledged (the offset may be stored).
-async fn process(deps: &Deps, msg: &OwnedMessage) -> bool {
+async fn process(deps: &Deps, msg: &OwnedMessage, revoked: &Revocation) -> bool {
     match decode(deps, msg).await {
         Ok(Decoded::Start {
             entry,
             name,
             input,
             trace_header,
-        }) => run_execution(deps, msg, &entry, name, input, trace_header).await,
+        }) => run_execution(deps, msg, &entry, name, input, trace_header, revoked).await,
         Err(err) => dead_letter(deps, msg, err.code(), &err.to_string()).await,
     }
 }
@@ -1149,6 +1234,7 @@ async fn run_execution(
     name: Option<String>,
     input: Value,
     trace_header: Option<String>,
+    revoked: &Revocation,
 ) -> bool {
     let cfg = &deps.config;
     let id = expressway_wire::execution_identity(
@@ -1170,10 +1256,24 @@ async fn run_execution(
         log: entry.log,
         limits: Limits {
             max_memory_bytes: cfg.execution_memory_bytes,
+            max_duration: cfg.max_execution,
             ..Limits::default()
         },
         synchronous: false,
     };
+    // Tokens minted by this execution name its start partition.
+    let mut engine = deps.engine.clone();
+    let mut binding = None;
+    if engine.callbacks.is_none() {
+        engine.callbacks = Some(match &deps.callbacks {
+            Some(cb) => {
+                let b = Arc::new(cb.bind(msg.topic(), msg.partition()));
+                binding = Some(b.clone());
+                b
+            }
+            None => Arc::new(CallbackTransport::unavailable()),
+        });
+    }
     let machine_label = entry.name.clone();
     metrics::counter!(names::STARTED, "state_machine" => machine_label.clone()).increment(1);
     let guard = AbortGuard {
@@ -1181,12 +1281,24 @@ async fn run_execution(
     };
     let in_flight = InFlight::enter();
     let t0 = Instant::now();
-    let outcome = tokio::select! {
-        biased;
-        outcome = execute(&entry.machine, &req, &deps.engine) => outcome,
-        () = aborted(deps) => {
-            tracing::warn!(execution_arn = %req.execution_arn, "drain budget spent: execution abandoned (it will be redelivered)");
-            return false;
+    let run = execute(&entry.machine, &req, &engine);
+    let mut run = std::pin::pin!(run);
+    let mut watch_revoke = binding.is_some();
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            outcome = &mut run => break outcome,
+            () = aborted(deps) => {
+                tracing::warn!(execution_arn = %req.execution_arn, "drain budget spent: execution abandoned (it will be redelivered)");
+                return false;
+            }
+            () = revoked.wait(), if watch_revoke => {
+                if binding.as_ref().is_some_and(|b| b.waiting()) {
+                    tracing::info!(execution_arn = %req.execution_arn, "partition revoked while the execution waits for a callback: abandoned (the next owner re-runs it and reads its callback)");
+                    return false;
+                }
+                watch_revoke = false;
+            }
         }
     };
     let elapsed = t0.elapsed().as_secs_f64();

@@ -90,6 +90,19 @@ pub mod names {
     /// HTTP servers: counter, labels `server`, `phase` (`header`, `body`, `idle`): connections
     /// closed (or requests answered 408) by a timeout.
     pub const HTTP_TIMEOUTS: &str = "expressway_http_timeouts_total";
+    /// Counter, label `outcome`: callbacks of `.waitForTaskToken` Tasks. `success`, `failure`,
+    /// `heartbeat`: handed to a waiting execution (also when replayed from the early buffer);
+    /// `buffered`: nobody waited yet (kept in the early buffer); `expired`: left the buffer
+    /// unclaimed after the execution time limit; `dropped`: pushed out of a full buffer;
+    /// `forwarded`: moved to the partition its token names; `invalid`: dead-lettered.
+    pub const CALLBACKS: &str = "expressway_callbacks_total";
+    /// Gauge: executions waiting for a callback.
+    pub const EXECUTIONS_WAITING: &str = "expressway_executions_waiting";
+    /// Histogram, label `outcome` (`success`/`failure`): seconds from the start of a wait to
+    /// its outcome.
+    pub const CALLBACK_LATENCY: &str = "expressway_callback_latency_seconds";
+    /// Gauge: callbacks held for executions that do not wait yet.
+    pub const CALLBACK_EARLY_BUFFER: &str = "expressway_callback_early_buffer";
     /// HTTP servers: gauge, label `server`: open connections.
     pub const HTTP_CONNECTIONS_OPEN: &str = "expressway_http_connections_open";
 }
@@ -97,6 +110,11 @@ pub mod names {
 const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     60.0, 120.0, 300.0,
+];
+/// Callback waits: milliseconds to hours (`--max-execution-seconds` can exceed 5 minutes).
+const WAIT_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+    3600.0,
 ];
 /// Executions per transaction: 1 to 10,000.
 const COUNT_BUCKETS: &[f64] = &[
@@ -123,6 +141,12 @@ pub const DEAD_LETTER_REASONS: &[&str] = &[
     "UnknownStateMachine",
     "InputTooLarge",
     crate::pod::PANIC_CODE,
+    // Callback records (`crate::callbacks`): `expressway_wire::CallbackError::code` and a
+    // token that does not verify (the others share the start-event codes above).
+    "InvalidCallback",
+    "InvalidOutput",
+    "OutputTooLarge",
+    expressway_wire::callback::INVALID_TASK_TOKEN_CODE,
 ];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -162,6 +186,12 @@ pub fn install_recorder() -> Option<PrometheusHandle> {
                     b.set_buckets_for_metric(
                         Matcher::Full(names::TRANSACTION_EXECUTIONS.into()),
                         COUNT_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(names::CALLBACK_LATENCY.into()),
+                        WAIT_BUCKETS,
                     )
                 })
                 .ok()?;
@@ -244,6 +274,23 @@ fn describe() {
         "HTTP connections closed (or requests answered 408) by the header, body or idle timeout"
     );
     describe_gauge!(names::HTTP_CONNECTIONS_OPEN, "Open HTTP connections");
+    describe_counter!(
+        names::CALLBACKS,
+        "Callbacks of .waitForTaskToken Tasks by what became of them"
+    );
+    describe_gauge!(
+        names::EXECUTIONS_WAITING,
+        "Executions waiting for a callback (task token)"
+    );
+    describe_histogram!(
+        names::CALLBACK_LATENCY,
+        Unit::Seconds,
+        "Time from the start of a callback wait to its success or failure"
+    );
+    describe_gauge!(
+        names::CALLBACK_EARLY_BUFFER,
+        "Callbacks held for executions that do not wait yet"
+    );
     describe_gauge!(
         names::CONSOLE_EXECUTIONS_HELD,
         "Executions held by the console (bounded ring per state machine)"
