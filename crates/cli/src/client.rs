@@ -133,15 +133,7 @@ pub fn start(args: StartArgs) -> anyhow::Result<()> {
     producer
         .flush(Duration::from_secs(30))
         .context("delivering the start event")?;
-    let delivered = producer
-        .context()
-        .delivered
-        .lock()
-        .map_err(|_| anyhow::anyhow!("delivery report lock"))?
-        .clone();
-    let (partition, offset) = delivered
-        .context("the broker did not acknowledge the event")?
-        .map_err(|e| anyhow::anyhow!("delivery failed: {e}"))?;
+    let (partition, offset) = producer.context().outcome()?;
     let name = args
         .name
         .unwrap_or_else(|| expressway_wire::identity::default_name(&args.topic, partition, offset));
@@ -159,10 +151,24 @@ pub fn start(args: StartArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Keeps the delivery report of the one record `start` sends.
+/// Keeps the delivery report of the one record a command sends.
 #[derive(Default)]
-struct Reporter {
+pub(crate) struct Reporter {
     delivered: std::sync::Mutex<Option<Result<(i32, i64), String>>>,
+}
+
+impl Reporter {
+    /// Where the record landed, once flushed; an error when it was not acknowledged.
+    pub(crate) fn outcome(&self) -> anyhow::Result<(i32, i64)> {
+        let delivered = self
+            .delivered
+            .lock()
+            .map_err(|_| anyhow::anyhow!("delivery report lock"))?
+            .clone();
+        delivered
+            .context("the broker did not acknowledge the record")?
+            .map_err(|e| anyhow::anyhow!("delivery failed: {e}"))
+    }
 }
 
 impl rdkafka::ClientContext for Reporter {}

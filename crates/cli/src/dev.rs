@@ -38,6 +38,16 @@ pub struct DevArgs {
     /// Executions the console keeps per state machine (the most recent ones).
     #[arg(long, env = "EXPRESSWAY_CONSOLE_EXECUTIONS", default_value_t = 100)]
     pub console_executions: usize,
+    /// Task configuration (JSON; expressway-tasks): connections, functions, egress allowlist,
+    /// for the pod and the gateway.
+    #[arg(long, env = "EXPRESSWAY_TASKS_CONFIG")]
+    pub tasks_config: Option<PathBuf>,
+    /// Longest execution, in seconds (see `expressway serve --help`).
+    #[arg(long, env = "EXPRESSWAY_MAX_EXECUTION_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_execution_seconds: u64,
+    /// Task tokens: without a configured key, dev makes a random one for this process.
+    #[command(flatten)]
+    pub task_tokens: crate::task_tokens::TaskTokenArgs,
 }
 
 /// `expressway dev`.
@@ -47,6 +57,9 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     cluster
         .create_topic(topics::START, args.partitions.max(1), 1)
         .context("creating the start topic")?;
+    cluster
+        .create_topic(topics::CALLBACKS, args.partitions.max(1), 1)
+        .context("creating the callback topic")?;
     for t in [
         topics::LOGS,
         topics::RESULTS,
@@ -66,6 +79,12 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     ];
     config.drain_timeout = std::time::Duration::from_secs(5);
     config.execution_memory_bytes = args.execution_memory_budget;
+    config.max_execution = std::time::Duration::from_secs(args.max_execution_seconds);
+    let (task_token_key, random_key) = match args.task_tokens.load()? {
+        Some(k) => (k, false),
+        None => (crate::task_tokens::random_key(), true),
+    };
+    config.callbacks.key = Some(task_token_key.clone());
     let drain_timeout = config.drain_timeout;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -74,7 +93,13 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async {
-        let pod = Pod::start(config, Some(&args.definitions), args.metrics_listen, None).await?;
+        let pod = Pod::start(
+            config,
+            Some(&args.definitions),
+            args.metrics_listen,
+            args.tasks_config.as_deref(),
+        )
+        .await?;
         let gateway = expressway_gateway::start(
             expressway_gateway::Options {
                 brokers: brokers.clone(),
@@ -93,6 +118,7 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
                         ..Default::default()
                     },
                 }),
+                task_token_key: Some(task_token_key),
             },
             pod.registry.clone(),
             pod.engine.clone(),
@@ -106,12 +132,16 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
         println!("  metrics:   http://{}/metrics", pod.metrics_addr);
         println!("  gateway:   {url}  (Step Functions API, no SigV4 in dev)");
         println!("  console:   {url}/console/  (open it in a browser)");
+        if random_key {
+            println!("  task tokens: a random key for this process (set EXPRESSWAY_TASK_TOKEN_KEY to keep tokens valid across restarts)");
+        }
         println!("Try, in another terminal:");
         println!(
             "  {exe} start --brokers {brokers} {example} --input '{{\"name\":\"Ada\",\"amount\":150}}'"
         );
         println!("  {exe} tail --brokers {brokers} --from-beginning");
         println!("  {exe} tail --brokers {brokers} --logs --from-beginning");
+        println!("  {exe} send-task-success --brokers {brokers} --task-token TOKEN --task-output '{{\"ok\":true}}'   # a waiting .waitForTaskToken task");
         println!(
             "  AWS_DISABLE_HOST_PREFIX_INJECTION=true aws stepfunctions --endpoint-url {url} start-sync-execution --state-machine-arn arn:aws:states:us-east-1:123456789012:stateMachine:{example} --input '{{\"name\":\"Ada\",\"amount\":150}}'"
         );

@@ -96,6 +96,11 @@ pub struct GatewayArgs {
     /// Executions the console keeps per state machine (the most recent ones).
     #[arg(long, env = "EXPRESSWAY_CONSOLE_EXECUTIONS", default_value_t = 100)]
     pub console_executions: usize,
+    /// Callback topic: SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat produce to it.
+    #[arg(long, env = "EXPRESSWAY_CALLBACKS_TOPIC", default_value = topics::CALLBACKS)]
+    pub callbacks_topic: String,
+    #[command(flatten)]
+    pub task_tokens: crate::task_tokens::TaskTokenArgs,
 }
 
 impl GatewayArgs {
@@ -186,6 +191,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let auth = args.credentials()?;
     let http = args.http_limits()?;
     let console = args.console(auth.as_ref())?;
+    let task_token_key = args.task_tokens.load()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(expressway_engine::WORKER_STACK_BYTES)
@@ -212,6 +218,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
                     logs: args.logs_topic.clone(),
                     results: args.results_topic.clone(),
                     definitions: args.definitions_topic.clone(),
+                    callbacks: args.callbacks_topic.clone(),
                 },
                 follow_definitions: true,
                 listen: args.listen,
@@ -221,6 +228,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
                     http,
                 },
                 console,
+                task_token_key,
             },
             registry.clone(),
             engine,

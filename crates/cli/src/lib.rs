@@ -5,4 +5,6 @@ pub mod client;
 pub mod dev;
 pub mod gateway;
 pub mod local;
+pub mod send_task;
 pub mod serve;
+pub mod task_tokens;

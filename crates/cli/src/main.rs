@@ -52,6 +52,12 @@ enum Command {
     Start(expressway_cli::client::StartArgs),
     /// Follow results (or logs).
     Tail(expressway_cli::client::TailArgs),
+    /// Complete a waiting `.waitForTaskToken` task with its output (a callback record).
+    SendTaskSuccess(expressway_cli::send_task::SuccessArgs),
+    /// Fail a waiting `.waitForTaskToken` task with an error and cause.
+    SendTaskFailure(expressway_cli::send_task::FailureArgs),
+    /// Restart a waiting task's HeartbeatSeconds timer.
+    SendTaskHeartbeat(expressway_cli::send_task::HeartbeatArgs),
 }
 
 #[derive(clap::Args)]
@@ -141,6 +147,11 @@ fn main() -> ExitCode {
         Command::Dev(args) => exit_on_error(expressway_cli::dev::run(args)),
         Command::Start(args) => exit_on_error(expressway_cli::client::start(args)),
         Command::Tail(args) => exit_on_error(expressway_cli::client::tail(args)),
+        Command::SendTaskSuccess(args) => exit_on_error(expressway_cli::send_task::success(args)),
+        Command::SendTaskFailure(args) => exit_on_error(expressway_cli::send_task::failure(args)),
+        Command::SendTaskHeartbeat(args) => {
+            exit_on_error(expressway_cli::send_task::heartbeat(args))
+        }
     }
 }
 

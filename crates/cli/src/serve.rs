@@ -112,6 +112,29 @@ pub struct ServeArgs {
     /// The account id of this deployment (12 digits; ARNs of another account are dead-lettered).
     #[arg(long, env = "EXPRESSWAY_ACCOUNT", default_value = DEFAULT_ACCOUNT, value_parser = parse_account)]
     pub account: String,
+    /// Longest execution, in seconds (AWS Express: 300). A longer limit lets executions wait
+    /// longer for callbacks, but an execution holds its start offset uncommitted while it
+    /// runs: the partition's committed offset (and the lag) stays behind it, and after a crash
+    /// the next owner re-runs everything from there.
+    #[arg(long, env = "EXPRESSWAY_MAX_EXECUTION_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_execution_seconds: u64,
+    /// Callback topic of `.waitForTaskToken` tasks (partitioned like the start topic; a pod
+    /// reads the callback partitions of the start partitions it owns).
+    #[arg(long, env = "EXPRESSWAY_CALLBACKS_TOPIC", default_value = topics::CALLBACKS)]
+    pub callbacks_topic: String,
+    /// Producers' clock difference allowed for: a callback partition is read from the oldest
+    /// uncommitted start event's timestamp minus this.
+    #[arg(long, env = "EXPRESSWAY_CALLBACK_CLOCK_SKEW", default_value = "60s", value_parser = parse_duration)]
+    pub callback_clock_skew: Duration,
+    /// Callbacks kept for executions that do not wait yet (all together; the oldest make room).
+    #[arg(
+        long,
+        env = "EXPRESSWAY_CALLBACK_EARLY_BUFFER",
+        default_value_t = 10_000
+    )]
+    pub callback_early_buffer: usize,
+    #[command(flatten)]
+    pub task_tokens: crate::task_tokens::TaskTokenArgs,
 }
 
 /// A region name: lower-case letters, digits and dashes (`us-east-1`).
@@ -222,7 +245,18 @@ impl ServeArgs {
             interval: self.transaction_interval,
             max_executions: self.transaction_max_executions,
         };
+        c.max_execution = Duration::from_secs(self.max_execution_seconds);
+        c.callbacks.topic = self.callbacks_topic.clone();
+        c.callbacks.clock_skew = self.callback_clock_skew;
+        c.callbacks.early_buffer = self.callback_early_buffer;
         c
+    }
+
+    /// [`ServeArgs::config`] with the task token key loaded.
+    pub fn config_with_key(&self) -> anyhow::Result<ExecutorConfig> {
+        let mut c = self.config();
+        c.callbacks.key = self.task_tokens.load()?;
+        Ok(c)
     }
 }
 
@@ -361,7 +395,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     rt.block_on(async {
         let pod = Pod::start(
-            args.config(),
+            args.config_with_key()?,
             args.definitions.as_deref(),
             args.metrics_listen,
             args.tasks_config.as_deref(),
@@ -449,6 +483,31 @@ mod tests {
         );
         assert!(Wrapper::try_parse_from(["serve", "--brokers", "b", "--bind", "nope"]).is_err());
         assert_eq!(c.guarantee, expressway_executor::Guarantee::AtLeastOnce);
+        assert_eq!(c.max_execution, Duration::from_secs(300));
+        assert_eq!(c.callbacks.topic, "expressway.callbacks");
+        assert_eq!(c.callbacks.clock_skew, Duration::from_secs(60));
+        let long = Wrapper::try_parse_from([
+            "serve",
+            "--brokers",
+            "b",
+            "--max-execution-seconds",
+            "3600",
+            "--callbacks-topic",
+            "cb",
+        ])
+        .expect("parses")
+        .serve
+        .config();
+        assert_eq!(long.max_execution, Duration::from_secs(3600));
+        assert_eq!(long.callbacks.topic, "cb");
+        assert!(Wrapper::try_parse_from([
+            "serve",
+            "--brokers",
+            "b",
+            "--max-execution-seconds",
+            "0"
+        ])
+        .is_err());
         let eos = Wrapper::try_parse_from([
             "serve",
             "--brokers",

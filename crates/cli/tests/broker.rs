@@ -1394,6 +1394,7 @@ fn racing_gateway_replicas_never_publish_the_same_version_number() {
         logs: s.topic("logs"),
         results: s.topic("results"),
         definitions: s.topic("definitions"),
+        callbacks: s.topic("callbacks"),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -1410,6 +1411,7 @@ fn racing_gateway_replicas_never_publish_the_same_version_number() {
                     listen: "127.0.0.1:0".parse().expect("addr"),
                     server: ServerConfig::default(),
                     console: None,
+                    task_token_key: None,
                 },
                 registry,
                 expressway_executor::default_engine_runtime(),

@@ -117,9 +117,9 @@ pub const OPERATIONS: &[(&str, Support)] = &[
     ("DescribeActivity", Support::NotProvided),
     ("ListActivities", Support::NotProvided),
     ("GetActivityTask", Support::NotProvided),
-    ("SendTaskSuccess", Support::NotProvided),
-    ("SendTaskFailure", Support::NotProvided),
-    ("SendTaskHeartbeat", Support::NotProvided),
+    ("SendTaskSuccess", Support::Implemented),
+    ("SendTaskFailure", Support::Implemented),
+    ("SendTaskHeartbeat", Support::Implemented),
     ("DescribeMapRun", Support::NotProvided),
     ("ListMapRuns", Support::NotProvided),
     ("UpdateMapRun", Support::NotProvided),
@@ -132,7 +132,7 @@ pub enum Support {
     Implemented,
     /// AWS refuses it for Express workflows; so does Expressway, with AWS's error.
     RefusedForExpress,
-    /// Activities, task tokens and map runs do not exist for Express workflows:
+    /// Activities and map runs do not exist for Express workflows:
     /// `UnknownOperationException` with an explanation.
     NotProvided,
 }
@@ -145,7 +145,14 @@ pub struct Gateway {
     started: f64,
     /// Serialises read-modify-write operations of this replica (version numbers, tags).
     writes: tokio::sync::Mutex<()>,
+    /// Verifies task tokens (SendTask*); `None`: they are refused.
+    task_tokens: Option<expressway_wire::TaskTokenKey>,
+    /// The final status of an execution, when known (the console's store).
+    statuses: std::sync::OnceLock<ExecutionStatuses>,
 }
+
+/// Looks up an execution's status by ARN (`SUCCEEDED`, `FAILED`, `TIMED_OUT`, `RUNNING`, ...).
+pub type ExecutionStatuses = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -416,7 +423,37 @@ impl Gateway {
             engine,
             started: now_secs(),
             writes: tokio::sync::Mutex::new(()),
+            task_tokens: None,
+            statuses: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Verifies task tokens of SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat with
+    /// `key` (the pods' key); without one they are refused (`InvalidToken`).
+    pub fn with_task_tokens(mut self, key: Option<expressway_wire::TaskTokenKey>) -> Gateway {
+        self.task_tokens = key;
+        self
+    }
+
+    /// The task token key, if any.
+    pub fn task_token_key(&self) -> Option<&expressway_wire::TaskTokenKey> {
+        self.task_tokens.as_ref()
+    }
+
+    /// Where SendTask* learn that an execution has ended (`TaskDoesNotExist`,
+    /// `TaskTimedOut`); set once (the console's store).
+    pub fn set_execution_statuses(&self, statuses: ExecutionStatuses) {
+        let _ = self.statuses.set(statuses);
+    }
+
+    /// The execution's status, when known.
+    pub fn execution_status(&self, execution_arn: &str) -> Option<String> {
+        self.statuses.get().and_then(|f| f(execution_arn))
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
     }
 
     /// The registry.
@@ -494,12 +531,15 @@ impl Gateway {
             "StartExecution" => self.start_execution(body).await,
             "StartSyncExecution" => self.start_sync_execution(body).await,
             "TestState" => crate::test_state::test_state(body, &self.engine).await,
+            "SendTaskSuccess" => crate::task_callbacks::send_task_success(self, body).await,
+            "SendTaskFailure" => crate::task_callbacks::send_task_failure(self, body).await,
+            "SendTaskHeartbeat" => crate::task_callbacks::send_task_heartbeat(self, body).await,
             "DescribeExecution" | "GetExecutionHistory" | "StopExecution" | "RedriveExecution"
             | "DescribeStateMachineForExecution" => refuse_execution(body),
             "ListExecutions" => self.list_executions(body),
             other => match OPERATIONS.iter().find(|(name, _)| *name == other) {
                 Some(_) => Err(ApiError::unknown_operation(format!(
-                    "{other} is not supported: Express workflows have no activities, task tokens or map runs"
+                    "{other} is not supported: Express workflows have no activities or map runs"
                 ))),
                 None => Err(ApiError::unknown_operation(format!(
                     "Unknown operation '{other}' for AWSStepFunctions"

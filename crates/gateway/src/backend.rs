@@ -52,6 +52,13 @@ pub trait Backend: Send + Sync + 'static {
         execution_name: String,
         result: Vec<u8>,
     ) -> BoxFuture<'static, Result<(), BackendError>>;
+    /// Publishes a callback record (SendTask*) to the callback topic's partition for the
+    /// token's start partition (`expressway_wire::task_token::callback_partition`).
+    fn publish_callback(
+        &self,
+        token_partition: i32,
+        value: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Position, BackendError>>;
 }
 
 /// Topic names the Kafka backend writes to.
@@ -65,6 +72,8 @@ pub struct Topics {
     pub results: String,
     /// Compacted definitions.
     pub definitions: String,
+    /// Callbacks of `.waitForTaskToken` Tasks.
+    pub callbacks: String,
 }
 
 impl Default for Topics {
@@ -75,6 +84,7 @@ impl Default for Topics {
             logs: topics::LOGS.into(),
             results: topics::RESULTS.into(),
             definitions: topics::DEFINITIONS.into(),
+            callbacks: topics::CALLBACKS.into(),
         }
     }
 }
@@ -84,6 +94,8 @@ pub struct KafkaBackend {
     producer: FutureProducer,
     topics: Topics,
     writer: Arc<DefinitionsWriter>,
+    /// Partitions of the callback topic, and when they were read.
+    callback_partitions: Arc<Mutex<Option<(i32, std::time::Instant)>>>,
 }
 
 impl std::fmt::Debug for KafkaBackend {
@@ -120,7 +132,44 @@ impl KafkaBackend {
             producer,
             topics,
             writer,
+            callback_partitions: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// The callback topic's partition count (read again every 30 s).
+    async fn callback_partition_count(
+        producer: FutureProducer,
+        topic: String,
+        cache: Arc<Mutex<Option<(i32, std::time::Instant)>>>,
+    ) -> Result<i32, BackendError> {
+        if let Some((n, at)) = *cache.lock().unwrap_or_else(|p| p.into_inner()) {
+            if at.elapsed() < Duration::from_secs(30) {
+                return Ok(n);
+            }
+        }
+        let t = topic.clone();
+        let n = tokio::task::spawn_blocking(move || {
+            use rdkafka::producer::Producer as _;
+            producer
+                .client()
+                .fetch_metadata(Some(&t), SEND_TIMEOUT)
+                .map_err(|e| BackendError(e.to_string()))
+                .map(|md| {
+                    md.topics()
+                        .iter()
+                        .find(|x| x.name() == t && x.error().is_none())
+                        .map_or(0, |x| x.partitions().len() as i32)
+                })
+        })
+        .await
+        .map_err(|e| BackendError(e.to_string()))??;
+        if n == 0 {
+            return Err(BackendError(format!(
+                "the callback topic {topic} does not exist"
+            )));
+        }
+        *cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((n, std::time::Instant::now()));
+        Ok(n)
     }
 
     async fn send(
@@ -196,12 +245,36 @@ impl Backend for KafkaBackend {
             a.and(b).map(|_| ())
         })
     }
+
+    fn publish_callback(
+        &self,
+        token_partition: i32,
+        value: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Position, BackendError>> {
+        let (p, t) = (self.producer.clone(), self.topics.callbacks.clone());
+        let cache = self.callback_partitions.clone();
+        Box::pin(async move {
+            let n = KafkaBackend::callback_partition_count(p.clone(), t.clone(), cache).await?;
+            let partition = expressway_wire::task_token::callback_partition(token_partition, n);
+            let record = FutureRecord::<[u8], [u8]>::to(&t)
+                .partition(partition)
+                .payload(&value);
+            match p.send(record, SEND_TIMEOUT).await {
+                Ok(d) => Ok(Position {
+                    topic: t.clone(),
+                    partition: d.partition,
+                    offset: d.offset,
+                }),
+                Err((e, _)) => Err(BackendError(e.to_string())),
+            }
+        })
+    }
 }
 
 /// A record written to the [`MemoryBackend`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
-    /// Topic (`definitions`, `start`, `logs`, `results`).
+    /// Topic (`definitions`, `start`, `logs`, `results`, `callbacks`).
     pub topic: &'static str,
     /// Key.
     pub key: Option<String>,
@@ -301,5 +374,26 @@ impl Backend for MemoryBackend {
             value: Some(result),
         });
         Box::pin(async { Ok(()) })
+    }
+
+    /// Key: the token's partition (as text).
+    fn publish_callback(
+        &self,
+        token_partition: i32,
+        value: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Position, BackendError>> {
+        self.push(Written {
+            topic: "callbacks",
+            key: Some(token_partition.to_string()),
+            value: Some(value),
+        });
+        let offset = self.records("callbacks").len() as i64 - 1;
+        Box::pin(async move {
+            Ok(Position {
+                topic: expressway_wire::topics::CALLBACKS.into(),
+                partition: token_partition,
+                offset,
+            })
+        })
     }
 }

@@ -10,6 +10,8 @@
 //!   returns the ARN the executor derives from its position; StartSyncExecution runs the
 //!   execution in-process (at-most-once, like AWS's synchronous Express) and publishes its log
 //!   and result records.
+//! * [`task_callbacks`]: SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat: verified task
+//!   tokens' outcomes produced to the callback topic.
 //! * `test_state`: TestState (one state in a generated machine).
 //! * [`console`]: the browser console at `GET /console/` (graphs, executions followed live).
 //! * [`start()`]: wiring for `expressway gateway` and `expressway dev`.
@@ -21,6 +23,7 @@ pub mod definitions_writer;
 pub mod error;
 pub mod server;
 pub mod sigv4;
+pub mod task_callbacks;
 mod test_state;
 
 pub use api::{Gateway, Support, OPERATIONS};
@@ -68,6 +71,8 @@ pub struct Options {
     /// The console at `/console/` (`None`: not served). Its reader reads `topics.results`
     /// and `topics.logs` with `brokers` and `kafka`.
     pub console: Option<ConsoleSettings>,
+    /// The key that verifies task tokens (SendTask*); `None`: they are refused.
+    pub task_token_key: Option<expressway_wire::TaskTokenKey>,
 }
 
 /// The console's settings in [`Options`].
@@ -121,7 +126,13 @@ pub async fn start(
     } else {
         None
     };
-    let gateway = Arc::new(Gateway::new(registry, Arc::new(backend), engine));
+    if opts.task_token_key.is_none() {
+        tracing::warn!("no task token key (--task-token-key-file or EXPRESSWAY_TASK_TOKEN_KEY): SendTaskSuccess, SendTaskFailure and SendTaskHeartbeat answer InvalidToken");
+    }
+    let gateway = Arc::new(
+        Gateway::new(registry, Arc::new(backend), engine)
+            .with_task_tokens(opts.task_token_key.clone()),
+    );
     let console = match &opts.console {
         Some(c) => Some(console::Console::start(
             gateway.clone(),
@@ -139,6 +150,10 @@ pub async fn start(
         )?),
         None => None,
     };
+    if let Some(c) = &console {
+        let store = c.store().clone();
+        gateway.set_execution_statuses(Arc::new(move |arn| store.get(arn).map(|e| e.status)));
+    }
     let mut app = router(gateway, opts.server.clone());
     if let Some(c) = &console {
         app = console::router(c.clone()).merge(app);

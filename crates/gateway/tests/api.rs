@@ -1101,3 +1101,137 @@ fn civil(days: i64) -> (i64, i64, i64) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
+
+fn task_key() -> expressway_wire::TaskTokenKey {
+    expressway_wire::TaskTokenKey::new(*b"gateway-test-key-0123456789abcdef").unwrap()
+}
+
+fn task_token(key: &expressway_wire::TaskTokenKey, partition: i32, arn: &str) -> String {
+    key.mint(&expressway_wire::TokenFields {
+        partition,
+        execution_arn: arn.into(),
+        state_name: "Charge".into(),
+        scope: "0".into(),
+        attempt: 0,
+    })
+    .unwrap()
+}
+
+const RUNNING_ARN: &str = "arn:aws:states:us-east-1:123456789012:express:order:e1:6f1c3a52-8e0b-5d7a-9b21-5e44c017a83d";
+
+#[tokio::test]
+async fn send_task_calls_verify_the_token_and_publish_to_its_partition() {
+    let registry = Arc::new(Registry::new("us-east-1", ACCOUNT));
+    registry.set_loaded();
+    let backend = MemoryBackend::default();
+    let gw = Gateway::new(
+        registry,
+        Arc::new(backend.clone()),
+        expressway_executor::default_engine_runtime(),
+    )
+    .with_task_tokens(Some(task_key()));
+    let token = task_token(&task_key(), 3, RUNNING_ARN);
+
+    let ok = call(
+        &gw,
+        "SendTaskSuccess",
+        json!({"taskToken": token, "output": "{\"paid\":true}"}),
+    )
+    .await
+    .expect("success");
+    assert_eq!(ok, json!({}));
+    call(
+        &gw,
+        "SendTaskFailure",
+        json!({"taskToken": token, "error": "Declined", "cause": "card"}),
+    )
+    .await
+    .expect("failure");
+    call(&gw, "SendTaskFailure", json!({"taskToken": token}))
+        .await
+        .expect("a failure without error and cause");
+    call(&gw, "SendTaskHeartbeat", json!({"taskToken": token}))
+        .await
+        .expect("heartbeat");
+    let published = backend.records("callbacks");
+    assert!(published.iter().all(|w| w.key.as_deref() == Some("3")));
+    let outcomes: Vec<_> = published
+        .iter()
+        .map(|w| {
+            let r = expressway_wire::CallbackRecord::decode(w.value.as_deref()).unwrap();
+            assert_eq!(r.task_token, token);
+            r.outcome
+        })
+        .collect();
+    use expressway_wire::CallbackOutcome as O;
+    assert_eq!(
+        outcomes,
+        vec![
+            O::Success(json!({"paid": true})),
+            O::Failure {
+                error: Some("Declined".into()),
+                cause: Some("card".into())
+            },
+            O::Failure {
+                error: None,
+                cause: None
+            },
+            O::Heartbeat,
+        ]
+    );
+
+    // Refusals publish nothing.
+    let forged = task_token(
+        &expressway_wire::TaskTokenKey::new(*b"someone-elses-key-0123456789abcdef").unwrap(),
+        3,
+        RUNNING_ARN,
+    );
+    let long = "t".repeat(1025);
+    let big = format!("\"{}\"", "x".repeat(262_144));
+    let cases = [
+        ("SendTaskSuccess", json!({"taskToken": forged, "output": "{}"}), "InvalidToken"),
+        ("SendTaskHeartbeat", json!({"taskToken": "not-a-token"}), "InvalidToken"),
+        ("SendTaskHeartbeat", json!({"taskToken": ""}), "ValidationException"),
+        ("SendTaskHeartbeat", json!({"taskToken": long}), "ValidationException"),
+        ("SendTaskHeartbeat", json!({}), "ValidationException"),
+        ("SendTaskSuccess", json!({"taskToken": token}), "ValidationException"),
+        ("SendTaskSuccess", json!({"taskToken": token, "output": "{oops"}), "InvalidOutput"),
+        ("SendTaskSuccess", json!({"taskToken": token, "output": big}), "ValidationException"),
+        ("SendTaskSuccess", json!({"taskToken": token, "output": {"a": 1}}), "SerializationException"),
+        ("SendTaskFailure", json!({"taskToken": token, "error": "e".repeat(257)}), "ValidationException"),
+        ("SendTaskFailure", json!({"taskToken": token, "cause": "c".repeat(32_769)}), "ValidationException"),
+    ];
+    for (op, body, expected) in cases {
+        let e = call(&gw, op, body.clone()).await.expect_err(op);
+        assert_eq!(e.0, expected, "{op} {body}: {}", e.1);
+    }
+    assert_eq!(backend.records("callbacks").len(), 4);
+
+    // What the gateway knows of ended executions.
+    gw.set_execution_statuses(Arc::new(|arn: &str| {
+        Some(if arn.contains(":done:") { "SUCCEEDED" } else { "TIMED_OUT" }.to_string())
+    }));
+    let done = task_token(&task_key(), 0, "arn:aws:states:us-east-1:123456789012:express:done:e:u");
+    let late = task_token(&task_key(), 0, "arn:aws:states:us-east-1:123456789012:express:late:e:u");
+    let e = call(&gw, "SendTaskSuccess", json!({"taskToken": done, "output": "1"}))
+        .await
+        .expect_err("ended");
+    assert_eq!(e.0, "TaskDoesNotExist");
+    let e = call(&gw, "SendTaskHeartbeat", json!({"taskToken": late}))
+        .await
+        .expect_err("timed out");
+    assert_eq!(e.0, "TaskTimedOut");
+    assert_eq!(backend.records("callbacks").len(), 4);
+}
+
+#[tokio::test]
+async fn send_task_calls_without_a_key_are_refused() {
+    let (gw, backend) = setup();
+    let token = task_token(&task_key(), 0, RUNNING_ARN);
+    let e = call(&gw, "SendTaskSuccess", json!({"taskToken": token, "output": "{}"}))
+        .await
+        .expect_err("no key");
+    assert_eq!(e.0, "InvalidToken");
+    assert!(e.1.contains("EXPRESSWAY_TASK_TOKEN_KEY"), "{}", e.1);
+    assert!(backend.records("callbacks").is_empty());
+}

@@ -109,6 +109,7 @@ fn gateway_on_the_mock_cluster() {
                         auth: expressway_gateway::console::ConsoleAuth::Open,
                         limits: expressway_gateway::console::Limits::default(),
                     }),
+                    task_token_key: None,
                 },
                 registry,
                 expressway_executor::default_engine_runtime(),
