@@ -259,3 +259,105 @@ fn a_pod_killed_with_sigkill_is_replaced_without_losing_start_events() {
     let _ = std::fs::remove_dir_all(&defs);
     drop(c);
 }
+
+/// Reads `n` records of one partition of `topic` from the beginning.
+fn read_partition(brokers: &str, topic: &str, partition: i32, n: usize) -> Vec<Vec<u8>> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "kafka-cli-test")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let mut out = Vec::new();
+    while out.len() < n {
+        assert!(Instant::now() < deadline, "timed out reading {topic}/{partition}");
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            out.push(m.payload().unwrap_or_default().to_vec());
+        }
+    }
+    out
+}
+
+#[test]
+fn send_task_commands_produce_callbacks_to_the_tokens_partition() {
+    let (c, brokers) = cluster();
+    c.create_topic("expressway.callbacks", 3, 1).unwrap();
+    let key = expressway_wire::TaskTokenKey::new(*b"cli-test-key-0123456789abcdef0123").unwrap();
+    let token = key
+        .mint(&expressway_wire::TokenFields {
+            partition: 2,
+            execution_arn: "arn:aws:states:us-east-1:123456789012:express:order:e:u".into(),
+            state_name: "Charge".into(),
+            scope: "0".into(),
+            attempt: 0,
+        })
+        .unwrap();
+    let run = |args: &[&str]| {
+        bin()
+            .args(args)
+            .args(["--brokers", &brokers, "--task-token", &token])
+            .env_remove("EXPRESSWAY_TASK_TOKEN_KEY")
+            .env_remove("EXPRESSWAY_TASK_TOKEN_KEY_FILE")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["send-task-success", "--task-output", r#"{"paid":true}"#, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["partition"], json!(2));
+    let out = run(&["send-task-failure", "--error", "Declined", "--cause", "card"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sent failure for state 'Charge'"));
+    let out = run(&["send-task-heartbeat"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let outcomes: Vec<_> = read_partition(&brokers, "expressway.callbacks", 2, 3)
+        .iter()
+        .map(|v| expressway_wire::CallbackRecord::decode(Some(v)).unwrap().outcome)
+        .collect();
+    use expressway_wire::CallbackOutcome as O;
+    assert_eq!(
+        outcomes,
+        [
+            O::Success(json!({"paid": true})),
+            O::Failure {
+                error: Some("Declined".into()),
+                cause: Some("card".into())
+            },
+            O::Heartbeat
+        ]
+    );
+
+    // Refused before anything is produced: bad output, not a token, a key that disagrees.
+    let out = run(&["send-task-success", "--task-output", "{oops"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--task-output"));
+    let out = bin()
+        .args(["send-task-heartbeat", "--brokers", &brokers, "--task-token", "nope"])
+        .env_remove("EXPRESSWAY_TASK_TOKEN_KEY")
+        .env_remove("EXPRESSWAY_TASK_TOKEN_KEY_FILE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an Expressway task token"));
+    let out = bin()
+        .args(["send-task-heartbeat", "--brokers", &brokers, "--task-token", &token])
+        .env("EXPRESSWAY_TASK_TOKEN_KEY", "a-different-key-0123456789abcdef0123")
+        .env_remove("EXPRESSWAY_TASK_TOKEN_KEY_FILE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not verify"));
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let (_, high) = consumer
+        .fetch_watermarks("expressway.callbacks", 2, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(high, 3, "refused commands produce nothing");
+}
