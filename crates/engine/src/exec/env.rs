@@ -14,9 +14,31 @@ use std::sync::OnceLock;
 pub(super) struct Scope<'a> {
     pub(super) vars: Option<&'a HashMap<String, Value>>,
     pub(super) parent: Option<&'a Scope<'a>>,
+    /// The graph's place in its parent state: the Parallel branch or Map item index (`None` for
+    /// the top-level graph and the root).
+    pub(super) position: Option<usize>,
 }
 
 impl Scope<'_> {
+    /// The positions from the top-level graph down, `/`-separated (`""` at the top level): names
+    /// one run of a state among the Parallel branches and Map items it runs in.
+    pub(super) fn path(&self) -> String {
+        let mut positions = Vec::new();
+        let mut scope = Some(self);
+        while let Some(s) = scope {
+            positions.extend(s.position);
+            scope = s.parent;
+        }
+        let mut path = String::new();
+        for (i, p) in positions.iter().rev().enumerate() {
+            if i > 0 {
+                path.push('/');
+            }
+            path.push_str(&p.to_string());
+        }
+        path
+    }
+
     pub(super) fn get(&self, name: &str) -> Option<&Value> {
         self.vars
             .and_then(|v| v.get(name))
@@ -41,6 +63,8 @@ pub(super) struct Env<'a> {
     pub(super) states: OnceLock<Value>,
     pub(super) result: Option<&'a Value>,
     pub(super) error_output: Option<&'a Value>,
+    /// `$$.Task.Token` of a `.waitForTaskToken` Task.
+    pub(super) task_token: Option<&'a str>,
 }
 
 impl<'a> Env<'a> {
@@ -62,6 +86,7 @@ impl<'a> Env<'a> {
             states: OnceLock::new(),
             result: None,
             error_output: None,
+            task_token: None,
         }
     }
     pub(super) fn with_input(&self, input: &'a Value) -> Env<'a> {
@@ -73,6 +98,13 @@ impl<'a> Env<'a> {
             self.entered_millis,
         )
     }
+}
+
+/// `$$.Task`: `{"Token": ...}`, only in a `.waitForTaskToken` Task.
+fn task_context(token: &str) -> Value {
+    let mut m = Map::with_capacity(1);
+    m.insert("Token".into(), Value::String(token.to_string()));
+    Value::Object(m)
 }
 
 impl Env<'_> {
@@ -110,6 +142,9 @@ impl EvalEnv for Env<'_> {
             if let Some(item) = &self.map_item {
                 ctx.insert("Map".into(), map_context(item));
             }
+            if let Some(token) = self.task_token {
+                ctx.insert("Task".into(), task_context(token));
+            }
             Value::Object(ctx)
         })
     }
@@ -125,6 +160,7 @@ impl EvalEnv for Env<'_> {
                 .map_item
                 .as_ref()
                 .map(|item| Cow::Owned(map_context(item))),
+            "Task" => self.task_token.map(|t| Cow::Owned(task_context(t))),
             _ => None,
         }
     }

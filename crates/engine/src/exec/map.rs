@@ -164,7 +164,14 @@ impl Exec<'_> {
                         let running =
                             self.charge(IN_FLIGHT_COST + estimate_bytes(&item_input), &state.name)?;
                         let r = self
-                            .run_graph(&map.processor, item_input, env.scope, &mut lane, None)
+                            .run_graph(
+                                &map.processor,
+                                item_input,
+                                env.scope,
+                                &mut lane,
+                                None,
+                                Some(index),
+                            )
                             .await;
                         drop(running);
                         let ty = if r.is_ok() {

@@ -5,6 +5,7 @@
 //! Catch), `env` (the evaluation environment) and `limits` (payload checks).
 
 mod assign;
+mod callback;
 mod choice;
 mod dataflow;
 mod env;
@@ -20,7 +21,7 @@ mod wait;
 
 pub use limits::{Limits, DEFAULT_MAX_MEMORY_BYTES};
 pub use outcome::{Outcome, Status};
-pub use task::idempotency_key;
+pub use task::{idempotency_key, idempotency_key_at};
 
 use crate::budget::{Budget, Charge, LiveBytes};
 use crate::events::{Details, EventLog, LogConfig};
@@ -113,6 +114,7 @@ pub async fn execute(
         let root = Scope {
             vars: None,
             parent: None,
+            position: None,
         };
         let mut prev = 0u64;
         exec.run_graph(
@@ -120,6 +122,7 @@ pub async fn execute(
             request.input.clone(),
             &root,
             &mut prev,
+            None,
             None,
         )
         .await
@@ -273,6 +276,7 @@ impl<'a> Exec<'a> {
         parent: &'s Scope<'s>,
         prev: &'s mut u64,
         map_vars: Option<HashMap<String, Value>>,
+        position: Option<usize>,
     ) -> BoxFuture<'s, Result<Value, Failure>> {
         async move {
             let mut vars: HashMap<String, Value> = map_vars.unwrap_or_default();
@@ -284,6 +288,7 @@ impl<'a> Exec<'a> {
                     let scope = Scope {
                         vars: Some(&vars),
                         parent: Some(parent),
+                        position,
                     };
                     self.run_state(state, input, &scope, prev).await?
                 };

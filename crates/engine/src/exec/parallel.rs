@@ -38,13 +38,21 @@ impl Exec<'_> {
                 let branches = par
                     .branches
                     .iter()
-                    .map(|g| {
+                    .enumerate()
+                    .map(|(branch, g)| {
                         let branch_input = branch_input.clone();
                         async move {
                             let running = self.charge(branch_cost, &state.name)?;
                             let mut lane = started;
                             let v = self
-                                .run_graph(g, branch_input, env.scope, &mut lane, None)
+                                .run_graph(
+                                    g,
+                                    branch_input,
+                                    env.scope,
+                                    &mut lane,
+                                    None,
+                                    Some(branch),
+                                )
                                 .await?;
                             drop(running);
                             // the output is held until every branch is done

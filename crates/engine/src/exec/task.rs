@@ -1,5 +1,6 @@
 //! The Task state: dispatching attempts to the runtime, with timeouts and retries.
 
+use super::callback::CALLBACK_SUFFIX;
 use super::dataflow::{effective_input, work_input, OutCtx};
 use super::env::Env;
 use super::failure::{state_failure, value_text, Failure};
@@ -30,7 +31,14 @@ impl Exec<'_> {
             let env = &env_owned;
             let eff = effective_input(state, &input, env).map_err(fail)?;
             let eff_env = env.with_input(&eff);
-            let params = work_input(&task.work, jsonata, &eff, &eff_env).map_err(fail)?;
+            // `.waitForTaskToken`: the request goes to the base resource, then the task waits for
+            // its token's callback (see `callback.rs`). Its parameters see `$$.Task.Token`, which
+            // is new for every attempt, so they are evaluated per attempt below.
+            let callback_base = task.resource.strip_suffix(CALLBACK_SUFFIX);
+            let params = match callback_base {
+                None => work_input(&task.work, jsonata, &eff, &eff_env).map_err(fail)?,
+                Some(_) => Value::Null,
+            };
             let timeout = self
                 .dynamic_seconds(
                     &task.timeout_seconds,
@@ -50,13 +58,27 @@ impl Exec<'_> {
             let mut counters = vec![0u32; task.work.retry.len()];
             let mut attempt = 0u32;
             let outcome = loop {
+                let armed = callback_base.map(|_| self.arm_callback(state, out, attempt));
+                let token = match &armed {
+                    Some(Ok(listener)) => Some(listener.token.as_str()),
+                    _ => None,
+                };
+                let attempt_params = match token {
+                    Some(token) => {
+                        let mut tenv = env.with_input(&eff);
+                        tenv.task_token = Some(token);
+                        Some(work_input(&task.work, jsonata, &eff, &tenv).map_err(fail)?)
+                    }
+                    None => None,
+                };
+                let params = attempt_params.as_ref().unwrap_or(&params);
                 let id = self.log.emit(
                     "TaskScheduled",
                     *prev,
                     || self.now(),
                     Details::TaskScheduled {
                         resource: &task.resource,
-                        parameters: &params,
+                        parameters: params,
                         timeout,
                         heartbeat,
                     },
@@ -72,28 +94,52 @@ impl Exec<'_> {
                 );
                 *prev = id;
                 let request = TaskRequest {
-                    resource: task.resource.clone(),
+                    resource: callback_base.unwrap_or(&task.resource).to_string(),
                     input: params.clone(),
                     state_name: state.name.clone(),
                     execution_arn: self.req.execution_arn.clone(),
                     attempt,
                     timeout: timeout.map(Duration::from_secs),
-                    idempotency_key: idempotency_key(&self.req.execution_arn, &state.name, attempt),
+                    idempotency_key: idempotency_key_at(
+                        &self.req.execution_arn,
+                        &state.name,
+                        &out.scope.path(),
+                        attempt,
+                    ),
                 };
-                let call = self.rt.tasks.invoke(request);
-                let result = match timeout {
-                    Some(t) => {
-                        match future::select(call, self.rt.clock.sleep(Duration::from_secs(t)))
-                            .await
-                        {
-                            Either::Left((r, _)) => r,
-                            Either::Right(_) => Err(TaskError {
-                                error: "States.Timeout".into(),
-                                cause: None,
-                            }),
+                let result = match armed {
+                    None => {
+                        let call = self.rt.tasks.invoke(request);
+                        match timeout {
+                            Some(t) => {
+                                match future::select(
+                                    call,
+                                    self.rt.clock.sleep(Duration::from_secs(t)),
+                                )
+                                .await
+                                {
+                                    Either::Left((r, _)) => r,
+                                    Either::Right(_) => Err(TaskError {
+                                        error: "States.Timeout".into(),
+                                        cause: None,
+                                    }),
+                                }
+                            }
+                            None => call.await,
                         }
                     }
-                    None => call.await,
+                    Some(Ok(listener)) => {
+                        self.submit_and_wait(
+                            &task.resource,
+                            request,
+                            listener,
+                            timeout,
+                            heartbeat,
+                            prev,
+                        )
+                        .await
+                    }
+                    Some(Err(e)) => Err(e),
                 };
                 match result {
                     Ok(v) => {
@@ -109,10 +155,9 @@ impl Exec<'_> {
                         break Ok(v);
                     }
                     Err(te) => {
-                        let ty = if te.error == "States.Timeout" {
-                            "TaskTimedOut"
-                        } else {
-                            "TaskFailed"
+                        let ty = match te.error.as_str() {
+                            "States.Timeout" | "States.HeartbeatTimeout" => "TaskTimedOut",
+                            _ => "TaskFailed",
                         };
                         *prev = self.log.emit(
                             ty,
@@ -173,13 +218,33 @@ impl Exec<'_> {
 
 /// The `Idempotency-Key` for a task attempt: stable across redeliveries of the same start event.
 pub fn idempotency_key(execution_arn: &str, state_name: &str, attempt: u32) -> String {
-    // FNV-1a 128-bit over the three parts; printable and short.
+    idempotency_key_at(execution_arn, state_name, "", attempt)
+}
+
+/// [`idempotency_key`] of a state inside Parallel branches or Map items: `scope` is the
+/// [`CallbackKey::scope`](crate::CallbackKey::scope) path, so every item's task gets its own key
+/// (at the top level, `""`, the key is [`idempotency_key`]'s).
+pub fn idempotency_key_at(
+    execution_arn: &str,
+    state_name: &str,
+    scope: &str,
+    attempt: u32,
+) -> String {
+    // FNV-1a 128-bit over the parts; printable and short.
     let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
+    let scope_part: &[u8] = if scope.is_empty() {
+        &[]
+    } else {
+        scope.as_bytes()
+    };
+    let scope_sep: &[u8] = if scope.is_empty() { &[] } else { &[0u8] };
     for part in [
         execution_arn.as_bytes(),
         &[0u8],
         state_name.as_bytes(),
         &[0u8],
+        scope_part,
+        scope_sep,
         &attempt.to_be_bytes(),
     ] {
         for b in part {
