@@ -49,7 +49,8 @@ use std::collections::{HashMap, HashSet};
 pub enum MachineType {
     /// STANDARD workflows.
     Standard,
-    /// EXPRESS workflows (no `.sync`, `.waitForTaskToken` or activities).
+    /// EXPRESS workflows (no `.sync` or activities; `.waitForTaskToken` only where Expressway runs it,
+    /// with a WARNING that AWS Express would refuse it).
     Express,
 }
 
@@ -556,6 +557,15 @@ impl Validator {
         });
     }
 
+    fn warning(&mut self, code: &'static str, message: impl Into<String>, location: &str) {
+        self.diagnostics.push(Diagnostic {
+            severity: Severity::Warning,
+            code,
+            message: message.into(),
+            location: Some(location.to_string()),
+        });
+    }
+
     fn schema(&mut self, message: impl Into<String>, location: &str) {
         self.error(
             codes::SCHEMA_VALIDATION_FAILED,
@@ -959,6 +969,13 @@ impl Validator {
                     // Measured.
                     self.schema(
                         "Express state machine does not support '.sync' service integration",
+                        &location,
+                    );
+                } else if resource::expressway_waits_for_token(resource) {
+                    // Expressway runs it (issue #15); AWS Express would not.
+                    self.warning(
+                        codes::SCHEMA_VALIDATION_FAILED,
+                        "Express state machine does not support '.waitForTaskToken' service integration on AWS; Expressway runs it, so this definition is not portable to AWS Express",
                         &location,
                     );
                 } else if resource.ends_with(".waitForTaskToken") {

@@ -19,7 +19,8 @@ pub use callback_hub::{CallbackHub, Delivery, HubLimits, TokenMinter};
 pub use callbacks::{CallbackKey, CallbackListener, CallbackSignal, Callbacks};
 pub use events::{Event, LogConfig, LogLevel};
 pub use exec::{
-    execute, idempotency_key, ExecutionRequest, Limits, Outcome, Status, DEFAULT_MAX_MEMORY_BYTES,
+    execute, idempotency_key, idempotency_key_at, ExecutionRequest, Limits, Outcome, Status,
+    DEFAULT_MAX_MEMORY_BYTES,
 };
 pub use runtime::{Clock, Entropy, Runtime, TaskDispatcher, TaskError, TaskRequest};
 

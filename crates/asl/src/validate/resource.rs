@@ -44,6 +44,26 @@ pub(super) fn is_valid_resource_arn(resource: &str) -> bool {
     true
 }
 
+/// The `.waitForTaskToken` integrations Expressway runs for EXPRESS machines (AWS Express refuses
+/// every one): `lambda:invoke`, `http:invoke`, `kafka:publish` and the `expressway:` resources (the
+/// built-in test resource and native handlers). Other services keep AWS's error.
+pub(super) fn expressway_waits_for_token(resource: &str) -> bool {
+    let Some(base) = resource.strip_suffix(".waitForTaskToken") else {
+        return false;
+    };
+    let Some(service) = base
+        .strip_prefix("arn:aws:states:::")
+        .or_else(|| base.strip_prefix("arn:aws-us-gov:states:::"))
+        .or_else(|| base.strip_prefix("arn:aws-cn:states:::"))
+    else {
+        return false;
+    };
+    matches!(service, "lambda:invoke" | "http:invoke" | "kafka:publish")
+        || service
+            .strip_prefix("expressway:")
+            .is_some_and(|name| !name.is_empty())
+}
+
 /// `function:<name>[:<qualifier>]`: name of letters, digits, `-` and `_` (1..=64), qualifier
 /// `$LATEST` or a version / alias of the same characters (1..=128).
 fn is_lambda_function(rest: &str) -> bool {
@@ -65,7 +85,28 @@ fn is_lambda_function(rest: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_valid_resource_arn;
+    use super::{expressway_waits_for_token, is_valid_resource_arn};
+
+    #[test]
+    fn callbacks_expressway_runs() {
+        for ok in [
+            "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "arn:aws:states:::http:invoke.waitForTaskToken",
+            "arn:aws:states:::kafka:publish.waitForTaskToken",
+            "arn:aws:states:::expressway:test.waitForTaskToken",
+        ] {
+            assert!(expressway_waits_for_token(ok), "{ok}");
+        }
+        for refused in [
+            "arn:aws:states:::sns:publish.waitForTaskToken",
+            "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+            "arn:aws:states:::lambda:invoke",
+            "arn:aws:states:::expressway:.waitForTaskToken",
+            "arn:aws:lambda:us-east-1:123456789012:function:f.waitForTaskToken",
+        ] {
+            assert!(!expressway_waits_for_token(refused), "{refused}");
+        }
+    }
 
     #[test]
     fn arns_aws_accepts() {

@@ -413,6 +413,29 @@ fn task_rules_and_express_restrictions() {
         v.create_state_machine_message().as_deref(),
         Some("Invalid State Machine Definition: 'SCHEMA_VALIDATION_FAILED: Express state machine does not support '.waitForTaskToken' service integration  at /States/S/Resource'")
     );
+    // Expressway runs the callback pattern on lambda:invoke (issue #15): valid, with a WARNING that
+    // names the field and says AWS Express would refuse it.
+    let v = validate_value(
+        &task("arn:aws:states:::lambda:invoke.waitForTaskToken"),
+        MachineType::Express,
+    );
+    assert!(v.is_ok(), "{v:?}");
+    assert_eq!(v.diagnostics.len(), 1, "{v:?}");
+    assert_eq!(v.diagnostics[0].severity, Severity::Warning);
+    assert_eq!(
+        v.diagnostics[0].location.as_deref(),
+        Some("/States/S/Resource")
+    );
+    assert!(v.diagnostics[0]
+        .message
+        .contains("not portable to AWS Express"));
+    assert_eq!(v.create_state_machine_message(), None);
+    assert!(validate_value(
+        &task("arn:aws:states:::lambda:invoke.waitForTaskToken"),
+        MachineType::Standard
+    )
+    .diagnostics
+    .is_empty());
     assert_eq!(
         check(machine(json!({"Type": "Task", "End": true}))),
         schema("These fields are required: [Resource]", "/States/S")

@@ -6,6 +6,7 @@ use expressway_engine::tasks::{Registry, TEST_RESOURCE};
 use expressway_engine::{
     execute, ExecutionRequest, Limits, LogConfig, LogLevel, Outcome, Runtime, Status,
 };
+mod callbacks;
 mod deep_values;
 mod runaway;
 
