@@ -27,9 +27,9 @@ impl TaskTokenArgs {
     pub fn load(&self) -> anyhow::Result<Option<TaskTokenKey>> {
         let env = std::env::var_os(KEY_ENV).filter(|v| !v.is_empty());
         match (&self.task_token_key_file, env) {
-            (Some(_), Some(_)) => anyhow::bail!(
-                "both --task-token-key-file and {KEY_ENV} are set: use one"
-            ),
+            (Some(_), Some(_)) => {
+                anyhow::bail!("both --task-token-key-file and {KEY_ENV} are set: use one")
+            }
             (Some(path), None) => {
                 let text = std::fs::read(path).with_context(|| {
                     format!("reading the task token key file {}", path.display())

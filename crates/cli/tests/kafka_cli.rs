@@ -275,7 +275,10 @@ fn read_partition(brokers: &str, topic: &str, partition: i32, n: usize) -> Vec<V
     let deadline = Instant::now() + DEADLINE;
     let mut out = Vec::new();
     while out.len() < n {
-        assert!(Instant::now() < deadline, "timed out reading {topic}/{partition}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out reading {topic}/{partition}"
+        );
         if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
             out.push(m.payload().unwrap_or_default().to_vec());
         }
@@ -306,18 +309,45 @@ fn send_task_commands_produce_callbacks_to_the_tokens_partition() {
             .output()
             .unwrap()
     };
-    let out = run(&["send-task-success", "--task-output", r#"{"paid":true}"#, "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "send-task-success",
+        "--task-output",
+        r#"{"paid":true}"#,
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let line: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(line["partition"], json!(2));
-    let out = run(&["send-task-failure", "--error", "Declined", "--cause", "card"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "send-task-failure",
+        "--error",
+        "Declined",
+        "--cause",
+        "card",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("sent failure for state 'Charge'"));
     let out = run(&["send-task-heartbeat"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let outcomes: Vec<_> = read_partition(&brokers, "expressway.callbacks", 2, 3)
         .iter()
-        .map(|v| expressway_wire::CallbackRecord::decode(Some(v)).unwrap().outcome)
+        .map(|v| {
+            expressway_wire::CallbackRecord::decode(Some(v))
+                .unwrap()
+                .outcome
+        })
         .collect();
     use expressway_wire::CallbackOutcome as O;
     assert_eq!(
@@ -337,7 +367,13 @@ fn send_task_commands_produce_callbacks_to_the_tokens_partition() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--task-output"));
     let out = bin()
-        .args(["send-task-heartbeat", "--brokers", &brokers, "--task-token", "nope"])
+        .args([
+            "send-task-heartbeat",
+            "--brokers",
+            &brokers,
+            "--task-token",
+            "nope",
+        ])
         .env_remove("EXPRESSWAY_TASK_TOKEN_KEY")
         .env_remove("EXPRESSWAY_TASK_TOKEN_KEY_FILE")
         .output()
@@ -345,8 +381,17 @@ fn send_task_commands_produce_callbacks_to_the_tokens_partition() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an Expressway task token"));
     let out = bin()
-        .args(["send-task-heartbeat", "--brokers", &brokers, "--task-token", &token])
-        .env("EXPRESSWAY_TASK_TOKEN_KEY", "a-different-key-0123456789abcdef0123")
+        .args([
+            "send-task-heartbeat",
+            "--brokers",
+            &brokers,
+            "--task-token",
+            &token,
+        ])
+        .env(
+            "EXPRESSWAY_TASK_TOKEN_KEY",
+            "a-different-key-0123456789abcdef0123",
+        )
         .env_remove("EXPRESSWAY_TASK_TOKEN_KEY_FILE")
         .output()
         .unwrap();

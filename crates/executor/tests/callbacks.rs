@@ -296,3 +296,282 @@ fn a_pod_without_a_key_fails_waits_with_a_clear_error() {
     assert!(e.cause.unwrap().contains("EXPRESSWAY_TASK_TOKEN_KEY"));
     env.rt.block_on(exec.shutdown());
 }
+
+// ---- end to end: `.waitForTaskToken` executions on the pod ---------------------------------
+
+/// Publishes a payment request carrying the token to `payments`, then waits for its callback.
+const PAY: &str = r#"{"StartAt":"Charge","States":{"Charge":{"Type":"Task",
+  "Resource":"arn:aws:states:::kafka:publish.waitForTaskToken",
+  "Parameters":{"Topic":"payments","Value":{"taskToken.$":"$$.Task.Token","order.$":"$.order"}},
+  "HeartbeatSeconds":3,"End":true}}}"#;
+
+/// [`PAY`] without a heartbeat timeout (waits up to the execution time limit).
+const PAY_PATIENTLY: &str = r#"{"StartAt":"Charge","States":{"Charge":{"Type":"Task",
+  "Resource":"arn:aws:states:::kafka:publish.waitForTaskToken",
+  "Parameters":{"Topic":"payments","Value":{"taskToken.$":"$$.Task.Token","order.$":"$.order"}},
+  "End":true}}}"#;
+
+fn e2e_env() -> Env {
+    let env = env(2);
+    env.cluster.create_topic("payments", 1, 1).unwrap();
+    env
+}
+
+/// A pod running `pay` with a real `kafka:publish`.
+fn start_payer(env: &Env, group: &str) -> Executor {
+    start_payer_draining(env, group, Duration::from_secs(20))
+}
+
+fn start_payer_draining(env: &Env, group: &str, drain: Duration) -> Executor {
+    let mut cfg = config(env, group);
+    cfg.drain_timeout = drain;
+    let clock: Arc<dyn expressway_engine::Clock> =
+        Arc::new(expressway_engine::runtime::TokioClock::new());
+    let publisher = expressway_executor::publisher::RdKafkaPublisher::new(&cfg).unwrap();
+    let tasks = expressway_tasks::TaskConfig::default()
+        .build_registry(clock.clone(), Some(Arc::new(publisher)))
+        .unwrap();
+    let exec = Executor::start(
+        cfg,
+        env.registry(&[("pay", PAY), ("pay_patiently", PAY_PATIENTLY)]),
+        expressway_executor::engine_runtime_with_tasks(clock, tasks),
+        env.rt.handle().clone(),
+    )
+    .unwrap();
+    wait_until("assigned", || exec.health().is_assigned());
+    exec
+}
+
+/// The payment service: the tokens of the requests it has seen, oldest first.
+fn requests(reader: &mut Reader, n: usize) -> Vec<String> {
+    reader
+        .at_least(n)
+        .iter()
+        .map(|r| r.json()["taskToken"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Produces a callback where a producer that reads the token would (its partition).
+fn callback(env: &Env, outcome: CallbackOutcome, token: &str) {
+    let partition = expressway_wire::task_token::peek_unverified(token)
+        .unwrap()
+        .partition;
+    let record = CallbackRecord {
+        task_token: token.into(),
+        outcome,
+    };
+    produce_callback(env, partition, &record.to_json());
+}
+
+fn start_pay(env: &Env, name: &str) {
+    env.start_event(
+        name,
+        &json!({"stateMachine": "pay", "name": name, "input": {"order": name}}),
+    );
+}
+
+#[test]
+fn a_wait_for_task_token_execution_succeeds_fails_and_times_out_by_its_callbacks() {
+    let env = e2e_env();
+    let exec = start_payer(&env, "cb-e2e");
+    let mut payments = env.reader("payments");
+    let mut results = env.reader("expressway.results");
+    start_pay(&env, "ok");
+    let tokens = requests(&mut payments, 1);
+    callback(&env, CallbackOutcome::Heartbeat, &tokens[0]);
+    callback(
+        &env,
+        CallbackOutcome::Success(json!({"charged": 42})),
+        &tokens[0],
+    );
+    let r = results.at_least(1)[0].json();
+    assert_eq!(
+        (r["name"].as_str(), r["status"].as_str()),
+        (Some("ok"), Some("SUCCEEDED")),
+        "{r}"
+    );
+    assert_eq!(r["output"], json!({"charged": 42}));
+
+    start_pay(&env, "declined");
+    let tokens = requests(&mut payments, 2);
+    callback(
+        &env,
+        CallbackOutcome::Failure {
+            error: Some("Card.Declined".into()),
+            cause: Some("insufficient funds".into()),
+        },
+        &tokens[1],
+    );
+    let r = results.at_least(2)[1].json();
+    assert_eq!(r["status"], "FAILED", "{r}");
+    assert_eq!(r["error"], "Card.Declined");
+    assert_eq!(r["cause"], "insufficient funds");
+
+    // No heartbeat within HeartbeatSeconds.
+    start_pay(&env, "silent");
+    requests(&mut payments, 3);
+    let r = results.at_least(3)[2].json();
+    assert_eq!(r["status"], "FAILED", "{r}");
+    assert_eq!(r["error"], "States.HeartbeatTimeout");
+    env.rt.block_on(exec.shutdown());
+}
+
+#[test]
+fn a_callback_that_arrives_before_the_execution_waits_completes_it() {
+    let env = e2e_env();
+    let exec = start_payer(&env, "cb-e2e-early");
+    // The token is deterministic: the callback can be sent before the start event exists.
+    let partition = 1;
+    let offset = env.high_watermark(START, partition);
+    let arn = expressway_wire::execution_identity(
+        "us-east-1",
+        "123456789012",
+        "pay",
+        Some("early"),
+        START,
+        partition,
+        offset,
+    )
+    .arn;
+    let token = key()
+        .mint(&expressway_wire::TokenFields {
+            partition,
+            execution_arn: arn,
+            state_name: "Charge".into(),
+            scope: String::new(),
+            attempt: 0,
+        })
+        .unwrap();
+    callback(&env, CallbackOutcome::Success(json!("paid ahead")), &token);
+    let transport = exec.callbacks().unwrap();
+    wait_until("the callback is buffered", || {
+        transport.hub().buffered() == 1
+    });
+    let p = env.producer();
+    let v = json!({"stateMachine": "pay", "name": "early", "input": {"order": "x"}}).to_string();
+    p.send(
+        BaseRecord::<str, str>::to(START)
+            .partition(partition)
+            .payload(&v),
+    )
+    .map_err(|(e, _)| e)
+    .unwrap();
+    p.flush(Duration::from_secs(10)).unwrap();
+    let mut payments = env.reader("payments");
+    assert_eq!(
+        requests(&mut payments, 1),
+        [token],
+        "the execution minted the same token"
+    );
+    let r = env.reader("expressway.results").at_least(1)[0].json();
+    assert_eq!(r["status"], "SUCCEEDED", "{r}");
+    assert_eq!(r["output"], json!("paid ahead"));
+    env.rt.block_on(exec.shutdown());
+}
+
+#[test]
+fn a_pod_stopped_while_its_execution_waits_leaves_it_to_the_next_pod_which_gets_the_callback() {
+    let env = e2e_env();
+    let first = start_payer_draining(&env, "cb-e2e-restart", Duration::from_secs(600));
+    let mut payments = env.reader("payments");
+    env.start_event(
+        "survivor",
+        &json!({"stateMachine": "pay_patiently", "name": "survivor", "input": {"order": 1}}),
+    );
+    let tokens = requests(&mut payments, 1);
+    wait_until("the execution waits", || {
+        first.callbacks().unwrap().hub().waiting() == 1
+    });
+    // The stop does not wait for the parked execution (the drain timeout is 10 minutes here)
+    // and commits nothing for it.
+    let t0 = Instant::now();
+    env.rt.block_on(first.shutdown());
+    assert!(
+        t0.elapsed() < Duration::from_secs(300),
+        "the drain did not wait for the parked execution"
+    );
+    // The service answers while no pod runs.
+    callback(
+        &env,
+        CallbackOutcome::Success(json!("while down")),
+        &tokens[0],
+    );
+    let second = start_payer(&env, "cb-e2e-restart");
+    // The re-run sends the same request again (same token) and gets the earlier callback.
+    assert_eq!(requests(&mut payments, 2)[1], tokens[0]);
+    let mut results = env.reader("expressway.results");
+    let r = results.at_least(1)[0].json();
+    assert_eq!(
+        (r["name"].as_str(), r["status"].as_str()),
+        (Some("survivor"), Some("SUCCEEDED")),
+        "{r}"
+    );
+    assert_eq!(r["output"], json!("while down"));
+    results.poll_for(Duration::from_secs(1));
+    assert_eq!(
+        results.records.len(),
+        1,
+        "the stopped pod published no result"
+    );
+    env.rt.block_on(second.shutdown());
+}
+
+#[test]
+fn a_rebalance_while_executions_wait_moves_them_to_the_new_owner() {
+    let env = e2e_env();
+    let a = start_payer_draining(&env, "cb-e2e-rebalance", Duration::from_secs(600));
+    let p = env.producer();
+    for (partition, name) in [(0, "p0"), (1, "p1")] {
+        let v = json!({"stateMachine": "pay_patiently", "name": name, "input": {"order": name}})
+            .to_string();
+        p.send(
+            BaseRecord::<str, str>::to(START)
+                .partition(partition)
+                .payload(&v),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+    let mut payments = env.reader("payments");
+    let tokens = requests(&mut payments, 2);
+    let ta = a.callbacks().unwrap();
+    wait_until("both wait", || ta.hub().waiting() == 2);
+    let b = start_payer(&env, "cb-e2e-rebalance");
+    let tb = b.callbacks().unwrap();
+    wait_until("one partition each", || {
+        ta.owned().len() == 1 && tb.owned().len() == 1
+    });
+    // The moved execution stopped on the old owner and runs again on the new one (same token).
+    let again = requests(&mut payments, 3);
+    assert!(
+        tokens.contains(&again[2]),
+        "the re-run sends the same token"
+    );
+    wait_until("each pod has one waiting", || {
+        ta.hub().waiting() == 1 && tb.hub().waiting() == 1
+    });
+    for t in &tokens {
+        callback(&env, CallbackOutcome::Success(json!("paid")), t);
+    }
+    let mut results = env.reader("expressway.results");
+    results.at_least(2);
+    results.poll_for(Duration::from_secs(1));
+    let mut names: Vec<String> = results
+        .records
+        .iter()
+        .map(|r| {
+            let v = r.json();
+            assert_eq!(v["status"], "SUCCEEDED", "{v}");
+            v["name"].as_str().unwrap().to_string()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["p0", "p1"],
+        "one result each: the abandoned run published nothing"
+    );
+    env.rt.block_on(b.shutdown());
+    env.rt.block_on(a.shutdown());
+}

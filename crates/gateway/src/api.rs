@@ -534,7 +534,10 @@ impl Gateway {
             "SendTaskSuccess" => crate::task_callbacks::send_task_success(self, body).await,
             "SendTaskFailure" => crate::task_callbacks::send_task_failure(self, body).await,
             "SendTaskHeartbeat" => crate::task_callbacks::send_task_heartbeat(self, body).await,
-            "DescribeExecution" | "GetExecutionHistory" | "StopExecution" | "RedriveExecution"
+            "DescribeExecution"
+            | "GetExecutionHistory"
+            | "StopExecution"
+            | "RedriveExecution"
             | "DescribeStateMachineForExecution" => refuse_execution(body),
             "ListExecutions" => self.list_executions(body),
             other => match OPERATIONS.iter().find(|(name, _)| *name == other) {

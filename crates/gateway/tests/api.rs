@@ -1117,7 +1117,8 @@ fn task_token(key: &expressway_wire::TaskTokenKey, partition: i32, arn: &str) ->
     .unwrap()
 }
 
-const RUNNING_ARN: &str = "arn:aws:states:us-east-1:123456789012:express:order:e1:6f1c3a52-8e0b-5d7a-9b21-5e44c017a83d";
+const RUNNING_ARN: &str =
+    "arn:aws:states:us-east-1:123456789012:express:order:e1:6f1c3a52-8e0b-5d7a-9b21-5e44c017a83d";
 
 #[tokio::test]
 async fn send_task_calls_verify_the_token_and_publish_to_its_partition() {
@@ -1189,17 +1190,57 @@ async fn send_task_calls_verify_the_token_and_publish_to_its_partition() {
     let long = "t".repeat(1025);
     let big = format!("\"{}\"", "x".repeat(262_144));
     let cases = [
-        ("SendTaskSuccess", json!({"taskToken": forged, "output": "{}"}), "InvalidToken"),
-        ("SendTaskHeartbeat", json!({"taskToken": "not-a-token"}), "InvalidToken"),
-        ("SendTaskHeartbeat", json!({"taskToken": ""}), "ValidationException"),
-        ("SendTaskHeartbeat", json!({"taskToken": long}), "ValidationException"),
+        (
+            "SendTaskSuccess",
+            json!({"taskToken": forged, "output": "{}"}),
+            "InvalidToken",
+        ),
+        (
+            "SendTaskHeartbeat",
+            json!({"taskToken": "not-a-token"}),
+            "InvalidToken",
+        ),
+        (
+            "SendTaskHeartbeat",
+            json!({"taskToken": ""}),
+            "ValidationException",
+        ),
+        (
+            "SendTaskHeartbeat",
+            json!({"taskToken": long}),
+            "ValidationException",
+        ),
         ("SendTaskHeartbeat", json!({}), "ValidationException"),
-        ("SendTaskSuccess", json!({"taskToken": token}), "ValidationException"),
-        ("SendTaskSuccess", json!({"taskToken": token, "output": "{oops"}), "InvalidOutput"),
-        ("SendTaskSuccess", json!({"taskToken": token, "output": big}), "ValidationException"),
-        ("SendTaskSuccess", json!({"taskToken": token, "output": {"a": 1}}), "SerializationException"),
-        ("SendTaskFailure", json!({"taskToken": token, "error": "e".repeat(257)}), "ValidationException"),
-        ("SendTaskFailure", json!({"taskToken": token, "cause": "c".repeat(32_769)}), "ValidationException"),
+        (
+            "SendTaskSuccess",
+            json!({"taskToken": token}),
+            "ValidationException",
+        ),
+        (
+            "SendTaskSuccess",
+            json!({"taskToken": token, "output": "{oops"}),
+            "InvalidOutput",
+        ),
+        (
+            "SendTaskSuccess",
+            json!({"taskToken": token, "output": big}),
+            "ValidationException",
+        ),
+        (
+            "SendTaskSuccess",
+            json!({"taskToken": token, "output": {"a": 1}}),
+            "SerializationException",
+        ),
+        (
+            "SendTaskFailure",
+            json!({"taskToken": token, "error": "e".repeat(257)}),
+            "ValidationException",
+        ),
+        (
+            "SendTaskFailure",
+            json!({"taskToken": token, "cause": "c".repeat(32_769)}),
+            "ValidationException",
+        ),
     ];
     for (op, body, expected) in cases {
         let e = call(&gw, op, body.clone()).await.expect_err(op);
@@ -1209,13 +1250,32 @@ async fn send_task_calls_verify_the_token_and_publish_to_its_partition() {
 
     // What the gateway knows of ended executions.
     gw.set_execution_statuses(Arc::new(|arn: &str| {
-        Some(if arn.contains(":done:") { "SUCCEEDED" } else { "TIMED_OUT" }.to_string())
+        Some(
+            if arn.contains(":done:") {
+                "SUCCEEDED"
+            } else {
+                "TIMED_OUT"
+            }
+            .to_string(),
+        )
     }));
-    let done = task_token(&task_key(), 0, "arn:aws:states:us-east-1:123456789012:express:done:e:u");
-    let late = task_token(&task_key(), 0, "arn:aws:states:us-east-1:123456789012:express:late:e:u");
-    let e = call(&gw, "SendTaskSuccess", json!({"taskToken": done, "output": "1"}))
-        .await
-        .expect_err("ended");
+    let done = task_token(
+        &task_key(),
+        0,
+        "arn:aws:states:us-east-1:123456789012:express:done:e:u",
+    );
+    let late = task_token(
+        &task_key(),
+        0,
+        "arn:aws:states:us-east-1:123456789012:express:late:e:u",
+    );
+    let e = call(
+        &gw,
+        "SendTaskSuccess",
+        json!({"taskToken": done, "output": "1"}),
+    )
+    .await
+    .expect_err("ended");
     assert_eq!(e.0, "TaskDoesNotExist");
     let e = call(&gw, "SendTaskHeartbeat", json!({"taskToken": late}))
         .await
@@ -1228,9 +1288,13 @@ async fn send_task_calls_verify_the_token_and_publish_to_its_partition() {
 async fn send_task_calls_without_a_key_are_refused() {
     let (gw, backend) = setup();
     let token = task_token(&task_key(), 0, RUNNING_ARN);
-    let e = call(&gw, "SendTaskSuccess", json!({"taskToken": token, "output": "{}"}))
-        .await
-        .expect_err("no key");
+    let e = call(
+        &gw,
+        "SendTaskSuccess",
+        json!({"taskToken": token, "output": "{}"}),
+    )
+    .await
+    .expect_err("no key");
     assert_eq!(e.0, "InvalidToken");
     assert!(e.1.contains("EXPRESSWAY_TASK_TOKEN_KEY"), "{}", e.1);
     assert!(backend.records("callbacks").is_empty());
