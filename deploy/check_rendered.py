@@ -43,14 +43,17 @@ EXPECT = {
         "present": ["Deployment/gateway", "Service/gateway", "PodDisruptionBudget/gateway", "PodMonitor"],
         "absent": ["ServiceMonitor", "HorizontalPodAutoscaler", "ScaledObject", "ConfigMap"],
         "executor_args": ["--bind=orders=order-processing", "--definitions=/etc/expressway/definitions", "--ordering=key",
-                          "--guarantee=at-least-once",
+                          "--guarantee=at-least-once", "--max-execution-seconds=600",
+                          "--task-token-key-file=/etc/expressway/task-token/key",
                           "--tasks-config=/etc/expressway/tasks/tasks.json"],
         "gateway_args": ["--credentials-file=/etc/expressway/gateway-auth/credentials",
                          "--tasks-config=/etc/expressway/tasks/tasks.json",
                          "--definitions=/etc/expressway/definitions",
-                         "--region=us-east-1", "--account=123456789012"],
+                         "--region=us-east-1", "--account=123456789012",
+                         "--callbacks-topic=expressway.callbacks",
+                         "--task-token-key-file=/etc/expressway/task-token/key"],
         "configmaps_used": ["my-definitions", "expressway-tasks"],
-        "secrets_used": ["expressway-gateway-credentials"],
+        "secrets_used": ["expressway-gateway-credentials", "expressway-task-token"],
     },
     "hpa": {
         "present": ["HorizontalPodAutoscaler", "ConfigMap"],
@@ -87,6 +90,7 @@ EXPECT = {
                           "--bind=orders.raw=validate-order", "--definitions=/etc/expressway/definitions",
                           "--tasks-config=/etc/expressway/tasks/tasks.json", "--drain-timeout=45s"],
         "gateway_args": ["--no-auth", "--start-topic=orders.start", "--definitions-topic=orders.definitions",
+                         "--callbacks-topic=orders.callbacks",
                          "--tasks-config=/etc/expressway/tasks/tasks.json",
                          "--definitions=/etc/expressway/definitions"],
         "definitions": ["greet", "validate-order", "echo"],
@@ -183,7 +187,7 @@ def check_mounts(who, pod_spec, container, parsed):
         check(m["name"] in volumes, f"{who}: volumeMount {m['name']} has no volume")
     paths = [m["mountPath"] for m in mounts]
     files = []
-    for flag in ("--definitions", "--tasks-config", "--credentials-file"):
+    for flag in ("--definitions", "--tasks-config", "--credentials-file", "--task-token-key-file"):
         files += parsed.get(flag, [])
     for kv in parsed.get("--kafka", []):
         key, _, value = kv.partition("=")
@@ -292,7 +296,8 @@ def main(scenario, rendered):
         check(gargs[:1] == ["gateway"], f"gateway: args start with {gargs[:1]}, expected gateway")
         check("--brokers" in gparsed and "--listen" in gparsed, "gateway: needs --brokers and --listen")
         check(gparsed.get("--brokers") == parsed.get("--brokers"), "gateway and executor use different brokers")
-        for flag in ("--start-topic", "--logs-topic", "--results-topic", "--definitions-topic", "--kafka"):
+        for flag in ("--start-topic", "--logs-topic", "--results-topic", "--definitions-topic", "--callbacks-topic",
+                     "--task-token-key-file", "--kafka"):
             check(gparsed.get(flag) == parsed.get(flag), f"gateway {flag} differs from the executor's")
         check(("--no-auth" in gparsed) != ("--credentials-file" in gparsed),
               "gateway: exactly one of --no-auth / --credentials-file")

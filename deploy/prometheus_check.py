@@ -38,6 +38,14 @@ MACHINES = {
               "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "K"}], "Next": "K"},
         "K": {"Type": "Task", "Resource": "arn:aws:states:::kafka:publish",
               "Parameters": {"Topic": "expressway.results", "Value": {"from": "task"}}, "End": True}}},
+    # Waits for a callback (the Callbacks row): the request goes to PAYMENTS, where the
+    # responder thread below answers it through the gateway's SendTask* after a delay.
+    "callback": {"StartAt": "Charge", "States": {
+        "Charge": {"Type": "Task", "Resource": "arn:aws:states:::kafka:publish.waitForTaskToken",
+                   "Parameters": {"Topic": "prom.payments", "Value": {"taskToken.$": "$$.Task.Token"}},
+                   "HeartbeatSeconds": 10, "TimeoutSeconds": 30,
+                   "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Done"}], "Next": "Done"},
+        "Done": {"Type": "Succeed"}}},
     # A Pass/Choice loop that never ends: at log level ALL (see CONFIGS) it fails when it keeps
     # more than 25,000 events (States.DataLimitExceeded, the budget panel).
     "loop": {"StartAt": "A", "States": {
@@ -48,6 +56,10 @@ MACHINES = {
 }
 
 CONFIGS = {"loop": {"loggingConfiguration": {"level": "ALL", "includeExecutionData": True}}}
+
+# Every process shares one task token key, so any pod's tokens verify at the gateway.
+TASK_TOKEN_KEY = "prometheus-check-task-token-key-0123456789"
+PAYMENTS = "prom.payments"
 
 # Alerts the load must raise (pending or firing), and what their texts must (not) look like.
 EXPECTED_ALERTS = {
@@ -91,6 +103,7 @@ class Procs:
 
     def start(self, name, args, work, **kw):
         out = open(os.path.join(work, f"{name}.log"), "w")
+        kw.setdefault("env", {**os.environ, "EXPRESSWAY_TASK_TOKEN_KEY": TASK_TOKEN_KEY})
         p = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, **kw)
         self.procs.append((name, p))
         return p
@@ -143,6 +156,16 @@ class Gateway:
     def __init__(self, port):
         self.url = f"http://127.0.0.1:{port}/"
 
+    def try_call(self, op, body):
+        """The call's HTTP status and body (no exit: for the responder thread)."""
+        h = {"X-Amz-Target": f"AWSStepFunctions.{op}", "Content-Type": "application/x-amz-json-1.0"}
+        try:
+            return http(self.url, json.dumps(body).encode(), h, timeout=30)
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+        except OSError as e:
+            return 0, str(e).encode()
+
     def call(self, op, body):
         h = {"X-Amz-Target": f"AWSStepFunctions.{op}", "Content-Type": "application/x-amz-json-1.0"}
         try:
@@ -155,6 +178,40 @@ class Gateway:
 
     def start(self, machine, input_=None):
         self.call("StartExecution", {"stateMachineArn": ARN + machine, "input": json.dumps(input_ or {})})
+
+
+def respond(bin_, bootstrap, gw, work, procs):
+    """The payment service of the `callback` machine: follows PAYMENTS and answers each
+    request through the gateway after 1.5 s (every 4th a failure, every 3rd after a
+    heartbeat), so executions wait while Prometheus scrapes."""
+    import threading
+    tail = subprocess.Popen([bin_, "tail", "--brokers", bootstrap, "--topic", PAYMENTS, "--json",
+                             "--from-beginning"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    procs.procs.append(("responder-tail", tail))
+    errors = open(os.path.join(work, "responder.log"), "w")
+
+    def answer(i, token):
+        calls = []
+        if i % 3 == 0:
+            calls.append(("SendTaskHeartbeat", {"taskToken": token}))
+        if i % 4 == 0:
+            calls.append(("SendTaskFailure", {"taskToken": token, "error": "Card.Declined", "cause": "test"}))
+        else:
+            calls.append(("SendTaskSuccess", {"taskToken": token, "output": json.dumps({"paid": i})}))
+        for op, body in calls:
+            status, out = gw.try_call(op, body)
+            if status != 200:
+                print(f"{op}: HTTP {status} {out[:300]!r}", file=errors, flush=True)
+
+    def follow():
+        for i, line in enumerate(tail.stdout):
+            try:
+                token = json.loads(line)["taskToken"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            threading.Timer(1.5, answer, (i, token)).start()
+
+    threading.Thread(target=follow, daemon=True).start()
 
 
 def rate_interval():
@@ -296,6 +353,8 @@ def main():
             for i in range(n):
                 for m in ("ok", "ok", "fail", "tasks", "hold"):
                     gw.start(m, {"i": i})
+                if i % 2 == 0:
+                    gw.start("callback", {"i": i})
                 if i % 5 == 0:
                     gw.start("slow")
             gw.call("StartSyncExecution", {"stateMachineArn": ARN + "ok", "input": "{}"})
@@ -317,7 +376,8 @@ def main():
                     work)
         wait_for("exactly-once pod /readyz", lambda: http(f"http://127.0.0.1:{eos}/readyz")[0] == 200)
 
-        log("load: successes, failures, timeouts, tasks, waits; dead letters; budgets; a stalled client")
+        respond(args.bin, bootstrap, gw, work, procs)
+        log("load: successes, failures, timeouts, tasks, waits, callbacks; dead letters; budgets; a stalled client")
         # A client that never finishes its request head: the gateway's header timeout closes it.
         stalled = socket.create_connection(("127.0.0.1", gateway_port))
         stalled.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")

@@ -406,3 +406,73 @@ fn send_task_commands_produce_callbacks_to_the_tokens_partition() {
         .unwrap();
     assert_eq!(high, 3, "refused commands produce nothing");
 }
+
+/// A pod killed with SIGKILL while an execution waits for its callback: the next pod re-runs
+/// the execution (same token) and reads the callback that was sent in between.
+#[test]
+fn a_pod_killed_while_an_execution_waits_is_replaced_and_the_execution_gets_its_callback() {
+    let (c, brokers) = cluster();
+    c.create_topic("expressway.callbacks", 1, 1).unwrap();
+    c.create_topic("payments", 1, 1).unwrap();
+    let defs = std::env::temp_dir().join(format!("expressway-cb-kill-{}", std::process::id()));
+    std::fs::create_dir_all(&defs).unwrap();
+    std::fs::write(
+        defs.join("pay.asl.json"),
+        r#"{"StartAt":"Charge","States":{"Charge":{"Type":"Task",
+            "Resource":"arn:aws:states:::kafka:publish.waitForTaskToken",
+            "Parameters":{"Topic":"payments","Value":{"taskToken.$":"$$.Task.Token"}},"End":true}}}"#,
+    )
+    .unwrap();
+    let key = "kill-test-key-0123456789abcdef0123";
+    let serve = || {
+        bin()
+            .arg("serve")
+            .env("EXPRESSWAY_BROKERS", &brokers)
+            .env("EXPRESSWAY_DEFINITIONS", &defs)
+            .env("EXPRESSWAY_METRICS_LISTEN", "127.0.0.1:0")
+            .env("EXPRESSWAY_DRAIN_TIMEOUT", "5s")
+            .env("EXPRESSWAY_TASK_TOKEN_KEY", key)
+            .env_remove("EXPRESSWAY_TASK_TOKEN_KEY_FILE")
+            .env(
+                "EXPRESSWAY_KAFKA",
+                "session.timeout.ms=6000;heartbeat.interval.ms=500",
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = serve();
+    let out = bin()
+        .args(["start", "--brokers", &brokers, "pay", "--name", "survivor"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let request = &read(&brokers, "payments", 1)[0].1;
+    let token = serde_json::from_slice::<Value>(request).unwrap()["taskToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    first.kill().unwrap(); // SIGKILL while the execution waits
+    first.wait().unwrap();
+    let out = bin()
+        .args(["send-task-success", "--brokers", &brokers, "--task-token", &token])
+        .args(["--task-output", r#"{"charged":true}"#])
+        .env("EXPRESSWAY_TASK_TOKEN_KEY", key)
+        .env_remove("EXPRESSWAY_TASK_TOKEN_KEY_FILE")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut second = serve();
+    let results = read(&brokers, "expressway.results", 1);
+    let r: Value = serde_json::from_slice(&results[0].1).unwrap();
+    assert_eq!(r["name"], "survivor");
+    assert_eq!(r["status"], "SUCCEEDED", "{r}");
+    assert_eq!(r["output"], json!({"charged": true}));
+    let requests = read(&brokers, "payments", 2);
+    assert_eq!(requests[1].1, *request, "the re-run sent the same request and token");
+    let _ = second.kill();
+    let _ = second.wait();
+    let _ = std::fs::remove_dir_all(&defs);
+    drop(c);
+}

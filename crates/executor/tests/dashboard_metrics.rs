@@ -56,6 +56,12 @@ fn every_dashboard_and_alert_metric_is_exported() {
     assert!(prometheus.is_some(), "recorder installed");
     let mut cfg = env.config();
     cfg.group = "g-dashboard".into();
+    // Task tokens: the Callbacks row.
+    env.cluster
+        .create_topic("expressway.callbacks", 2, 1)
+        .unwrap();
+    cfg.callbacks.key =
+        Some(expressway_wire::TaskTokenKey::new(*b"dashboard-key-0123456789abcdef0123").unwrap());
     let registry = env.registry(&[("choose", CHOOSE), ("flaky", FLAKY)]);
     let exec = env.start(cfg, registry.clone());
     // An exactly-once pod of another group on its own start topic (the lag table has one owner
@@ -89,6 +95,36 @@ fn every_dashboard_and_alert_metric_is_exported() {
     );
     env.reader("expressway.results").at_least(4);
     env.reader("expressway.dlq").at_least(1);
+    // A wait and its callback (latency histogram, waiting gauge, callbacks counter).
+    {
+        use expressway_engine::Callbacks as _;
+        use futures::StreamExt as _;
+        let transport = exec.callbacks().expect("a key was configured");
+        let mut listener = transport
+            .bind("expressway.start", 0)
+            .listen(expressway_engine::CallbackKey {
+                execution_arn: "arn:aws:states:us-east-1:123456789012:express:choose:e:u".into(),
+                state_name: "Charge".into(),
+                scope: String::new(),
+                attempt: 0,
+            })
+            .unwrap();
+        let record = expressway_wire::CallbackRecord {
+            task_token: listener.token.clone(),
+            outcome: expressway_wire::CallbackOutcome::Success(serde_json::json!({})),
+        };
+        env.produce(
+            "expressway.callbacks",
+            None,
+            Some(&record.to_json()),
+            &[],
+        );
+        env.rt
+            .block_on(async {
+                tokio::time::timeout(DEADLINE, listener.signals.next()).await
+            })
+            .expect("the callback arrives");
+    }
 
     let mut last: String;
     let mut missing: Vec<String>;
