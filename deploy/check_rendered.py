@@ -109,11 +109,18 @@ def check(cond, msg):
 
 
 def cli_flags(path, struct):
-    """{flag: takes_value} of a clap Args struct: `#[arg(long...)] pub name: Type`."""
+    """{flag: takes_value} of a clap Args struct: `#[arg(long...)] pub name: Type`, and those of
+    the structs it flattens (`#[command(flatten)] pub name: path::Struct`, found in crates/cli/src)."""
     src = (ROOT / path).read_text()
     start = src.index(f"pub struct {struct}")
     body = src[start:src.index("\n}\n", start)]
     flags = {}
+    for m in re.finditer(r"#\[command\(flatten\)\]\s*pub \w+: ([\w:]+),", body):
+        name = m.group(1).rsplit("::", 1)[-1]
+        homes = [p for p in sorted((ROOT / "crates/cli/src").glob("*.rs")) if f"pub struct {name}" in p.read_text()]
+        if not homes:
+            sys.exit(f"{path} {struct} flattens {name}, which is not in crates/cli/src")
+        flags.update(cli_flags(str(homes[0].relative_to(ROOT)), name))
     for m in re.finditer(r"#\[arg\((.*?)\)\]\s*pub (\w+): ([^,\n]+),", body, re.S):
         attr, field, ty = m.groups()
         if not re.search(r"\blong\b", attr):

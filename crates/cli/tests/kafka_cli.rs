@@ -456,13 +456,23 @@ fn a_pod_killed_while_an_execution_waits_is_replaced_and_the_execution_gets_its_
     first.kill().unwrap(); // SIGKILL while the execution waits
     first.wait().unwrap();
     let out = bin()
-        .args(["send-task-success", "--brokers", &brokers, "--task-token", &token])
+        .args([
+            "send-task-success",
+            "--brokers",
+            &brokers,
+            "--task-token",
+            &token,
+        ])
         .args(["--task-output", r#"{"charged":true}"#])
         .env("EXPRESSWAY_TASK_TOKEN_KEY", key)
         .env_remove("EXPRESSWAY_TASK_TOKEN_KEY_FILE")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut second = serve();
     let results = read(&brokers, "expressway.results", 1);
     let r: Value = serde_json::from_slice(&results[0].1).unwrap();
@@ -470,7 +480,10 @@ fn a_pod_killed_while_an_execution_waits_is_replaced_and_the_execution_gets_its_
     assert_eq!(r["status"], "SUCCEEDED", "{r}");
     assert_eq!(r["output"], json!({"charged": true}));
     let requests = read(&brokers, "payments", 2);
-    assert_eq!(requests[1].1, *request, "the re-run sent the same request and token");
+    assert_eq!(
+        requests[1].1, *request,
+        "the re-run sent the same request and token"
+    );
     let _ = second.kill();
     let _ = second.wait();
     let _ = std::fs::remove_dir_all(&defs);

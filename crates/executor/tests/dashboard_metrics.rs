@@ -113,16 +113,9 @@ fn every_dashboard_and_alert_metric_is_exported() {
             task_token: listener.token.clone(),
             outcome: expressway_wire::CallbackOutcome::Success(serde_json::json!({})),
         };
-        env.produce(
-            "expressway.callbacks",
-            None,
-            Some(&record.to_json()),
-            &[],
-        );
+        env.produce("expressway.callbacks", None, Some(&record.to_json()), &[]);
         env.rt
-            .block_on(async {
-                tokio::time::timeout(DEADLINE, listener.signals.next()).await
-            })
+            .block_on(async { tokio::time::timeout(DEADLINE, listener.signals.next()).await })
             .expect("the callback arrives");
     }
 

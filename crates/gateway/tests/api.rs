@@ -1103,7 +1103,7 @@ fn civil(days: i64) -> (i64, i64, i64) {
 }
 
 fn task_key() -> expressway_wire::TaskTokenKey {
-    expressway_wire::TaskTokenKey::new(*b"gateway-test-key-0123456789abcdef").unwrap()
+    expressway_wire::TaskTokenKey::new(*b"gateway-test-key-0123456789abcdef").expect("key")
 }
 
 fn task_token(key: &expressway_wire::TaskTokenKey, partition: i32, arn: &str) -> String {
@@ -1114,7 +1114,7 @@ fn task_token(key: &expressway_wire::TaskTokenKey, partition: i32, arn: &str) ->
         scope: "0".into(),
         attempt: 0,
     })
-    .unwrap()
+    .expect("mint")
 }
 
 const RUNNING_ARN: &str =
@@ -1159,7 +1159,8 @@ async fn send_task_calls_verify_the_token_and_publish_to_its_partition() {
     let outcomes: Vec<_> = published
         .iter()
         .map(|w| {
-            let r = expressway_wire::CallbackRecord::decode(w.value.as_deref()).unwrap();
+            let r = expressway_wire::CallbackRecord::decode(w.value.as_deref())
+                .expect("a callback record");
             assert_eq!(r.task_token, token);
             r.outcome
         })
@@ -1183,7 +1184,7 @@ async fn send_task_calls_verify_the_token_and_publish_to_its_partition() {
 
     // Refusals publish nothing.
     let forged = task_token(
-        &expressway_wire::TaskTokenKey::new(*b"someone-elses-key-0123456789abcdef").unwrap(),
+        &expressway_wire::TaskTokenKey::new(*b"someone-elses-key-0123456789abcdef").expect("key"),
         3,
         RUNNING_ARN,
     );

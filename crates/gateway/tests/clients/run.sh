@@ -43,6 +43,8 @@ wait_for() { # file pattern
   return 1
 }
 
+# dev's pod and both gateways share the task token key (SendTask* in test_clients.py).
+export EXPRESSWAY_TASK_TOKEN_KEY="clients-test-task-token-key-0123456789"
 echo "== starting expressway dev"
 RUST_LOG="${RUST_LOG:-warn}" "$bin" dev --definitions examples --metrics-listen 127.0.0.1:0 --gateway-listen 127.0.0.1:0 \
   >"$work/dev.out" 2>"$work/dev.err" &

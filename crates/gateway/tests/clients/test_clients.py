@@ -226,14 +226,20 @@ def main():
 
 
 def wait_for_result(execution_arn, timeout=30):
-    """Reads expressway.results (via `expressway tail --json`) until the execution's result shows up.
+    """Reads expressway.results (via `expressway tail --json`) until the execution's result shows up."""
+    return wait_for_record(lambda rec: rec.get("executionArn") == execution_arn, timeout=timeout)
+
+
+def wait_for_record(matches, topic=None, timeout=30):
+    """Reads a topic (default: the results) with `expressway tail --json` until a record matches.
 
     A reader thread feeds a queue: `select()` on the pipe plus `readline()` would strand lines that
     already sit in Python's read buffer (several results arrive in one read), so a result behind
     another one in the same chunk would never be seen."""
     import queue
     import threading
-    proc = subprocess.Popen([BIN, "tail", "--brokers", BROKERS, "--from-beginning", "--json"],
+    topic_args = ["--topic", topic] if topic else []
+    proc = subprocess.Popen([BIN, "tail", "--brokers", BROKERS, "--from-beginning", "--json", *topic_args],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     lines = queue.Queue()
 
@@ -256,7 +262,7 @@ def wait_for_result(execution_arn, timeout=30):
                 rec = json.loads(line)
             except ValueError:
                 continue
-            if rec.get("executionArn") == execution_arn:
+            if isinstance(rec, dict) and matches(rec):
                 return rec
         return None
     finally:
@@ -299,6 +305,54 @@ def aws_cli(prefix):
     check(t["status"] == "SUCCEEDED" and t["nextState"] == "B", "aws test-state")
     run("delete-state-machine-alias", "--state-machine-alias-arn", arn + ":prod")
     run("delete-state-machine", "--state-machine-arn", arn)
+    callbacks_with_the_cli(run, prefix)
+
+
+# Publishes the task token to PAYMENTS, then waits for send-task-success / send-task-failure.
+PAYMENTS = "clients.payments"
+WAIT = {"StartAt": "Charge", "States": {"Charge": {
+    "Type": "Task", "Resource": "arn:aws:states:::kafka:publish.waitForTaskToken",
+    "Parameters": {"Topic": PAYMENTS, "Value": {"taskToken.$": "$$.Task.Token", "order.$": "$.order"}},
+    "TimeoutSeconds": 60, "End": True}}}
+
+
+def callbacks_with_the_cli(run, prefix):
+    """`.waitForTaskToken` through the signed gateway with the AWS CLI, run by dev's pod (the
+    gateways and the pod share EXPRESSWAY_TASK_TOKEN_KEY, see run.sh)."""
+    path = "/tmp/expressway-cli-wait.asl.json"
+    with open(path, "w") as f:
+        json.dump(WAIT, f)
+    machine = run("create-state-machine", "--name", prefix + "-wait", "--type", "EXPRESS", "--role-arn", ROLE,
+                  "--definition", f"file://{path}")["stateMachineArn"]
+
+    def start_and_token(order):
+        started = run("start-execution", "--state-machine-arn", machine, "--input", json.dumps({"order": order}))
+        request = wait_for_record(lambda r: r.get("order") == order, topic=PAYMENTS, timeout=60)
+        check(request is not None and request.get("taskToken", "").startswith("v1."), f"the task published its token ({order})")
+        return started["executionArn"], request["taskToken"]
+
+    execution, token = start_and_token(prefix + "-paid")
+    run("send-task-heartbeat", "--task-token", token)
+    check(run("send-task-success", "--task-token", token, "--task-output", '{"paid":true}') == {},
+          "aws send-task-success answers {}")
+    found = wait_for_result(execution, timeout=60)
+    check(found is not None and found["status"] == "SUCCEEDED" and found["output"] == {"paid": True},
+          f"the execution succeeded with the callback's output: {found}")
+    execution, token = start_and_token(prefix + "-declined")
+    run("send-task-failure", "--task-token", token, "--error", "Card.Declined", "--cause", "insufficient funds")
+    found = wait_for_result(execution, timeout=60)
+    check(found is not None and found["status"] == "FAILED" and found["error"] == "Card.Declined"
+          and found["cause"] == "insufficient funds", f"the execution failed with the callback's error: {found}")
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+               AWS_DEFAULT_REGION="us-east-1", AWS_MAX_ATTEMPTS="1")
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    p = subprocess.run([AWS, "stepfunctions", "--endpoint-url", SIGNED_URL, "send-task-success", "--task-token", forged,
+                        "--task-output", "{}"], env=env, capture_output=True, text=True)
+    check(p.returncode != 0 and "InvalidToken" in p.stderr, f"a forged token is InvalidToken ({p.stderr.strip()[:200]})")
+    p = subprocess.run([AWS, "stepfunctions", "--endpoint-url", SIGNED_URL, "send-task-success", "--task-token", token,
+                        "--task-output", "{not json"], env=env, capture_output=True, text=True)
+    check(p.returncode != 0 and "InvalidOutput" in p.stderr, f"output that is not JSON is InvalidOutput ({p.stderr.strip()[:200]})")
+    run("delete-state-machine", "--state-machine-arn", machine)
 
 
 if __name__ == "__main__":
