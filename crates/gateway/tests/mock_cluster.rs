@@ -249,3 +249,132 @@ fn gateway_on_the_mock_cluster() {
         b.shutdown().await;
     });
 }
+
+/// SendTaskSuccess over HTTP: the gateway verifies the token, produces the callback to the
+/// callback partition of the token's start partition, and the pod's waiting execution ends
+/// with the callback's output.
+#[test]
+fn send_task_success_completes_an_execution_waiting_on_the_pod() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    for (t, n) in [("expressway.start", 3), ("expressway.callbacks", 3)] {
+        cluster.create_topic(t, n, 1).expect("topic");
+    }
+    for t in [
+        "expressway.logs",
+        "expressway.results",
+        "expressway.definitions",
+        "expressway.dlq",
+        "gw.payments",
+    ] {
+        cluster.create_topic(t, 1, 1).expect("topic");
+    }
+    let key =
+        expressway_wire::TaskTokenKey::new(*b"gateway-mock-key-0123456789abcdef").expect("key");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut pod_config = expressway_executor::ExecutorConfig::new(brokers.clone());
+        pod_config.kafka = vec![
+            ("session.timeout.ms".into(), "6000".into()),
+            ("heartbeat.interval.ms".into(), "500".into()),
+            ("topic.metadata.refresh.interval.ms".into(), "1000".into()),
+        ];
+        pod_config.callbacks.key = Some(key.clone());
+        let clock: Arc<dyn expressway_engine::Clock> =
+            Arc::new(expressway_engine::runtime::TokioClock::new());
+        let publisher =
+            expressway_executor::publisher::RdKafkaPublisher::new(&pod_config).expect("publisher");
+        let tasks = expressway_tasks::TaskConfig::default()
+            .build_registry(clock.clone(), Some(Arc::new(publisher)))
+            .expect("tasks");
+        let pod = expressway_executor::Executor::start(
+            pod_config,
+            Arc::new(Registry::new("us-east-1", "123456789012")),
+            expressway_executor::engine_runtime_with_tasks(clock, tasks),
+            tokio::runtime::Handle::current(),
+        )
+        .expect("pod");
+        let gw = expressway_gateway::start(
+            Options {
+                brokers: brokers.clone(),
+                kafka: Vec::new(),
+                topics: Topics::default(),
+                follow_definitions: true,
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                server: ServerConfig::default(),
+                console: None,
+                task_token_key: Some(key.clone()),
+            },
+            Arc::new(Registry::new("us-east-1", "123456789012")),
+            expressway_executor::default_engine_runtime(),
+        )
+        .await
+        .expect("gateway");
+        let def = json!({"StartAt": "Charge", "States": {"Charge": {"Type": "Task",
+            "Resource": "arn:aws:states:::kafka:publish.waitForTaskToken",
+            "Parameters": {"Topic": "gw.payments", "Value": {"taskToken.$": "$$.Task.Token"}},
+            "End": true}}})
+        .to_string();
+        let (st, r) = post(
+            gw.addr,
+            "CreateStateMachine",
+            json!({"name": "pay", "definition": def, "type": "EXPRESS"}),
+        )
+        .await;
+        assert_eq!(st, 200, "{r}");
+        let (st, started) = post(
+            gw.addr,
+            "StartExecution",
+            json!({"stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:pay", "input": "{}"}),
+        )
+        .await;
+        assert_eq!(st, 200, "{started}");
+        let b = brokers.clone();
+        let request = tokio::task::spawn_blocking(move || read_all(&b, "gw.payments", 1, 1))
+            .await
+            .expect("reader");
+        assert_eq!(request.len(), 1, "the task published its request");
+        let token = serde_json::from_slice::<Value>(&request[0].2).expect("json")["taskToken"]
+            .as_str()
+            .expect("token")
+            .to_string();
+        let fields = key.verify(&token).expect("the pod minted a token under the key");
+        assert_eq!(fields.execution_arn, started["executionArn"].as_str().expect("arn"));
+
+        let forged = format!("{}AAAA", &token[..token.len() - 4]);
+        let (st, e) = post(
+            gw.addr,
+            "SendTaskSuccess",
+            json!({"taskToken": forged, "output": "{}"}),
+        )
+        .await;
+        assert_eq!((st, e["__type"].as_str()), (400, Some("InvalidToken")), "{e}");
+        let (st, ok) = post(
+            gw.addr,
+            "SendTaskSuccess",
+            json!({"taskToken": token, "output": "{\"paid\":true}"}),
+        )
+        .await;
+        assert_eq!((st, ok), (200, json!({})));
+
+        let b = brokers.clone();
+        let (callbacks, results) = tokio::task::spawn_blocking(move || {
+            (
+                read_all(&b, "expressway.callbacks", 3, 1),
+                read_all(&b, "expressway.results", 1, 1),
+            )
+        })
+        .await
+        .expect("reader");
+        assert_eq!(callbacks.len(), 1);
+        assert_eq!(callbacks[0].0, fields.partition, "on the token's partition");
+        let result: Value = serde_json::from_slice(&results[0].2).expect("result");
+        assert_eq!(result["status"], "SUCCEEDED", "{result}");
+        assert_eq!(result["output"], json!({"paid": true}));
+        gw.shutdown().await;
+        pod.shutdown().await;
+    });
+}
