@@ -46,7 +46,10 @@ pub(crate) async fn send_task_success(gw: &Gateway, b: &Obj) -> Result<Value, Ap
     }
     let value = parse_output_text(output).map_err(|e| match e {
         CallbackError::OutputTooLarge { .. } => too_long("output", MAX_OUTPUT_BYTES),
-        other => ApiError::new("InvalidOutput", format!("Invalid Output: '{}'", other)),
+        CallbackError::InvalidOutput(detail) | CallbackError::NumberOutOfRange(detail) => {
+            ApiError::new("InvalidOutput", format!("Invalid Output: '{detail}'"))
+        }
+        other => ApiError::new("InvalidOutput", format!("Invalid Output: '{other}'")),
     })?;
     send(gw, token, CallbackOutcome::Success(value)).await
 }
