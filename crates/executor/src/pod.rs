@@ -1283,7 +1283,16 @@ async fn run_execution(
     let t0 = Instant::now();
     let run = execute(&entry.machine, &req, &engine);
     let mut run = std::pin::pin!(run);
-    let mut watch_revoke = binding.is_some();
+    // After its partition is revoked, an execution stops when it waits for a callback (now or
+    // later): this pod no longer reads the callback partition, and the next owner re-runs it.
+    let mut revoked_seen = false;
+    let waits = async {
+        match &binding {
+            Some(b) => b.until_waiting().await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut waits = std::pin::pin!(waits);
     let outcome = loop {
         tokio::select! {
             biased;
@@ -1292,12 +1301,10 @@ async fn run_execution(
                 tracing::warn!(execution_arn = %req.execution_arn, "drain budget spent: execution abandoned (it will be redelivered)");
                 return false;
             }
-            () = revoked.wait(), if watch_revoke => {
-                if binding.as_ref().is_some_and(|b| b.waiting()) {
-                    tracing::info!(execution_arn = %req.execution_arn, "partition revoked while the execution waits for a callback: abandoned (the next owner re-runs it and reads its callback)");
-                    return false;
-                }
-                watch_revoke = false;
+            () = revoked.wait(), if binding.is_some() && !revoked_seen => revoked_seen = true,
+            () = &mut waits, if revoked_seen => {
+                tracing::info!(execution_arn = %req.execution_arn, "partition revoked while the execution waits for a callback: abandoned (the next owner re-runs it and reads its callback)");
+                return false;
             }
         }
     };

@@ -91,6 +91,8 @@ pub struct PartitionCallbacks {
     partition: i32,
     /// Listeners of this execution alive now.
     live: Arc<AtomicUsize>,
+    /// Notified when the execution starts waiting.
+    listened: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for PartitionCallbacks {
@@ -110,12 +112,26 @@ impl PartitionCallbacks {
             topic: topic.to_string(),
             partition,
             live: Arc::new(AtomicUsize::new(0)),
+            listened: tokio::sync::Notify::new(),
         }
     }
 
     /// Whether this execution waits for a callback now.
     pub fn waiting(&self) -> bool {
         self.live.load(Ordering::Acquire) > 0
+    }
+
+    /// Resolves once the execution waits for a callback.
+    pub async fn until_waiting(&self) {
+        loop {
+            let notified = self.listened.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.waiting() {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -141,6 +157,7 @@ impl Callbacks for PartitionCallbacks {
         );
         metrics::gauge!(names::EXECUTIONS_WAITING).increment(1.0);
         self.live.fetch_add(1, Ordering::AcqRel);
+        self.listened.notify_waiters();
         self.shared.park(&self.topic, self.partition, 1);
         let CallbackListener { token, signals } = armed.listener;
         let metered = Metered {
