@@ -3,18 +3,25 @@
 //! `validation`. Also: every definition AWS accepted in the execution cases validates OK.
 
 use expressway_conformance::default_corpus_dir;
-use expressway_conformance::validation::{accepted_execution_definitions, run, DELIBERATE_DEVIATIONS};
+use expressway_conformance::validation::{
+    accepted_execution_definitions, run, DELIBERATE_DEVIATIONS,
+};
 use serde_json::Value;
 
 #[test]
 fn validation_cases_match_aws_or_are_listed_deviations() {
     let dir = default_corpus_dir();
     let report = run(&dir).unwrap_or_else(|e| {
-        panic!("the conformance corpus is required at {}: {e}", dir.display())
+        panic!(
+            "the conformance corpus is required at {}: {e}",
+            dir.display()
+        )
     });
     let floors: Value =
         serde_json::from_str(include_str!("../floors.json")).expect("floors.json is valid JSON");
-    let floor = floors["validation"].as_u64().expect("floors.json: validation") as usize;
+    let floor = floors["validation"]
+        .as_u64()
+        .expect("floors.json: validation") as usize;
     for (case, why) in report.mismatches() {
         println!("MISMATCH {case}: {why}");
     }
@@ -42,7 +49,8 @@ fn validation_cases_match_aws_or_are_listed_deviations() {
 
 #[test]
 fn accepted_execution_definitions_validate_ok() {
-    let (checked, rejected) = accepted_execution_definitions(&default_corpus_dir()).unwrap();
+    let (checked, rejected) = accepted_execution_definitions(&default_corpus_dir())
+        .unwrap_or_else(|e| panic!("the conformance corpus is required: {e}"));
     for r in &rejected {
         println!("FALSE POSITIVE {r}");
     }

@@ -91,7 +91,10 @@ fn sync2_child_result_and_a_caught_child_failure() {
         .map(|e| e["type"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(events.first().map(String::as_str), Some("ExecutionStarted"));
-    assert_eq!(events.last().map(String::as_str), Some("ExecutionSucceeded"));
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("ExecutionSucceeded")
+    );
     // The parent's log shows the task as the engine logs every task.
     let parent_log = logs
         .iter()
@@ -124,7 +127,10 @@ fn sync2_child_result_and_a_caught_child_failure() {
         .filter(|v| v["name"] == "p1")
         .collect();
     assert_eq!(parents.len(), 2);
-    assert_eq!(parents[0]["executionArn"], parents[1]["executionArn"], "a re-run");
+    assert_eq!(
+        parents[0]["executionArn"], parents[1]["executionArn"],
+        "a re-run"
+    );
     assert_eq!(parents[1]["output"]["arn"], child_arn);
     let children: Vec<String> = records
         .iter()

@@ -153,7 +153,12 @@ mod tests {
         assert!(id.arn.contains(":express:m:order-1:"));
     }
 
-    fn origin<'a>(parent: &'a str, state: &'a str, attempt: u32, params: &'a [u8]) -> NestedOrigin<'a> {
+    fn origin<'a>(
+        parent: &'a str,
+        state: &'a str,
+        attempt: u32,
+        params: &'a [u8],
+    ) -> NestedOrigin<'a> {
         NestedOrigin {
             parent_arn: parent,
             state_name: state,
@@ -166,7 +171,10 @@ mod tests {
     fn nested_children_are_deterministic_and_apart() {
         let p = "arn:aws:states:r:a:express:parent:n:u";
         let a = nested_identity("r", "a", "child", None, origin(p, "S", 0, b"{}"));
-        assert_eq!(a, nested_identity("r", "a", "child", None, origin(p, "S", 0, b"{}")));
+        assert_eq!(
+            a,
+            nested_identity("r", "a", "child", None, origin(p, "S", 0, b"{}"))
+        );
         assert_eq!(a.name, a.uuid.to_string(), "unnamed: the uuid is the name");
         assert_eq!(a.uuid.get_version_num(), 5);
         assert_eq!(

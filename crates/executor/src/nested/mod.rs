@@ -338,12 +338,21 @@ async fn start(
         .await
         .map_err(|e| {
             let (error, why) = match e {
-                ProduceError::TooLarge => ("Kafka.MessageTooLarge", "it is larger than the topic accepts"),
-                ProduceError::Aborted => ("Kafka.PublishFailed", "the pod is shutting down or the transaction was aborted"),
+                ProduceError::TooLarge => (
+                    "Kafka.MessageTooLarge",
+                    "it is larger than the topic accepts",
+                ),
+                ProduceError::Aborted => (
+                    "Kafka.PublishFailed",
+                    "the pod is shutting down or the transaction was aborted",
+                ),
             };
             TaskError::new(
                 error,
-                format!("the start event of '{}' was not written to {}: {why}", p.machine_text, cfg.start_topic),
+                format!(
+                    "the start event of '{}' was not written to {}: {why}",
+                    p.machine_text, cfg.start_topic
+                ),
             )
         })?;
     let id = expressway_wire::execution_identity(
@@ -480,4 +489,95 @@ async fn run(
         )));
     }
     Ok(result)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use expressway_engine::runtime::{NoTasks, SplitMix64, TokioClock};
+    use serde_json::json;
+
+    #[test]
+    fn the_three_resources_in_every_partition() {
+        for (resource, mode) in [
+            (START_EXECUTION, Some(Mode::Start)),
+            (START_EXECUTION_SYNC, Some(Mode::Sync)),
+            (START_EXECUTION_SYNC2, Some(Mode::Sync2)),
+            (
+                "arn:aws-cn:states:::states:startExecution.sync:2",
+                Some(Mode::Sync2),
+            ),
+            (
+                "arn:aws-us-gov:states:::states:startExecution",
+                Some(Mode::Start),
+            ),
+            // The callback pattern is not this module's: it waits for a task token.
+            (
+                "arn:aws:states:::states:startExecution.waitForTaskToken",
+                None,
+            ),
+            ("arn:aws:states:::states:startExecution.sync:3", None),
+            ("arn:aws:states:::lambda:invoke", None),
+            ("arn:aws:states:::aws-sdk:sfn:startExecution", None),
+        ] {
+            assert_eq!(Mode::of(resource), mode, "{resource}");
+        }
+    }
+
+    fn request(resource: &str) -> TaskRequest {
+        TaskRequest {
+            resource: resource.into(),
+            input: json!({"StateMachineArn": "child", "Result": 7}),
+            state_name: "S".into(),
+            execution_arn: "arn:aws:states:us-east-1:123456789012:express:p:n:u".into(),
+            attempt: 0,
+            timeout: None,
+            idempotency_key: "k".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn other_resources_go_to_the_wrapped_dispatcher() {
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
+        let engine = Runtime {
+            clock: clock.clone(),
+            entropy: Arc::new(SplitMix64::new(1)),
+            tasks: Arc::new(expressway_engine::tasks::Registry::new(clock)),
+            callbacks: None,
+        };
+        let (runtime, _nested) = NestedDispatcher::install(engine);
+        let got = runtime
+            .tasks
+            .invoke(request(expressway_engine::tasks::TEST_RESOURCE))
+            .await;
+        assert_eq!(got, Ok(json!(7)), "the built-in test resource answered");
+        // Without a pod (never bound) the nested resources refuse clearly.
+        let e = runtime
+            .tasks
+            .invoke(request(START_EXECUTION_SYNC2))
+            .await
+            .unwrap_err();
+        assert_eq!(e.error, "States.TaskFailed");
+        assert!(e.cause.unwrap().contains("only in an executor pod"));
+    }
+
+    #[tokio::test]
+    async fn an_unwrapped_resource_keeps_the_wrapped_answer() {
+        let engine = Runtime {
+            clock: Arc::new(TokioClock::new()),
+            entropy: Arc::new(SplitMix64::new(1)),
+            tasks: Arc::new(NoTasks),
+            callbacks: None,
+        };
+        let (runtime, _nested) = NestedDispatcher::install(engine);
+        let e = runtime
+            .tasks
+            .invoke(request(
+                "arn:aws:states:::states:startExecution.waitForTaskToken",
+            ))
+            .await
+            .unwrap_err();
+        assert!(e.cause.unwrap().contains("No handler is registered"));
+    }
 }

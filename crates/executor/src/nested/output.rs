@@ -48,10 +48,7 @@ pub fn described(mode: Mode, request: &ExecutionRequest, outcome: &Outcome) -> V
     );
     m.insert("Input".into(), payload(&request.input));
     m.insert("InputDetails".into(), json!({"Included": true}));
-    m.insert(
-        "Name".into(),
-        Value::String(request.execution_name.clone()),
-    );
+    m.insert("Name".into(), Value::String(request.execution_name.clone()));
     if let Some(o) = &outcome.output {
         m.insert("Output".into(), payload(o));
         m.insert("OutputDetails".into(), json!({"Included": true}));
@@ -61,7 +58,10 @@ pub fn described(mode: Mode, request: &ExecutionRequest, outcome: &Outcome) -> V
         "StateMachineArn".into(),
         Value::String(request.state_machine_arn.clone()),
     );
-    m.insert("Status".into(), Value::String(outcome.status.as_str().into()));
+    m.insert(
+        "Status".into(),
+        Value::String(outcome.status.as_str().into()),
+    );
     m.insert("StopDate".into(), Value::from(outcome.stop_millis));
     Value::Object(m)
 }
@@ -85,9 +85,10 @@ pub(super) fn result(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use expressway_engine::{LogConfig, Limits};
+    use expressway_engine::{Limits, LogConfig};
 
     fn request() -> ExecutionRequest {
         ExecutionRequest {
@@ -146,7 +147,10 @@ mod tests {
         let keys: Vec<&String> = cause.as_object().unwrap().keys().collect();
         let mut sorted = keys.clone();
         sorted.sort();
-        assert_eq!(keys, sorted, "alphabetical, as AWS writes DescribeExecution");
+        assert_eq!(
+            keys, sorted,
+            "alphabetical, as AWS writes DescribeExecution"
+        );
 
         let e = result(Mode::Sync, &request(), &outcome(Status::TimedOut)).unwrap_err();
         assert_eq!(e.error, "States.TaskFailed");

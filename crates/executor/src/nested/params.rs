@@ -127,6 +127,7 @@ fn kind(v: &Value) -> &'static str {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -142,7 +143,8 @@ mod tests {
 
     #[test]
     fn arn_input_and_name() {
-        let p = parse(&json!({"StateMachineArn": ARN, "Input": {"a": 1}, "Name": "run-1"})).unwrap();
+        let p =
+            parse(&json!({"StateMachineArn": ARN, "Input": {"a": 1}, "Name": "run-1"})).unwrap();
         assert_eq!(p.machine.name, "child");
         assert_eq!(p.machine.qualifier, None);
         assert_eq!(p.machine_text, ARN);
