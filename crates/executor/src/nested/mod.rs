@@ -106,12 +106,18 @@ impl Mode {
 
     /// Every mode.
     pub const ALL: [Mode; 3] = [Mode::Start, Mode::Sync, Mode::Sync2];
-}
 
-/// Every `status` label of [`names::NESTED_EXECUTIONS`]: `started` (fire and forget: the start
-/// event was acknowledged), a `.sync` child's status, `refused` (nothing was started: invalid
-/// parameters, unknown machine, nesting too deep, start event not written).
-pub const STATUSES: [&str; 5] = ["started", "succeeded", "failed", "timed_out", "refused"];
+    /// The `status` labels of [`names::NESTED_EXECUTIONS`] for this mode: fire and forget
+    /// `started` (the start event was acknowledged), `.sync` the child's status; both `refused`
+    /// (nothing was started: invalid parameters, unknown machine, nesting too deep, start event
+    /// not written).
+    pub fn statuses(self) -> &'static [&'static str] {
+        match self {
+            Mode::Start => &["started", "refused"],
+            Mode::Sync | Mode::Sync2 => &["succeeded", "failed", "timed_out", "refused"],
+        }
+    }
+}
 
 /// Why a start event was not written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,8 +214,8 @@ impl NestedDispatcher {
             pod: OnceLock::new(),
         });
         for mode in Mode::ALL {
-            for status in STATUSES {
-                metrics::counter!(names::NESTED_EXECUTIONS, "mode" => mode.label(), "status" => status)
+            for status in mode.statuses() {
+                metrics::counter!(names::NESTED_EXECUTIONS, "mode" => mode.label(), "status" => *status)
                     .increment(0);
             }
         }
