@@ -10,6 +10,7 @@
 //!   (the metrics port here, the gateway's API).
 //! * [`telemetry`]: metric names, the Prometheus recorder, `/metrics` `/healthz` `/readyz`.
 //! * [`lag`]: partition ownership and lag gauges (owner's and group's), removed on revoke.
+//! * [`nested`]: the `states:startExecution[.sync|.sync:2]` Task resources (nested executions).
 
 mod commit_errors;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod definitions;
 pub mod exactly_once;
 pub mod http_server;
 pub mod lag;
+pub mod nested;
 pub mod offsets;
 pub mod ordering;
 pub mod pod;
