@@ -69,9 +69,10 @@ pub struct NestedOrigin<'a> {
     pub state_name: &'a str,
     /// The task attempt (0, then 1, 2, ... for retries).
     pub attempt: u32,
-    /// The task's effective parameters as JSON text: tells apart the children one state starts
-    /// in different Map iterations (same state, same attempt, different items).
-    pub parameters: &'a [u8],
+    /// Where the state runs among Parallel branches and Map items (the engine's
+    /// `TaskRequest::scope`, `""` at the top level): tells apart the children one state starts in
+    /// different Map iterations (same state, same attempt, different items).
+    pub scope: &'a str,
 }
 
 /// The identity of a child execution run in the parent's pod (`startExecution.sync`,
@@ -92,7 +93,7 @@ pub fn nested_identity(
         origin.parent_arn.as_bytes(),
         origin.state_name.as_bytes(),
         &origin.attempt.to_be_bytes(),
-        origin.parameters,
+        origin.scope.as_bytes(),
     ] {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part);
@@ -157,23 +158,23 @@ mod tests {
         parent: &'a str,
         state: &'a str,
         attempt: u32,
-        params: &'a [u8],
+        scope: &'a str,
     ) -> NestedOrigin<'a> {
         NestedOrigin {
             parent_arn: parent,
             state_name: state,
             attempt,
-            parameters: params,
+            scope,
         }
     }
 
     #[test]
     fn nested_children_are_deterministic_and_apart() {
         let p = "arn:aws:states:r:a:express:parent:n:u";
-        let a = nested_identity("r", "a", "child", None, origin(p, "S", 0, b"{}"));
+        let a = nested_identity("r", "a", "child", None, origin(p, "S", 0, ""));
         assert_eq!(
             a,
-            nested_identity("r", "a", "child", None, origin(p, "S", 0, b"{}"))
+            nested_identity("r", "a", "child", None, origin(p, "S", 0, ""))
         );
         assert_eq!(a.name, a.uuid.to_string(), "unnamed: the uuid is the name");
         assert_eq!(a.uuid.get_version_num(), 5);
@@ -182,12 +183,12 @@ mod tests {
             format!("arn:aws:states:r:a:express:child:{}:{}", a.uuid, a.uuid)
         );
         for other in [
-            origin(p, "S", 1, b"{}"),
-            origin(p, "T", 0, b"{}"),
-            origin("arn:aws:states:r:a:express:parent:m:u", "S", 0, b"{}"),
-            origin(p, "S", 0, br#"{"i":1}"#),
+            origin(p, "S", 1, ""),
+            origin(p, "T", 0, ""),
+            origin("arn:aws:states:r:a:express:parent:m:u", "S", 0, ""),
+            origin(p, "S", 0, "3"),
             // Length prefixes: moving a byte between parts changes the uuid.
-            origin("arn:aws:states:r:a:express:parent:n:uS", "", 0, b"{}"),
+            origin("arn:aws:states:r:a:express:parent:n:uS", "", 0, ""),
         ] {
             assert_ne!(
                 a.uuid,
@@ -195,7 +196,7 @@ mod tests {
                 "{other:?}"
             );
         }
-        let named = nested_identity("r", "a", "child", Some("run-1"), origin(p, "S", 0, b"{}"));
+        let named = nested_identity("r", "a", "child", Some("run-1"), origin(p, "S", 0, ""));
         assert_eq!(named.name, "run-1");
         assert!(named.arn.contains(":express:child:run-1:"));
         assert_ne!(named.uuid, source_uuid("t", 0, 0));

@@ -14,7 +14,7 @@
 //!   before the task returns DescribeExecution's shape; a child that fails or times out fails
 //!   the task with `States.TaskFailed` (cause: that description as JSON text), as AWS does, so
 //!   Retry and Catch apply. The child's ARN is derived from the parent's ARN, the state, the
-//!   attempt and the task's parameters ([`expressway_wire::nested_identity`]), so a re-run of
+//!   attempt and the state's place among Map items and Parallel branches ([`expressway_wire::nested_identity`]), so a re-run of
 //!   the parent gives it the same ARN.
 //! * Nesting is bounded by [`MAX_NESTING_DEPTH`]: each `.sync` level runs inside its parent's
 //!   future (stack) and holds its own execution budget (memory), and a machine that starts
@@ -411,7 +411,6 @@ async fn run(
     let p = params::parse(&request.input)?;
     let entry = lookup(pod.registry(), &p)?;
     let cfg = pod.config();
-    let parameters = expressway_engine::jsonw::to_string(&request.input);
     let id = expressway_wire::nested_identity(
         &cfg.region,
         &cfg.account,
@@ -421,7 +420,7 @@ async fn run(
             parent_arn: &request.execution_arn,
             state_name: &request.state_name,
             attempt: request.attempt,
-            parameters: parameters.as_bytes(),
+            scope: &request.scope,
         },
     );
     // The child ends before its parent and before the task's own TimeoutSeconds.
@@ -538,6 +537,7 @@ mod tests {
             state_name: "S".into(),
             execution_arn: "arn:aws:states:us-east-1:123456789012:express:p:n:u".into(),
             attempt: 0,
+            scope: String::new(),
             timeout: None,
             idempotency_key: "k".into(),
         }
