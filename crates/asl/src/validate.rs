@@ -965,7 +965,14 @@ impl Validator {
                 self.schema("Value is not a valid resource ARN", &member(at, "Resource"));
             } else if self.machine_type == MachineType::Express {
                 let location = member(at, "Resource");
-                if resource.ends_with(".sync") || resource.contains(".sync:") {
+                if resource::expressway_runs_sync(resource) {
+                    // Expressway runs the child in the pod (issue #15); AWS Express would not.
+                    self.warning(
+                        codes::SCHEMA_VALIDATION_FAILED,
+                        "Express state machine does not support '.sync' service integration on AWS; Expressway runs startExecution.sync, so this definition is not portable to AWS Express",
+                        &location,
+                    );
+                } else if resource.ends_with(".sync") || resource.contains(".sync:") {
                     // Measured.
                     self.schema(
                         "Express state machine does not support '.sync' service integration",

@@ -3,6 +3,7 @@
 
 pub mod compare;
 pub mod jsonata_suite;
+pub mod validation;
 
 use compare::{grade, Grade};
 use expressway_cli::local::Identity;

@@ -1,5 +1,6 @@
 //! `conformance [--dir D] [--cli PATH] [--category C] [--failures] [--no-jsonata]`: prints pass/total
-//! per category of the LocalStack corpus, then per group of the JSONata reference suite.
+//! per category of the LocalStack corpus, the validation cases (with the listed deliberate
+//! deviations), then per group of the JSONata reference suite.
 
 use expressway_conformance::{
     default_corpus_dir, grade_case, load_cases, run_all_in_process, run_via_cli, tally, CaseResult,
@@ -103,6 +104,32 @@ fn main() -> ExitCode {
         histories.len(),
         histories.iter().filter(|h| h.ok).count()
     );
+    match expressway_conformance::validation::run(&dir) {
+        Ok(report) => {
+            if failures {
+                for (case, why) in report.mismatches() {
+                    println!("validation mismatch\t{case}\t{why}");
+                }
+            }
+            for d in report.deviations() {
+                println!(
+                    "validation deliberate deviation\t{}\t{}: {}",
+                    d.case, d.issue, d.reason
+                );
+            }
+            println!(
+                "{:<40} {:>6} {:>9}  ({})",
+                "validation (cases)",
+                report.cases.len(),
+                report.matches(),
+                report.headline()
+            );
+        }
+        Err(e) => {
+            eprintln!("conformance: {e}");
+            return ExitCode::from(66);
+        }
+    }
     if jsonata {
         let dir = expressway_conformance::jsonata_suite::default_suite_dir();
         match expressway_conformance::jsonata_suite::run_suite(&dir) {

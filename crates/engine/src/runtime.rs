@@ -55,6 +55,9 @@ pub struct TaskRequest {
     pub execution_arn: String,
     /// 0 for the first attempt, then 1, 2, ... for retries.
     pub attempt: u32,
+    /// Where the state runs among Parallel branches and Map items
+    /// ([`CallbackKey::scope`](crate::CallbackKey::scope): `""` at the top level, `"1/17"`, ...).
+    pub scope: String,
     /// The state's TimeoutSeconds, if any (the engine enforces it too).
     pub timeout: Option<Duration>,
     /// Derived from (execution ARN, state name, attempt); stable across redeliveries of one start event.

@@ -839,6 +839,8 @@ impl Executor {
             }
         };
 
+        // `states:startExecution[.sync|.sync:2]` in front of the pod's task resources.
+        let (engine, nested) = crate::nested::NestedDispatcher::install(engine);
         let deps = Arc::new(Deps {
             output,
             registry,
@@ -849,6 +851,8 @@ impl Executor {
             abort_notify: tokio::sync::Notify::new(),
             callbacks: callbacks.clone(),
         });
+        let link: std::sync::Weak<Deps> = Arc::downgrade(&deps);
+        nested.bind(link);
         let stop = shutdown.clone();
         let consumer_thread = std::thread::Builder::new()
             .name("expressway-consumer".into())
@@ -1251,14 +1255,10 @@ async fn run_execution(
         execution_name: id.name,
         state_machine_arn: entry.arn.clone(),
         state_machine_name: entry.name.clone(),
-        role_arn: format!("arn:aws:iam::{}:role/expressway", cfg.account),
+        role_arn: role_arn(cfg),
         input,
         log: entry.log,
-        limits: Limits {
-            max_memory_bytes: cfg.execution_memory_bytes,
-            max_duration: cfg.max_execution,
-            ..Limits::default()
-        },
+        limits: execution_limits(cfg),
         synchronous: false,
     };
     // Tokens minted by this execution name its start partition.
@@ -1281,7 +1281,12 @@ async fn run_execution(
     };
     let in_flight = InFlight::enter();
     let t0 = Instant::now();
-    let run = execute(&entry.machine, &req, &engine);
+    let run = crate::nested::top_level(
+        &engine,
+        &entry.machine,
+        &req,
+        execute(&entry.machine, &req, &engine),
+    );
     let mut run = std::pin::pin!(run);
     // After its partition is revoked, an execution stops when it waits for a callback (now or
     // later): this pod no longer reads the callback partition, and the next owner re-runs it.
@@ -1308,8 +1313,42 @@ async fn run_execution(
             }
         }
     };
-    let elapsed = t0.elapsed().as_secs_f64();
+    let elapsed = t0.elapsed();
     drop(in_flight);
+    let (log_ok, result_ok) =
+        publish_outcome(deps, &req, &outcome, elapsed, trace_header.as_deref()).await;
+    if result_ok {
+        guard.disarm();
+    }
+    log_ok && result_ok
+}
+
+/// The execution's limits on this pod (the nested `.sync` children run with them too).
+pub(crate) fn execution_limits(cfg: &ExecutorConfig) -> Limits {
+    Limits {
+        max_memory_bytes: cfg.execution_memory_bytes,
+        max_duration: cfg.max_execution,
+        ..Limits::default()
+    }
+}
+
+/// The role ARN executions report.
+pub(crate) fn role_arn(cfg: &ExecutorConfig) -> String {
+    format!("arn:aws:iam::{}:role/expressway", cfg.account)
+}
+
+/// Counts a finished execution (status, transitions, budgets, duration) and publishes its log
+/// and result records; whether each was acknowledged (a result too large for the topic is
+/// logged and counts as delivered, so the partition moves on).
+async fn publish_outcome(
+    deps: &Deps,
+    req: &ExecutionRequest,
+    outcome: &expressway_engine::Outcome,
+    elapsed: Duration,
+    trace_header: Option<&str>,
+) -> (bool, bool) {
+    let cfg = &deps.config;
+    let machine_label = req.state_machine_name.clone();
     let status_metric = match outcome.status {
         Status::Succeeded => names::SUCCEEDED,
         Status::TimedOut => names::TIMED_OUT,
@@ -1318,22 +1357,22 @@ async fn run_execution(
     metrics::counter!(status_metric, "state_machine" => machine_label.clone()).increment(1);
     metrics::counter!(names::TRANSITIONS, "state_machine" => machine_label.clone())
         .increment(outcome.state_transitions);
-    crate::telemetry::record_budget_exceeded(&machine_label, &req.execution_arn, &outcome);
+    crate::telemetry::record_budget_exceeded(&machine_label, &req.execution_arn, outcome);
     metrics::histogram!(names::DURATION, "state_machine" => machine_label, "status" => outcome.status.as_str())
-        .record(elapsed);
+        .record(elapsed.as_secs_f64());
 
     // StartSyncExecution's response carries the trace header too.
-    let result = outcome.result_json(&req, trace_header.as_deref());
-    let trace = trace_header.as_deref().map(|t| {
+    let result = outcome.result_json(req, trace_header);
+    let trace = trace_header.map(|t| {
         OwnedHeaders::new().insert(Header {
             key: TRACE_HEADER,
             value: Some(t),
         })
     });
     let (log, log_headers) = match cfg.log_format {
-        LogFormat::Json => (outcome.log_record_json(&req), trace.clone()),
+        LogFormat::Json => (outcome.log_record_json(req), trace.clone()),
         LogFormat::Protobuf => (
-            expressway_wire::convert::encode_log_batch(&outcome.log_record(&req)),
+            expressway_wire::convert::encode_log_batch(&outcome.log_record(req)),
             Some(trace.clone().unwrap_or_default().insert(Header {
                 key: "content-type",
                 value: Some(expressway_wire::PROTOBUF_CONTENT_TYPE),
@@ -1351,7 +1390,7 @@ async fn run_execution(
         ),
     );
     let result_ok = match result_ok {
-        Ok(()) => true,
+        Ok(_) => true,
         Err(Undelivered::Aborted) => false,
         Err(Undelivered::TooLarge) => {
             // Results are bounded by the 256 KiB payload limit, so this means the topic's
@@ -1364,18 +1403,52 @@ async fn run_execution(
         metrics::counter!(names::LOG_RECORDS).increment(1);
         metrics::histogram!(names::LOG_BATCH_BYTES).record(log.len() as f64);
     }
-    if result_ok {
-        guard.disarm();
+    (log_ok, result_ok)
+}
+
+impl crate::nested::PodLink for Deps {
+    fn registry(&self) -> &Registry {
+        &self.registry
     }
-    log_ok && result_ok
+
+    fn config(&self) -> &ExecutorConfig {
+        &self.config
+    }
+
+    fn produce_start<'a>(
+        &'a self,
+        key: Option<&'a [u8]>,
+        value: &'a [u8],
+    ) -> futures::future::BoxFuture<'a, Result<(i32, i64), crate::nested::ProduceError>> {
+        Box::pin(async move {
+            deliver(self, &self.config.start_topic, key, Some(value), None)
+                .await
+                .map_err(|e| match e {
+                    Undelivered::TooLarge => crate::nested::ProduceError::TooLarge,
+                    Undelivered::Aborted => crate::nested::ProduceError::Aborted,
+                })
+        })
+    }
+
+    fn publish<'a>(
+        &'a self,
+        request: &'a ExecutionRequest,
+        outcome: &'a expressway_engine::Outcome,
+        elapsed: Duration,
+    ) -> futures::future::BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let (log_ok, result_ok) = publish_outcome(self, request, outcome, elapsed, None).await;
+            log_ok && result_ok
+        })
+    }
 }
 
 /// `expressway_executions_in_flight` for the lifetime of the value (also when the execution is
 /// abandoned).
-struct InFlight;
+pub(crate) struct InFlight;
 
 impl InFlight {
-    fn enter() -> InFlight {
+    pub(crate) fn enter() -> InFlight {
         metrics::gauge!(names::IN_FLIGHT).increment(1.0);
         InFlight
     }
@@ -1422,7 +1495,7 @@ async fn dead_letter(deps: &Deps, msg: &OwnedMessage, code: &str, cause: &str) -
     )
     .await
     {
-        Ok(()) => true,
+        Ok(_) => true,
         Err(Undelivered::Aborted) => false,
         Err(Undelivered::TooLarge) => {
             // Keep the partition moving: the dead letter without the original value.
@@ -1451,8 +1524,8 @@ enum Undelivered {
     Aborted,
 }
 
-/// Produces one record and waits for its acknowledgement, retrying transient failures until it
-/// is acknowledged or the shutdown drain budget is spent. Exactly-once: through the execution's
+/// Produces one record and waits for its acknowledgement (its partition and offset), retrying
+/// transient failures until it is acknowledged or the shutdown drain budget is spent. Exactly-once: through the execution's
 /// transaction, never retried (a failed send aborts the transaction; the record re-runs).
 async fn deliver(
     deps: &Deps,
@@ -1460,7 +1533,7 @@ async fn deliver(
     key: Option<&[u8]>,
     payload: Option<&[u8]>,
     headers: Option<OwnedHeaders>,
-) -> Result<(), Undelivered> {
+) -> Result<(i32, i64), Undelivered> {
     let producer = match &deps.output {
         Output::AtLeastOnce(p) => p,
         Output::ExactlyOnce(_) => {
@@ -1469,7 +1542,7 @@ async fn deliver(
                 return Err(Undelivered::Aborted);
             };
             return match ticket.send(topic, key, payload, headers).await {
-                Ok(_) => Ok(()),
+                Ok(at) => Ok(at),
                 Err(SendError::TooLarge) => Err(Undelivered::TooLarge),
                 // The abort is logged once (with its reason) by `exactly_once`.
                 Err(SendError::Refused) => {
@@ -1496,7 +1569,7 @@ async fn deliver(
             record = record.headers(h.clone());
         }
         match producer.send(record, Duration::from_secs(5)).await {
-            Ok(_) => return Ok(()),
+            Ok(d) => return Ok((d.partition, d.offset)),
             Err((e, _)) => {
                 if matches!(
                     e.rdkafka_error_code(),
@@ -1528,7 +1601,7 @@ async fn deliver_log(deps: &Deps, arn: &str, log: &[u8], headers: Option<OwnedHe
     )
     .await
     {
-        Ok(()) => true,
+        Ok(_) => true,
         Err(Undelivered::Aborted) => false,
         Err(Undelivered::TooLarge) => {
             tracing::warn!(

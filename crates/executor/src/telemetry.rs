@@ -36,6 +36,10 @@ pub mod names {
     pub const TASK_FAILURES: &str = "expressway_task_failures_total";
     /// Gauge.
     pub const IN_FLIGHT: &str = "expressway_executions_in_flight";
+    /// Counter, labels `mode` (`start`, `sync`, `sync2`), `status` (`started`, `succeeded`,
+    /// `failed`, `timed_out`, `refused`): Task states of `states:startExecution[.sync|.sync:2]`
+    /// (see [`crate::nested`]).
+    pub const NESTED_EXECUTIONS: &str = "expressway_nested_executions_total";
     /// Gauge, labels `topic`, `partition`: the owning pod's lag (high watermark minus its fetch
     /// position, from librdkafka statistics). Exported only while the pod owns the partition
     /// (see [`crate::lag`]).
@@ -221,6 +225,10 @@ fn describe() {
     describe_histogram!(names::TASK_DURATION, Unit::Seconds, "Task duration");
     describe_counter!(names::TASK_FAILURES, "Task failures");
     describe_gauge!(names::IN_FLIGHT, "Executions running in this pod");
+    describe_counter!(
+        names::NESTED_EXECUTIONS,
+        "Nested executions (states:startExecution tasks) by mode and outcome"
+    );
     // CONSUMER_LAG, GROUP_LAG and PARTITIONS_ASSIGNED are rendered by `crate::lag`.
     describe_counter!(
         names::DEAD_LETTERS,

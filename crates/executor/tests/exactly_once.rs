@@ -98,3 +98,43 @@ fn results_logs_and_published_records_appear_once() {
     assert_eq!(published.len(), n);
     assert!(published.values().all(|c| *c == 1), "{published:?}");
 }
+
+/// Nested executions through the transactional producer: a `.sync:2` child's records and a
+/// fire-and-forget child's start event go into the parent's transaction; each child runs once,
+/// the fire-and-forget one under the ARN the parent got.
+#[test]
+fn nested_children_write_through_the_parents_transaction() {
+    let env = env();
+    let double = r#"{"StartAt":"P","States":{"P":{"Type":"Pass","Parameters":{"doubled.$":"States.MathAdd($.n, $.n)"},"End":true}}}"#;
+    let arn = "arn:aws:states:us-east-1:123456789012:stateMachine:double";
+    let parent = json!({"StartAt": "Sync", "States": {
+        "Sync": {"Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync:2",
+            "Parameters": {"StateMachineArn": arn, "Input": {"n": 2}},
+            "ResultSelector": {"arn.$": "$.ExecutionArn", "out.$": "$.Output"}, "ResultPath": "$.sync",
+            "Next": "Start"},
+        "Start": {"Type": "Task", "Resource": "arn:aws:states:::states:startExecution",
+            "Parameters": {"StateMachineArn": arn, "Input": {"n": 3}},
+            "ResultSelector": {"arn.$": "$.ExecutionArn"}, "ResultPath": "$.start", "End": true}}})
+    .to_string();
+    let exec = expressway_executor::Executor::start(
+        eos_config(&env, "g-eos-nested", "eos-nested"),
+        env.registry(&[("parent", &parent), ("double", double)]),
+        expressway_executor::default_engine_runtime(),
+        env.rt.handle().clone(),
+    )
+    .expect("executor starts");
+    env.start_event("k", &json!({"stateMachine": "parent", "name": "p"}));
+    let mut reader = env.committed_reader("expressway.results");
+    let results: Vec<serde_json::Value> = reader.at_least(3).iter().map(Rec::json).collect();
+    let p = results.iter().find(|v| v["name"] == "p").unwrap();
+    assert_eq!(p["status"], "SUCCEEDED", "{p}");
+    assert_eq!(p["output"]["sync"]["out"], json!({"doubled": 4}));
+    let by_arn = |a: &serde_json::Value| results.iter().find(|v| v["executionArn"] == *a).cloned();
+    let sync_child = by_arn(&p["output"]["sync"]["arn"]).expect("the .sync:2 child's result");
+    assert_eq!(sync_child["output"], json!({"doubled": 4}));
+    let started = by_arn(&p["output"]["start"]["arn"]).expect("the started child's result");
+    assert_eq!(started["output"], json!({"doubled": 6}));
+    reader.poll_for(Duration::from_secs(2));
+    exec.shutdown_blocking();
+    assert_eq!(reader.records.len(), 3, "each execution once");
+}

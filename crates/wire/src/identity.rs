@@ -54,6 +54,59 @@ pub fn execution_identity(
     ExecutionIdentity { name, arn, uuid }
 }
 
+/// Namespace of nested (`startExecution.sync` / `.sync:2`) child uuids, apart from
+/// [`NAMESPACE`] so a child can never share a uuid with a start event's execution.
+const NESTED_NAMESPACE: [u8; 16] = [
+    0x2b, 0x9e, 0x61, 0x0d, 0xc4, 0x73, 0x4f, 0x18, 0xa6, 0x5c, 0x3e, 0x97, 0x0a, 0xd2, 0x41, 0x8f,
+];
+
+/// What a `.sync` child execution is derived from: the task attempt that starts it.
+#[derive(Debug, Clone, Copy)]
+pub struct NestedOrigin<'a> {
+    /// The parent execution's ARN.
+    pub parent_arn: &'a str,
+    /// The Task state's name.
+    pub state_name: &'a str,
+    /// The task attempt (0, then 1, 2, ... for retries).
+    pub attempt: u32,
+    /// Where the state runs among Parallel branches and Map items (the engine's
+    /// `TaskRequest::scope`, `""` at the top level): tells apart the children one state starts in
+    /// different Map iterations (same state, same attempt, different items).
+    pub scope: &'a str,
+}
+
+/// The identity of a child execution run in the parent's pod (`startExecution.sync`,
+/// `.sync:2`): the uuid is a name-based (SHA-1, v5 layout) uuid of the origin, so a re-run of the
+/// parent (a redelivered start event) gives its child the same ARN. The name is `name`, else the
+/// uuid (AWS names an unnamed execution with a uuid).
+pub fn nested_identity(
+    region: &str,
+    account: &str,
+    machine: &str,
+    name: Option<&str>,
+    origin: NestedOrigin<'_>,
+) -> ExecutionIdentity {
+    let mut h = Sha1::new();
+    h.update(NESTED_NAMESPACE);
+    // Each part is length-prefixed, so no two origins hash the same bytes.
+    for part in [
+        origin.parent_arn.as_bytes(),
+        origin.state_name.as_bytes(),
+        &origin.attempt.to_be_bytes(),
+        origin.scope.as_bytes(),
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    let digest = h.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    let uuid = uuid::Builder::from_sha1_bytes(bytes).into_uuid();
+    let name = name.map_or_else(|| uuid.to_string(), str::to_string);
+    let arn = format!("arn:aws:states:{region}:{account}:express:{machine}:{name}:{uuid}");
+    ExecutionIdentity { name, arn, uuid }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +152,53 @@ mod tests {
         let id = execution_identity("r", "a", "m", Some("order-1"), "t", 0, 0);
         assert_eq!(id.name, "order-1");
         assert!(id.arn.contains(":express:m:order-1:"));
+    }
+
+    fn origin<'a>(
+        parent: &'a str,
+        state: &'a str,
+        attempt: u32,
+        scope: &'a str,
+    ) -> NestedOrigin<'a> {
+        NestedOrigin {
+            parent_arn: parent,
+            state_name: state,
+            attempt,
+            scope,
+        }
+    }
+
+    #[test]
+    fn nested_children_are_deterministic_and_apart() {
+        let p = "arn:aws:states:r:a:express:parent:n:u";
+        let a = nested_identity("r", "a", "child", None, origin(p, "S", 0, ""));
+        assert_eq!(
+            a,
+            nested_identity("r", "a", "child", None, origin(p, "S", 0, ""))
+        );
+        assert_eq!(a.name, a.uuid.to_string(), "unnamed: the uuid is the name");
+        assert_eq!(a.uuid.get_version_num(), 5);
+        assert_eq!(
+            a.arn,
+            format!("arn:aws:states:r:a:express:child:{}:{}", a.uuid, a.uuid)
+        );
+        for other in [
+            origin(p, "S", 1, ""),
+            origin(p, "T", 0, ""),
+            origin("arn:aws:states:r:a:express:parent:m:u", "S", 0, ""),
+            origin(p, "S", 0, "3"),
+            // Length prefixes: moving a byte between parts changes the uuid.
+            origin("arn:aws:states:r:a:express:parent:n:uS", "", 0, ""),
+        ] {
+            assert_ne!(
+                a.uuid,
+                nested_identity("r", "a", "child", None, other).uuid,
+                "{other:?}"
+            );
+        }
+        let named = nested_identity("r", "a", "child", Some("run-1"), origin(p, "S", 0, ""));
+        assert_eq!(named.name, "run-1");
+        assert!(named.arn.contains(":express:child:run-1:"));
+        assert_ne!(named.uuid, source_uuid("t", 0, 0));
     }
 }

@@ -27,7 +27,7 @@ pub mod pb {
 
 pub use arn::{parse_state_machine_ref, ArnScope, MachineRef};
 pub use callback::{CallbackError, CallbackOutcome, CallbackRecord};
-pub use identity::{execution_identity, ExecutionIdentity};
+pub use identity::{execution_identity, nested_identity, ExecutionIdentity, NestedOrigin};
 pub use start::{StartError, StartEvent, MAX_INPUT_BYTES, PROTOBUF_CONTENT_TYPE};
 pub use task_token::{TaskTokenKey, TokenError, TokenFields};
 

@@ -51,17 +51,29 @@ pub(super) fn expressway_waits_for_token(resource: &str) -> bool {
     let Some(base) = resource.strip_suffix(".waitForTaskToken") else {
         return false;
     };
-    let Some(service) = base
-        .strip_prefix("arn:aws:states:::")
-        .or_else(|| base.strip_prefix("arn:aws-us-gov:states:::"))
-        .or_else(|| base.strip_prefix("arn:aws-cn:states:::"))
-    else {
+    let Some(service) = service_integration(base) else {
         return false;
     };
     matches!(service, "lambda:invoke" | "http:invoke" | "kafka:publish")
         || service
             .strip_prefix("expressway:")
             .is_some_and(|name| !name.is_empty())
+}
+
+/// The `.sync` integrations Expressway runs for EXPRESS machines (AWS Express refuses every
+/// `.sync`): `states:startExecution.sync` and `.sync:2`, whose child runs in the parent's pod.
+/// Other services keep AWS's error.
+pub(super) fn expressway_runs_sync(resource: &str) -> bool {
+    service_integration(resource)
+        .is_some_and(|s| s == "states:startExecution.sync" || s == "states:startExecution.sync:2")
+}
+
+/// The part after `arn:<partition>:states:::` of a service integration.
+fn service_integration(resource: &str) -> Option<&str> {
+    resource
+        .strip_prefix("arn:aws:states:::")
+        .or_else(|| resource.strip_prefix("arn:aws-us-gov:states:::"))
+        .or_else(|| resource.strip_prefix("arn:aws-cn:states:::"))
 }
 
 /// `function:<name>[:<qualifier>]`: name of letters, digits, `-` and `_` (1..=64), qualifier
@@ -85,7 +97,28 @@ fn is_lambda_function(rest: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{expressway_waits_for_token, is_valid_resource_arn};
+    use super::{expressway_runs_sync, expressway_waits_for_token, is_valid_resource_arn};
+
+    #[test]
+    fn sync_integrations_expressway_runs() {
+        for ok in [
+            "arn:aws:states:::states:startExecution.sync",
+            "arn:aws:states:::states:startExecution.sync:2",
+            "arn:aws-cn:states:::states:startExecution.sync:2",
+        ] {
+            assert!(expressway_runs_sync(ok), "{ok}");
+        }
+        for refused in [
+            "arn:aws:states:::states:startExecution",
+            "arn:aws:states:::states:startExecution.sync:3",
+            "arn:aws:states:::states:startExecution.waitForTaskToken",
+            "arn:aws:states:::batch:submitJob.sync",
+            "arn:aws:states:::ecs:runTask.sync",
+            "arn:aws:states:::glue:startJobRun.sync",
+        ] {
+            assert!(!expressway_runs_sync(refused), "{refused}");
+        }
+    }
 
     #[test]
     fn callbacks_expressway_runs() {

@@ -385,9 +385,38 @@ fn task_rules_and_express_restrictions() {
         check(task("arn:aws:states:::states:startExecution.sync")),
         vec![]
     );
+    // Expressway runs startExecution.sync and .sync:2 in the pod (issue #15): valid for EXPRESS,
+    // with a WARNING that AWS Express would refuse it; other .sync integrations keep AWS's error.
+    for resource in [
+        "arn:aws:states:::states:startExecution.sync",
+        "arn:aws:states:::states:startExecution.sync:2",
+    ] {
+        let v = validate_value(&task(resource), MachineType::Express);
+        assert!(v.is_ok(), "{v:?}");
+        assert_eq!(v.result(), "OK");
+        assert_eq!(v.diagnostics.len(), 1, "{v:?}");
+        assert_eq!(v.diagnostics[0].severity, Severity::Warning);
+        assert_eq!(v.diagnostics[0].code, codes::SCHEMA_VALIDATION_FAILED);
+        assert_eq!(
+            v.diagnostics[0].location.as_deref(),
+            Some("/States/S/Resource")
+        );
+        assert!(
+            v.diagnostics[0].message.starts_with(
+                "Express state machine does not support '.sync' service integration on AWS"
+            ) && v.diagnostics[0]
+                .message
+                .contains("not portable to AWS Express"),
+            "{v:?}"
+        );
+        assert_eq!(v.create_state_machine_message(), None);
+        assert!(validate_value(&task(resource), MachineType::Standard)
+            .diagnostics
+            .is_empty());
+    }
     assert_eq!(
         check_typed(
-            task("arn:aws:states:::states:startExecution.sync"),
+            task("arn:aws:states:::batch:submitJob.sync"),
             MachineType::Express
         ),
         schema(
@@ -397,7 +426,7 @@ fn task_rules_and_express_restrictions() {
     );
     assert_eq!(
         check_typed(
-            task("arn:aws:states:::states:startExecution.sync:2"),
+            task("arn:aws:states:::ecs:runTask.sync:2"),
             MachineType::Express
         ),
         schema(

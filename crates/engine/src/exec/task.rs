@@ -93,6 +93,7 @@ impl Exec<'_> {
                     },
                 );
                 *prev = id;
+                let scope_path = out.scope.path();
                 let request = TaskRequest {
                     resource: callback_base.unwrap_or(&task.resource).to_string(),
                     input: params.clone(),
@@ -103,9 +104,10 @@ impl Exec<'_> {
                     idempotency_key: idempotency_key_at(
                         &self.req.execution_arn,
                         &state.name,
-                        &out.scope.path(),
+                        &scope_path,
                         attempt,
                     ),
+                    scope: scope_path.clone(),
                 };
                 let result = match armed {
                     None => {

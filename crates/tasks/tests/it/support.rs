@@ -168,6 +168,7 @@ pub(crate) fn request(resource: &str, input: Value) -> TaskRequest {
             "arn:aws:states:us-east-1:123456789012:express:m:e:00000000-0000-4000-8000-000000000000"
                 .into(),
         attempt: 0,
+        scope: String::new(),
         timeout: None,
         idempotency_key: expressway_engine::idempotency_key("arn:exec", "Call", 0),
     }
