@@ -38,6 +38,12 @@ MACHINES = {
               "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "K"}], "Next": "K"},
         "K": {"Type": "Task", "Resource": "arn:aws:states:::kafka:publish",
               "Parameters": {"Topic": "expressway.results", "Value": {"from": "task"}}, "End": True}}},
+    # Nested executions (the Tasks row's nested panel): a .sync:2 child and a fire-and-forget one.
+    "nest": {"StartAt": "Child", "States": {
+        "Child": {"Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync:2",
+                  "Parameters": {"StateMachineArn": ARN + "ok", "Input": {"from": "nest"}}, "Next": "Spawn"},
+        "Spawn": {"Type": "Task", "Resource": "arn:aws:states:::states:startExecution",
+                  "Parameters": {"StateMachineArn": ARN + "ok", "Input": {}}, "End": True}}},
     # Waits for a callback (the Callbacks row): the request goes to PAYMENTS, where the
     # responder thread below answers it through the gateway's SendTask* after a delay.
     "callback": {"StartAt": "Charge", "States": {
@@ -355,6 +361,8 @@ def main():
                     gw.start(m, {"i": i})
                 if i % 2 == 0:
                     gw.start("callback", {"i": i})
+                if i % 3 == 0:
+                    gw.start("nest", {"i": i})
                 if i % 5 == 0:
                     gw.start("slow")
             gw.call("StartSyncExecution", {"stateMachineArn": ARN + "ok", "input": "{}"})
