@@ -173,14 +173,12 @@ impl JsonPath {
     }
 
     /// Evaluates against `root`. `Ok(value)` for a definite match or for the array of matches of an
-    /// indefinite path; `Err(NoResults)` when a definite path matches nothing.
-    pub fn query(&self, root: &Value) -> Result<Value, NoResults> {
+    /// indefinite path; `Err(QueryFailure::NoResults)` when a definite path matches nothing.
+    pub fn query(&self, root: &Value) -> Result<Value, QueryFailure> {
         if self.definite {
-            self.query_ref(root).cloned().ok_or(NoResults)
+            self.query_ref(root).cloned().ok_or(QueryFailure::NoResults)
         } else {
-            let mut out = Vec::new();
-            select(&self.segments, root, root, &mut out);
-            Ok(Value::Array(out.into_iter().cloned().collect()))
+            select_all(&self.segments, root, root)
         }
     }
 
@@ -194,14 +192,12 @@ impl JsonPath {
 
     /// Evaluates the path without its first segment against `v` (the value that segment selects).
     /// Lets callers supply one member of a large root (e.g. `$$.Execution`) without building the root.
-    pub fn query_tail(&self, v: &Value) -> Result<Value, NoResults> {
+    pub fn query_tail(&self, v: &Value) -> Result<Value, QueryFailure> {
         let tail = self.segments.get(1..).unwrap_or(&[]);
         if self.definite {
-            Self::walk(tail, v).cloned().ok_or(NoResults)
+            Self::walk(tail, v).cloned().ok_or(QueryFailure::NoResults)
         } else {
-            let mut out = Vec::new();
-            select(tail, v, v, &mut out);
-            Ok(Value::Array(out.into_iter().cloned().collect()))
+            select_all(tail, v, v)
         }
     }
 
@@ -298,9 +294,31 @@ impl JsonPath {
     }
 }
 
-/// A definite path matched nothing.
+/// Why a query gave no value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NoResults;
+pub enum QueryFailure {
+    /// A definite path matched nothing.
+    NoResults,
+    /// An indefinite path visited more than [`MAX_QUERY_VISITS`] values (chained recursive
+    /// descents such as `$..*..*..*` grow with the document's size to the power of their number).
+    TooManyVisits,
+}
+
+/// Most values one indefinite query visits. A query's result must fit a state's payload (256 KiB by
+/// default), so one that needs more visits could not have succeeded anyway; the bound keeps a path
+/// such as `$..a..b..c..d` on a large input from occupying a pod's thread for minutes.
+pub const MAX_QUERY_VISITS: usize = 1_000_000;
+
+/// The matches of `segments` as an array, within [`MAX_QUERY_VISITS`].
+fn select_all(segments: &[Segment], root: &Value, current: &Value) -> Result<Value, QueryFailure> {
+    let mut out = Vec::new();
+    let mut budget = MAX_QUERY_VISITS;
+    select(segments, root, current, &mut out, &mut budget);
+    if budget == 0 {
+        return Err(QueryFailure::TooManyVisits);
+    }
+    Ok(Value::Array(out.into_iter().cloned().collect()))
+}
 
 /// ResultPath could not be applied to the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,7 +379,17 @@ fn push_bracket(s: &mut String, seg: &Segment) {
     }
 }
 
-fn select<'a>(segments: &[Segment], root: &'a Value, current: &'a Value, out: &mut Vec<&'a Value>) {
+fn select<'a>(
+    segments: &[Segment],
+    root: &'a Value,
+    current: &'a Value,
+    out: &mut Vec<&'a Value>,
+    budget: &mut usize,
+) {
+    if *budget == 0 {
+        return;
+    }
+    *budget -= 1;
     let Some((seg, rest)) = segments.split_first() else {
         out.push(current);
         return;
@@ -370,14 +398,14 @@ fn select<'a>(segments: &[Segment], root: &'a Value, current: &'a Value, out: &m
         Segment::Name(n) => {
             if let Value::Object(m) = current {
                 if let Some(v) = m.get(n) {
-                    select(rest, root, v, out);
+                    select(rest, root, v, out, budget);
                 }
             }
         }
         Segment::Index(i) => {
             if let Value::Array(a) = current {
                 if let Some(v) = resolve_index(*i, a.len()).and_then(|i| a.get(i)) {
-                    select(rest, root, v, out);
+                    select(rest, root, v, out, budget);
                 }
             }
         }
@@ -385,7 +413,7 @@ fn select<'a>(segments: &[Segment], root: &'a Value, current: &'a Value, out: &m
             if let Value::Object(m) = current {
                 for n in ns {
                     if let Some(v) = m.get(n) {
-                        select(rest, root, v, out);
+                        select(rest, root, v, out, budget);
                     }
                 }
             }
@@ -393,7 +421,7 @@ fn select<'a>(segments: &[Segment], root: &'a Value, current: &'a Value, out: &m
         Segment::FromEnd(n) => {
             if let Value::Array(a) = current {
                 if let Some(v) = from_end(*n, a.len()).and_then(|i| a.get(i)) {
-                    select(rest, root, v, out);
+                    select(rest, root, v, out, budget);
                 }
             }
         }
@@ -401,38 +429,44 @@ fn select<'a>(segments: &[Segment], root: &'a Value, current: &'a Value, out: &m
             if let Value::Array(a) = current {
                 for i in is {
                     if let Some(v) = resolve_index(*i, a.len()).and_then(|i| a.get(i)) {
-                        select(rest, root, v, out);
+                        select(rest, root, v, out, budget);
                     }
                 }
             }
         }
         Segment::Wildcard => match current {
-            Value::Array(a) => a.iter().for_each(|v| select(rest, root, v, out)),
-            Value::Object(m) => m.values().for_each(|v| select(rest, root, v, out)),
+            Value::Array(a) => a.iter().for_each(|v| select(rest, root, v, out, budget)),
+            Value::Object(m) => m.values().for_each(|v| select(rest, root, v, out, budget)),
             _ => {}
         },
         Segment::Slice(start, end, step) => {
             if let Value::Array(a) = current {
                 for i in slice_indexes(a.len(), *start, *end, *step) {
-                    select(rest, root, &a[i], out);
+                    select(rest, root, &a[i], out, budget);
                 }
             }
         }
         Segment::Filter(f) => match current {
             Value::Array(a) => {
                 for v in a {
-                    if eval_filter(f, root, v) {
-                        select(rest, root, v, out);
+                    if eval_filter(f, root, v, budget) {
+                        select(rest, root, v, out, budget);
                     }
                 }
             }
-            Value::Object(_) if eval_filter(f, root, current) => select(rest, root, current, out),
+            Value::Object(_) if eval_filter(f, root, current, budget) => {
+                select(rest, root, current, out, budget)
+            }
             _ => {}
         },
         Segment::Deep(inner) => {
             let mut stack = vec![current];
             let mut visit: Vec<&'a Value> = Vec::new();
             while let Some(v) = stack.pop() {
+                if *budget == 0 {
+                    return;
+                }
+                *budget -= 1;
                 visit.push(v);
                 match v {
                     Value::Array(a) => stack.extend(a.iter().rev()),
@@ -447,7 +481,10 @@ fn select<'a>(segments: &[Segment], root: &'a Value, current: &'a Value, out: &m
                 .chain(rest.iter().cloned())
                 .collect();
             for v in visit {
-                select(&chained, root, v, out);
+                if *budget == 0 {
+                    return;
+                }
+                select(&chained, root, v, out, budget);
             }
         }
         Segment::Length => {
@@ -490,6 +527,7 @@ fn operand_values<'a>(
     op: &'a Operand,
     root: &'a Value,
     current: &'a Value,
+    budget: &mut usize,
 ) -> Option<std::borrow::Cow<'a, Value>> {
     match op {
         Operand::Literal(v) => Some(std::borrow::Cow::Borrowed(v)),
@@ -501,7 +539,7 @@ fn operand_values<'a>(
             };
             if let Some(Segment::Length) = segs.last() {
                 let mut out = Vec::new();
-                select(&segs[..segs.len() - 1], root, base, &mut out);
+                select(&segs[..segs.len() - 1], root, base, &mut out, budget);
                 return out.first().and_then(|v| match v {
                     Value::Array(a) => Some(std::borrow::Cow::Owned(Value::from(a.len()))),
                     Value::String(s) => {
@@ -512,35 +550,35 @@ fn operand_values<'a>(
                 });
             }
             let mut out = Vec::new();
-            select(segs, root, base, &mut out);
+            select(segs, root, base, &mut out, budget);
             out.first().map(|v| std::borrow::Cow::Borrowed(*v))
         }
     }
 }
 
-fn eval_filter(mut f: &Filter, root: &Value, current: &Value) -> bool {
+fn eval_filter(mut f: &Filter, root: &Value, current: &Value, budget: &mut usize) -> bool {
     // `&&`/`||` chains are right-deep (see `Parser::filter_or`): the loop walks their spine, so
     // the recursion is as deep as the nesting of parentheses and `!`, not the chain's length.
     loop {
         match f {
             Filter::Or(a, b) => {
-                if eval_filter(a, root, current) {
+                if eval_filter(a, root, current, budget) {
                     return true;
                 }
                 f = b;
             }
             Filter::And(a, b) => {
-                if !eval_filter(a, root, current) {
+                if !eval_filter(a, root, current, budget) {
                     return false;
                 }
                 f = b;
             }
-            Filter::Not(a) => return !eval_filter(a, root, current),
-            Filter::Exists(op) => return operand_values(op, root, current).is_some(),
+            Filter::Not(a) => return !eval_filter(a, root, current, budget),
+            Filter::Exists(op) => return operand_values(op, root, current, budget).is_some(),
             Filter::Compare(l, op, r) => {
                 let (Some(l), Some(r)) = (
-                    operand_values(l, root, current),
-                    operand_values(r, root, current),
+                    operand_values(l, root, current, budget),
+                    operand_values(r, root, current, budget),
                 ) else {
                     return matches!(op, CmpOp::Ne);
                 };
@@ -957,7 +995,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn q(path: &str, v: Value) -> Result<Value, NoResults> {
+    fn q(path: &str, v: Value) -> Result<Value, QueryFailure> {
         JsonPath::parse(path).expect("valid path").query(&v)
     }
 
@@ -967,7 +1005,7 @@ mod tests {
         assert_eq!(q("$.a.b", json!({"a": {"b": "x"}})), Ok(json!("x")));
         assert_eq!(q("$['a']['b']", json!({"a": {"b": "x"}})), Ok(json!("x")));
         assert_eq!(q("$.items[-1]", json!({"items": [1, 2]})), Ok(json!(2)));
-        assert_eq!(q("$.missing", json!({})), Err(NoResults));
+        assert_eq!(q("$.missing", json!({})), Err(QueryFailure::NoResults));
         assert_eq!(q("$", json!(3)), Ok(json!(3)));
     }
 
@@ -1044,11 +1082,17 @@ mod tests {
             Ok(json!("x"))
         );
         // Jayway: index len-n must lie inside the array.
-        assert_eq!(q("$.a[(@.length-0)]", v.clone()), Err(NoResults));
-        assert_eq!(q("$.a[(@.length-4)]", v.clone()), Err(NoResults));
+        assert_eq!(
+            q("$.a[(@.length-0)]", v.clone()),
+            Err(QueryFailure::NoResults)
+        );
+        assert_eq!(
+            q("$.a[(@.length-4)]", v.clone()),
+            Err(QueryFailure::NoResults)
+        );
         assert_eq!(
             q("$.a[(@.length-1)]", json!({"a": {"k": 1}})),
-            Err(NoResults)
+            Err(QueryFailure::NoResults)
         );
         let p = JsonPath::parse("$.a[(@.length-1)].bar").expect("valid");
         assert!(p.is_definite());

@@ -113,14 +113,14 @@ pub fn resolve_path_ref<'e>(
                 } else {
                     path.query_tail(part)
                         .map(Cow::Owned)
-                        .map_err(|_| PathFailure::NoResults)
+                        .map_err(PathFailure::from)
                 };
             }
             Some(Some(Cow::Owned(part))) => {
                 return path
                     .query_tail(&part)
                     .map(Cow::Owned)
-                    .map_err(|_| PathFailure::NoResults);
+                    .map_err(PathFailure::from);
             }
             Some(None) => return Err(PathFailure::NoResults),
             None => env.context(),
@@ -132,9 +132,7 @@ pub fn resolve_path_ref<'e>(
             .map(Cow::Borrowed)
             .ok_or(PathFailure::NoResults)
     } else {
-        path.query(root)
-            .map(Cow::Owned)
-            .map_err(|_| PathFailure::NoResults)
+        path.query(root).map(Cow::Owned).map_err(PathFailure::from)
     }
 }
 
@@ -143,6 +141,8 @@ pub fn resolve_path_ref<'e>(
 pub enum PathFailure {
     /// The path matched nothing.
     NoResults,
+    /// The path visited more than [`crate::jsonpath::MAX_QUERY_VISITS`] values.
+    TooManyVisits,
     /// `$name` names no visible variable.
     UnknownVariable,
 }
@@ -171,6 +171,23 @@ pub fn to_json(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
+impl From<crate::jsonpath::QueryFailure> for PathFailure {
+    fn from(f: crate::jsonpath::QueryFailure) -> PathFailure {
+        match f {
+            crate::jsonpath::QueryFailure::NoResults => PathFailure::NoResults,
+            crate::jsonpath::QueryFailure::TooManyVisits => PathFailure::TooManyVisits,
+        }
+    }
+}
+
+/// The error of a path that visited too many values (`field` names where it was used).
+pub fn too_many_visits(path: &JsonPath, field: &str) -> EvalError {
+    EvalError::runtime(format!(
+        "The JSONPath '{path}' specified for the field '{field}' visits more than {} values of the input; chained recursive descents ('..') multiply the values they visit",
+        crate::jsonpath::MAX_QUERY_VISITS
+    ))
+}
+
 fn path_not_found(
     path: &JsonPath,
     field: &str,
@@ -178,6 +195,7 @@ fn path_not_found(
     failure: PathFailure,
 ) -> EvalError {
     match (failure, path.root()) {
+        (PathFailure::TooManyVisits, _) => too_many_visits(path, field),
         (PathFailure::UnknownVariable, Root::Variable(name)) => EvalError::runtime(format!(
             "The variable '${name}' specified for the field '{field}' is not defined."
         )),

@@ -3,11 +3,13 @@
 //! `fuzz_regressions/<target>/<file>` holds one input of fuzz target `<target>` (the raw bytes the
 //! target received); each test runs the same checks the target makes. A file named `timeout-*`
 //! in `jsonata/` is an expression that evaluated forever: it must fail with JSONata's `U1001`; a
-//! file named `union-non-quote-*` in `jsonpath/` is a path the parser must refuse.
+//! file named `union-non-quote-*` in `jsonpath/` is a path the parser must refuse; one named
+//! `timeout-*` there is a path whose chained recursive descents ran for minutes: it must end, within
+//! `MAX_QUERY_VISITS`, with a result or `TooManyVisits`.
 
 use expressway_asl::intrinsic::{Intrinsic, IntrinsicEnv, IntrinsicError};
 use expressway_asl::jsonata::JsonataExpr;
-use expressway_asl::jsonpath::JsonPath;
+use expressway_asl::jsonpath::{JsonPath, QueryFailure};
 use expressway_asl::template::{EvalEnv, EvalErrorKind};
 use expressway_asl::validate::{validate, MachineType};
 use serde_json::{json, Value};
@@ -85,6 +87,9 @@ fn jsonpaths() {
             continue;
         };
         let result = path.query(&doc);
+        if name.starts_with("timeout") {
+            assert_eq!(result, Err(QueryFailure::TooManyVisits), "{name}");
+        }
         let again = JsonPath::parse(path.as_str()).expect("the text of a parsed path parses");
         assert_eq!(again.query(&doc), result, "{name}");
         if path.is_reference_path() {
@@ -172,4 +177,29 @@ fn jsonata_expressions_end() {
             );
         }
     }
+}
+
+#[test]
+fn chained_recursive_descents_stop_at_the_visit_bound() {
+    // A binary tree 12 levels deep (8,191 values): `$..v` visits each value once; every further
+    // `..*` multiplies the visits (26,640 results at depth 8, more than 10^6 visits at depth 12).
+    fn tree(depth: u32) -> Value {
+        if depth == 0 {
+            json!({"v": 1})
+        } else {
+            json!([tree(depth - 1), tree(depth - 1)])
+        }
+    }
+    let doc = tree(12);
+    let one = JsonPath::parse("$..v").expect("parses");
+    assert_eq!(one.query(&doc).map(|v| v.as_array().map(Vec::len)), Ok(Some(4096)));
+    let many = JsonPath::parse("$..*..*..*..*").expect("parses");
+    assert_eq!(
+        many.query(&tree(8)).map(|v| v.as_array().map(Vec::len)),
+        Ok(Some(26_640))
+    );
+    assert_eq!(many.query(&doc), Err(QueryFailure::TooManyVisits));
+    // Inside a filter too: the items' filters share the query's bound.
+    let filtered = JsonPath::parse("$[?(@..*..*..*..*..*)]").expect("parses");
+    assert_eq!(filtered.query(&doc), Err(QueryFailure::TooManyVisits));
 }

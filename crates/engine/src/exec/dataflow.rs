@@ -15,10 +15,11 @@ pub(super) fn select_path(p: &JsonPath, value: &Value, env: &Env<'_>) -> Result<
     use expressway_asl::jsonpath::Root;
     use expressway_asl::template::{resolve_path, PathFailure};
     let result = match p.root() {
-        Root::Input => p.query(value).map_err(|_| PathFailure::NoResults),
+        Root::Input => p.query(value).map_err(PathFailure::from),
         _ => resolve_path(p, env),
     };
     result.map_err(|f| match (f, p.root()) {
+        (PathFailure::TooManyVisits, _) => expressway_asl::template::too_many_visits(p, "Path"),
         (PathFailure::UnknownVariable, Root::Variable(name)) => EvalError::runtime(format!(
             "Invalid path '{p}' : The variable '${name}' is not defined."
         )),
