@@ -192,7 +192,10 @@ fn chained_recursive_descents_stop_at_the_visit_bound() {
     }
     let doc = tree(12);
     let one = JsonPath::parse("$..v").expect("parses");
-    assert_eq!(one.query(&doc).map(|v| v.as_array().map(Vec::len)), Ok(Some(4096)));
+    assert_eq!(
+        one.query(&doc).map(|v| v.as_array().map(Vec::len)),
+        Ok(Some(4096))
+    );
     let many = JsonPath::parse("$..*..*..*..*").expect("parses");
     assert_eq!(
         many.query(&tree(8)).map(|v| v.as_array().map(Vec::len)),

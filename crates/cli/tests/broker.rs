@@ -1700,3 +1700,132 @@ fn exactly_once_a_pod_joining_mid_run_revokes_by_committing_and_nothing_is_dupli
     assert_eq!(a.sigterm(), Some(0));
     assert_eq!(bp.sigterm(), Some(0));
 }
+
+/// Waits for a callback: publishes the token (with the order) to the test's payments topic.
+fn pay_definition(payments_topic: &str) -> String {
+    json!({"StartAt": "Charge", "States": {"Charge": {"Type": "Task",
+        "Resource": "arn:aws:states:::kafka:publish.waitForTaskToken",
+        "Parameters": {"Topic": payments_topic,
+            "Value": {"taskToken.$": "$$.Task.Token", "order.$": "$.order"}},
+        "End": true}}})
+    .to_string()
+}
+
+/// Runs an `expressway send-task-*` command against the suite's callback topic.
+fn send_task(s: &Suite, args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_expressway"))
+        .args(args)
+        .arg("--brokers")
+        .arg(&s.brokers)
+        .arg("--topic")
+        .arg(s.topic("callbacks"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "expressway {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "needs a broker: EXPRESSWAY_IT_BROKERS (deploy/kafka-it.sh)"]
+fn a_pod_killed_while_executions_wait_for_callbacks_is_replaced_and_the_callbacks_complete_them() {
+    let Some(b) = brokers() else { return };
+    // The payments topic's name must be in the definition, before the suite exists.
+    let payments = format!("it{}-callbacks.payments", std::process::id());
+    let pay = pay_definition(&payments);
+    let s = Suite::new(b, "callbacks", 2, &[("pay", &pay)]);
+    assert_eq!(s.topic("payments"), payments);
+    s.create_topics(&[(s.topic("callbacks"), 2), (payments.clone(), 1)]);
+    let callbacks_topic = s.topic("callbacks");
+    let env = [
+        (
+            "EXPRESSWAY_TASK_TOKEN_KEY",
+            "it-callbacks-0123456789abcdef0123456789abcdef",
+        ),
+        ("EXPRESSWAY_CALLBACKS_TOPIC", callbacks_topic.as_str()),
+    ];
+    let n = 20;
+    let mut first = s.serve_with("pod-waiting", &env);
+    first.wait_ready();
+    s.start_events("pay", 0..n, |i| json!({"order": i}));
+    // Every execution has sent its request (with its token) and waits.
+    let mut requests = s.reader("payments");
+    requests.until("every payment request", |r| r.len() >= n);
+    let tokens: HashMap<u64, String> = requests
+        .records
+        .iter()
+        .map(|r| {
+            let v = r.json();
+            (
+                v["order"].as_u64().unwrap(),
+                v["taskToken"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(tokens.len(), n, "one token per execution");
+    first.signal("-KILL");
+    first.wait_exit();
+    // The payment service answers while no pod runs: even orders succeed, odd ones fail.
+    for (order, token) in &tokens {
+        if order.is_multiple_of(2) {
+            let output = json!({"paid": order}).to_string();
+            send_task(
+                &s,
+                &[
+                    "send-task-success",
+                    "--task-token",
+                    token,
+                    "--task-output",
+                    &output,
+                ],
+            );
+        } else {
+            send_task(
+                &s,
+                &[
+                    "send-task-failure",
+                    "--task-token",
+                    token,
+                    "--error",
+                    "PaymentDeclined",
+                    "--cause",
+                    "card expired",
+                ],
+            );
+        }
+    }
+    let mut second = s.serve_with("pod-replacement", &env);
+    second.wait_ready();
+    let mut results = s.reader("results");
+    results.until("every execution", all_names(n));
+    s.wait_all_committed(2);
+    results.settle(Duration::from_secs(1));
+    check_results_complete(&results.records, n);
+    for r in &results.records {
+        let v = r.json();
+        let name = v["name"].as_str().unwrap();
+        let i: u64 = name.trim_start_matches('e').parse().unwrap();
+        if i.is_multiple_of(2) {
+            assert_eq!(v["status"], "SUCCEEDED", "{v}");
+            assert_eq!(v["output"], json!({"paid": i}), "{v}");
+        } else {
+            assert_eq!(v["status"], "FAILED", "{v}");
+            assert_eq!(v["error"], "PaymentDeclined", "{v}");
+        }
+    }
+    // The re-runs sent their requests again with the same tokens, which the callbacks named.
+    requests.until("the re-runs' requests", |r| r.len() >= 2 * n);
+    let again: HashSet<String> = requests.records[n..]
+        .iter()
+        .map(|r| r.json()["taskToken"].as_str().unwrap().to_string())
+        .collect();
+    let first_tokens: HashSet<String> = tokens.values().cloned().collect();
+    assert!(
+        again.is_subset(&first_tokens),
+        "a re-run minted a new token"
+    );
+    eprintln!("callbacks: {n} executions waited, their pod was SIGKILLed, the {n} callbacks sent while no pod ran completed them on its replacement");
+    assert_eq!(second.sigterm(), Some(0));
+}
