@@ -79,9 +79,14 @@ function connectLive() {
 function onLive(fn) { live.listeners.add(fn); return () => live.listeners.delete(fn); }
 let cleanup = [];
 function debounce(fn, ms) { let t = null; return (...a) => { clearTimeout(t); t = setTimeout(() => fn(...a), ms); }; }
+// Which view is current: route() counts navigations, so a live refresh scheduled (or a fetch
+// started) for a view the user has left never renders over the next one.
+let currentView = 0;
+function viewDebounce(fn, ms) { const mine = currentView; return debounce(() => { if (mine === currentView) fn(); }, ms); }
 
 // ---- Router -----------------------------------------------------------------------------
 async function route() {
+  currentView += 1;
   cleanup.forEach((f) => f()); cleanup = [];
   const h = location.hash.replace(/^#\/?/, '');
   const [page, ...rest] = h.split('/');
@@ -101,8 +106,10 @@ async function route() {
 // ---- State machines ---------------------------------------------------------------------
 async function machinesPage() {
   crumbs(link('#/', 'State machines'));
+  const mine = currentView;
   const render = async () => {
     const data = await getJSON('machines');
+    if (mine !== currentView) return;
     const rows = data.machines.map((m) => el('tr', { 'data-machine': m.name },
       el('td', {}, link(machineHref(m.name), m.name, { class: 'machine-link' })),
       el('td', {}, m.source === 'file' ? 'definitions directory' : 'definitions topic'),
@@ -122,7 +129,7 @@ async function machinesPage() {
         : el('p', { class: 'muted' }, 'No state machines yet: put NAME.asl.json files in the definitions directory or create one through the API.'));
   };
   await render();
-  const again = debounce(() => render().catch(() => {}), 300);
+  const again = viewDebounce(() => render().catch(() => {}), 300);
   cleanup.push(onLive(again));
 }
 
@@ -349,7 +356,7 @@ async function machinePage(name) {
     el('div', { class: 'toolbar' }, filter, el('span', { class: 'muted' }, 'newest first, live; the console keeps the most recent executions per machine')),
     el('table', { id: 'executions' }, el('thead', {}, el('tr', {}, ['Name', 'Status', 'Started', 'Duration', 'Error'].map((t) => el('th', {}, t)))), tbody));
   await load();
-  const resync = debounce(() => load().catch(() => {}), 200);
+  const resync = viewDebounce(() => load().catch(() => {}), 200);
   cleanup.push(onLive((u) => {
     if (u.resync) return resync();
     const e = u.execution;
@@ -416,8 +423,10 @@ async function executionPage(arn) {
   main().replaceChildren(box);
   let selected = null;
   let machineDef = null;
+  const mine = currentView;
   const render = async () => {
     const x = await getJSON('execution?arn=' + encodeURIComponent(arn));
+    if (mine !== currentView) return;
     if (!machineDef) machineDef = await getJSON('machines/' + encodeURIComponent(x.stateMachine)).catch(() => null);
     crumbs(link('#/', 'State machines'), link(machineHref(x.stateMachine), x.stateMachine), link(executionHref(arn), x.name));
     const events = x.events || [];
@@ -491,7 +500,7 @@ async function executionPage(arn) {
     showVisit(again || visits.find((v) => v.outcome === 'failed' || v.outcome === 'caught') || visits[visits.length - 1]);
   };
   await render();
-  const again = debounce(() => render().catch(() => {}), 200);
+  const again = viewDebounce(() => render().catch(() => {}), 200);
   cleanup.push(onLive((u) => { if (u.resync || (u.execution && u.execution.executionArn === arn)) again(); }));
 }
 
