@@ -16,6 +16,7 @@
 pub mod callbacks;
 mod commit_errors;
 pub mod config;
+mod dead_letter_headers;
 pub mod definitions;
 pub mod exactly_once;
 pub mod http_server;

@@ -30,7 +30,7 @@ use crate::ordering::{Lane, Sequencer};
 use crate::registry::{LookupError, MachineEntry, Registry};
 use crate::telemetry::{names, Health};
 use expressway_engine::{execute, ExecutionRequest, Limits, Runtime, Status};
-use expressway_wire::{dlq_headers, start::decode_raw_input, StartError, StartEvent};
+use expressway_wire::{start::decode_raw_input, StartError, StartEvent};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
@@ -1463,28 +1463,7 @@ impl Drop for InFlight {
 async fn dead_letter(deps: &Deps, msg: &OwnedMessage, code: &str, cause: &str) -> bool {
     let source = format!("{}/{}/{}", msg.topic(), msg.partition(), msg.offset());
     tracing::warn!(source = %source, code, cause, "routing record to the dead-letter topic");
-    let mut headers = OwnedHeaders::new();
-    if let Some(h) = msg.headers() {
-        for h in h.iter() {
-            headers = headers.insert(Header {
-                key: h.key,
-                value: h.value,
-            });
-        }
-    }
-    let headers = headers
-        .insert(Header {
-            key: dlq_headers::ERROR,
-            value: Some(code),
-        })
-        .insert(Header {
-            key: dlq_headers::CAUSE,
-            value: Some(cause),
-        })
-        .insert(Header {
-            key: dlq_headers::SOURCE,
-            value: Some(&source),
-        });
+    let headers = crate::dead_letter_headers::dead_letter_headers(msg, code, cause, &source);
     let ok = match deliver(
         deps,
         &deps.config.dlq_topic,

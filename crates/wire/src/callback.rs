@@ -138,17 +138,6 @@ struct Raw {
     heartbeat: Option<Value>,
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn optional_text(
     v: Option<Value>,
     field: &str,
@@ -167,7 +156,7 @@ fn optional_text(
         }
         Some(other) => Err(CallbackError::InvalidCallback(format!(
             "'{field}' must be a string, not {}",
-            type_name(&other)
+            crate::json_type_name(&other)
         ))),
     }
 }
@@ -205,19 +194,7 @@ fn check_output_size(v: &Value) -> Result<(), CallbackError> {
 impl CallbackRecord {
     /// Decodes a record value (`None`: a tombstone).
     pub fn decode(value: Option<&[u8]>) -> Result<CallbackRecord, CallbackError> {
-        let value = match value {
-            None => {
-                return Err(CallbackError::EmptyRecord(
-                    "the record has no value (a tombstone): a callback is a JSON object".into(),
-                ))
-            }
-            Some([]) => {
-                return Err(CallbackError::EmptyRecord(
-                    "the record value is empty: a callback is a JSON object".into(),
-                ))
-            }
-            Some(v) => v,
-        };
+        let value = crate::record_value(value, "a callback").map_err(CallbackError::EmptyRecord)?;
         let text =
             std::str::from_utf8(value).map_err(|e| CallbackError::InvalidUtf8(e.to_string()))?;
         if let Some(n) = find_out_of_range_number(text) {
@@ -228,7 +205,7 @@ impl CallbackRecord {
         if !any.is_object() {
             return Err(CallbackError::InvalidCallback(format!(
                 "a callback is a JSON object, not {}",
-                type_name(&any)
+                crate::json_type_name(&any)
             )));
         }
         // Again as the envelope, so a field given twice is refused (which one did the
@@ -245,7 +222,7 @@ impl CallbackRecord {
             Some(other) => {
                 return Err(CallbackError::InvalidCallback(format!(
                     "'taskToken' must be a string, not {}",
-                    type_name(&other)
+                    crate::json_type_name(&other)
                 )))
             }
         };

@@ -31,6 +31,34 @@ pub use identity::{execution_identity, nested_identity, ExecutionIdentity, Neste
 pub use start::{StartError, StartEvent, MAX_INPUT_BYTES, PROTOBUF_CONTENT_TYPE};
 pub use task_token::{TaskTokenKey, TokenError, TokenFields};
 
+/// What a JSON value is, for error messages: "null", "a boolean", "a number", "a string",
+/// "an array" or "an object".
+pub fn json_type_name(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A record's value, or why there is none: `None` is a tombstone, `Some([])` an empty value
+/// (`what` names the record kind in the message, e.g. "a start event").
+pub fn record_value<'a>(value: Option<&'a [u8]>, what: &str) -> Result<&'a [u8], String> {
+    match value {
+        None => Err(format!(
+            "the record has no value (a tombstone): {what} is a JSON object"
+        )),
+        Some([]) => Err(format!(
+            "the record value is empty: {what} is a JSON object"
+        )),
+        Some(v) => Ok(v),
+    }
+}
+
 /// Default topic names (BLUEPRINT "Topics and records").
 pub mod topics {
     /// Start events.

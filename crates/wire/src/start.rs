@@ -101,19 +101,7 @@ impl StartEvent {
         value: Option<&[u8]>,
         content_type: Option<&[u8]>,
     ) -> Result<StartEvent, StartError> {
-        let value = match value {
-            None => {
-                return Err(StartError::EmptyRecord(
-                    "the record has no value (a tombstone): a start event is a JSON object".into(),
-                ))
-            }
-            Some([]) => {
-                return Err(StartError::EmptyRecord(
-                    "the record value is empty: a start event is a JSON object".into(),
-                ))
-            }
-            Some(v) => v,
-        };
+        let value = crate::record_value(value, "a start event").map_err(StartError::EmptyRecord)?;
         let is_protobuf = content_type.is_some_and(|ct| {
             std::str::from_utf8(ct)
                 .map(|s| {
@@ -167,7 +155,7 @@ impl StartEvent {
             Some(other) => {
                 return Err(StartError::InvalidStartEvent(format!(
                     "'stateMachine' must be a string, not {}",
-                    type_name(&other)
+                    crate::json_type_name(&other)
                 )))
             }
         };
@@ -384,7 +372,7 @@ fn optional_string(value: Option<Value>, field: &str) -> Result<Option<String>, 
         Some(Value::String(s)) => Ok(Some(s)),
         Some(other) => Err(StartError::InvalidStartEvent(format!(
             "'{field}' must be a string, not {}",
-            type_name(&other)
+            crate::json_type_name(&other)
         ))),
     }
 }
@@ -409,17 +397,6 @@ fn check_size(input: &Value) -> Result<(), StartError> {
         });
     }
     Ok(())
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

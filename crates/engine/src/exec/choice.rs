@@ -2,7 +2,6 @@
 
 use super::assign::eval_assign_template;
 use super::dataflow::{effective_input, owned_if_new, OutCtx};
-use super::env::Env;
 use super::failure::{state_failure, Failure};
 use super::{Exec, Step};
 use expressway_asl::model::*;
@@ -20,9 +19,8 @@ impl Exec<'_> {
     ) -> Result<Step, Failure> {
         let fail = |e: EvalError| state_failure(&state.name, entered_id, e);
         let jsonata = state.query_language == QueryLanguage::Jsonata;
-        let (scope, entered_millis) = (out_ctx.scope, out_ctx.entered_millis);
         let (next, assign, eff_owned, jsonata_out) = {
-            let env = Env::new(self, &input, scope, &state.name, entered_millis);
+            let env = out_ctx.env(&input);
             let eff = effective_input(state, &input, &env).map_err(fail)?;
             let eff_env = env.with_input(&eff);
             let mut matched = None;

@@ -20,10 +20,9 @@ impl Exec<'_> {
     ) -> Result<Step, Failure> {
         let fail = |e: EvalError| state_failure(&state.name, entered_id, e);
         let jsonata = state.query_language == QueryLanguage::Jsonata;
-        let (scope, entered_millis) = (out_ctx.scope, out_ctx.entered_millis);
         // `result: None` means "the result is the effective input, which is the input itself".
         let (result, assign, jsonata_out) = {
-            let env = Env::new(self, &input, scope, &state.name, entered_millis);
+            let env = out_ctx.env(&input);
             let eff = effective_input(state, &input, &env).map_err(fail)?;
             let eff_env = env.with_input(&eff);
             let result = match (&pass.parameters, &pass.result) {
@@ -88,9 +87,8 @@ impl Exec<'_> {
     ) -> Result<Step, Failure> {
         let fail = |e: EvalError| state_failure(&state.name, entered_id, e);
         let jsonata = state.query_language == QueryLanguage::Jsonata;
-        let (scope, entered_millis) = (out_ctx.scope, out_ctx.entered_millis);
         let (eff_owned, jsonata_out) = {
-            let env = Env::new(self, &input, scope, &state.name, entered_millis);
+            let env = out_ctx.env(&input);
             if jsonata {
                 (None, self.jsonata_output(state, &env).map_err(fail)?)
             } else {
@@ -122,8 +120,7 @@ impl Exec<'_> {
         entered_id: u64,
     ) -> Result<Step, Failure> {
         let fail = |e: EvalError| state_failure(&state.name, entered_id, e);
-        let (scope, entered_millis) = (out_ctx.scope, out_ctx.entered_millis);
-        let env = Env::new(self, &input, scope, &state.name, entered_millis);
+        let env = out_ctx.env(&input);
         let eff = effective_input(state, &input, &env).map_err(fail)?;
         let eff_env = env.with_input(&eff);
         let error = self

@@ -21,9 +21,8 @@ impl Exec<'_> {
     ) -> Result<Step, Failure> {
         let fail = |e: EvalError| state_failure(&state.name, entered_id, e);
         let jsonata = state.query_language == QueryLanguage::Jsonata;
-        let (scope, entered_millis) = (out_ctx.scope, out_ctx.entered_millis);
         let (assign, eff_owned, jsonata_out) = {
-            let env = Env::new(self, &input, scope, &state.name, entered_millis);
+            let env = out_ctx.env(&input);
             let eff = effective_input(state, &input, &env).map_err(fail)?;
             let eff_env = env.with_input(&eff);
             let delay = self.wait_delay(&wait.wait_for, &eff_env).map_err(fail)?;

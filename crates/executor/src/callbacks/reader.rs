@@ -12,12 +12,13 @@
 
 use super::{Command, Shared};
 use crate::config::ExecutorConfig;
+use crate::dead_letter_headers::{copy_headers, dead_letter_headers};
 use crate::telemetry::names;
 use expressway_engine::callback_hub::Delivery;
 use expressway_engine::{CallbackSignal, TaskError};
 use expressway_wire::callback::INVALID_TASK_TOKEN_CODE;
 use expressway_wire::task_token::callback_partition;
-use expressway_wire::{dlq_headers, CallbackOutcome, CallbackRecord};
+use expressway_wire::{CallbackOutcome, CallbackRecord};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -378,20 +379,7 @@ impl Reader {
             "invalid callback: routing it to the dead-letter topic"
         );
         metrics::counter!(names::CALLBACKS, "outcome" => "invalid").increment(1);
-        let mut headers = copy_headers(msg);
-        headers = headers
-            .insert(Header {
-                key: dlq_headers::ERROR,
-                value: Some(code),
-            })
-            .insert(Header {
-                key: dlq_headers::CAUSE,
-                value: Some(cause),
-            })
-            .insert(Header {
-                key: dlq_headers::SOURCE,
-                value: Some(source),
-            });
+        let headers = dead_letter_headers(msg, code, cause, source);
         if self.produce(&self.dlq_topic, None, msg, headers) {
             metrics::counter!(names::DEAD_LETTERS, "reason" => code.to_string()).increment(1);
         }
@@ -451,17 +439,4 @@ impl Reader {
             }
         }
     }
-}
-
-fn copy_headers(msg: &BorrowedMessage<'_>) -> OwnedHeaders {
-    let mut headers = OwnedHeaders::new();
-    if let Some(h) = msg.headers() {
-        for h in h.iter() {
-            headers = headers.insert(Header {
-                key: h.key,
-                value: h.value,
-            });
-        }
-    }
-    headers
 }

@@ -46,7 +46,7 @@ pub fn parse(parameters: &Value) -> Result<StartParams, TaskError> {
     let Value::Object(p) = parameters else {
         return Err(runtime(format!(
             "states:startExecution takes an object of parameters (StateMachineArn, Input, Name), not {}",
-            kind(parameters)
+            expressway_wire::json_type_name(parameters)
         )));
     };
     if let Some(extra) = p.keys().find(|k| !FIELDS.contains(&k.as_str())) {
@@ -64,7 +64,7 @@ pub fn parse(parameters: &Value) -> Result<StartParams, TaskError> {
         Some(other) => {
             return Err(runtime(format!(
                 "The field 'StateMachineArn' must be a string, not {}",
-                kind(other)
+                expressway_wire::json_type_name(other)
             )))
         }
     };
@@ -79,7 +79,7 @@ pub fn parse(parameters: &Value) -> Result<StartParams, TaskError> {
         Some(other) => {
             return Err(runtime(format!(
                 "The field 'Name' must be a string, not {}",
-                kind(other)
+                expressway_wire::json_type_name(other)
             )))
         }
     };
@@ -112,17 +112,6 @@ fn input_of(p: &Map<String, Value>) -> Result<Value, TaskError> {
             )
         }),
         Some(v) => Ok(v.clone()),
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
