@@ -264,6 +264,7 @@ fn cmd_bench(args: BenchArgs) -> ExitCode {
                 rt.block_on(async move {
                     let clock = Arc::new(TokioClock::new());
                     let runtime = Runtime {
+                        map_children: None,
                         clock: clock.clone(),
                         entropy: Arc::new(OsEntropy),
                         tasks: Arc::new(Registry::new(clock)),
@@ -394,6 +395,7 @@ fn run_and_print(
             None => Registry::new(clock.clone()),
         };
         let runtime = Runtime {
+            map_children: None,
             clock: clock.clone(),
             entropy: entropy.clone(),
             tasks: Arc::new(registry),

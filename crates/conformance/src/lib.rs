@@ -125,6 +125,7 @@ pub async fn execute_case(
         expressway_asl::load_str(&def).map_err(|e| format!("definition rejected: {e}"))?;
     let clock = Arc::new(TokioClock::starting_at(1_767_225_600_000));
     let runtime = Runtime {
+        map_children: None,
         clock: clock.clone(),
         entropy: Arc::new(SplitMix64::new(42)),
         tasks: Arc::new(Registry::new(clock)),

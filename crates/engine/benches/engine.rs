@@ -42,6 +42,7 @@ fn request(input: Value, level: LogLevel) -> ExecutionRequest {
 fn bench_machine(c: &mut Criterion, name: &str, definition: &str, input: Value) {
     let machine = expressway_asl::load_str(definition).expect("benchmark definition loads");
     let runtime = Runtime {
+        map_children: None,
         clock: Arc::new(FixedClock),
         entropy: Arc::new(SplitMix64::new(7)),
         tasks: Arc::new(NoTasks),

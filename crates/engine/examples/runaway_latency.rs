@@ -32,6 +32,7 @@ fn request(input: Value) -> ExecutionRequest {
 
 fn runtime() -> Runtime {
     Runtime {
+        map_children: None,
         clock: Arc::new(TokioClock::new()),
         entropy: Arc::new(SplitMix64::new(1)),
         tasks: Arc::new(NoTasks),

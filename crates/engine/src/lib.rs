@@ -10,6 +10,7 @@ pub mod callbacks;
 pub mod events;
 mod exec;
 pub mod jsonw;
+pub mod map_runs;
 mod pace;
 pub mod runtime;
 pub mod tasks;
@@ -22,6 +23,7 @@ pub use exec::{
     execute, idempotency_key, idempotency_key_at, ExecutionRequest, Limits, Outcome, Status,
     DEFAULT_MAX_MEMORY_BYTES,
 };
+pub use map_runs::{ChildExecution, ChildExecutionType, ChildExecutions};
 pub use runtime::{Clock, Entropy, Runtime, TaskDispatcher, TaskError, TaskRequest};
 
 /// The region Expressway reports in ARNs and events unless configured otherwise.

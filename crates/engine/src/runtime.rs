@@ -82,6 +82,8 @@ pub struct Runtime {
     /// Task tokens and callbacks for `.waitForTaskToken`; without them such a Task fails with
     /// `States.Runtime`.
     pub callbacks: Option<Arc<dyn crate::callbacks::Callbacks>>,
+    /// Where Distributed Map children run; `None` runs them in this process.
+    pub map_children: Option<Arc<dyn crate::map_runs::ChildExecutions>>,
 }
 
 /// Formats 128 random bits as a v4 UUID.

@@ -699,6 +699,7 @@ pub fn engine_runtime_with_tasks(
     tasks: expressway_engine::tasks::Registry,
 ) -> Runtime {
     Runtime {
+        map_children: None,
         clock,
         entropy: Arc::new(expressway_engine::runtime::OsEntropy),
         tasks: Arc::new(tasks),

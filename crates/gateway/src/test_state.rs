@@ -204,6 +204,7 @@ pub(crate) async fn test_state(b: &Obj, engine: &Runtime) -> Result<Value, ApiEr
                 ));
             };
             Runtime {
+                map_children: None,
                 clock: engine.clock.clone(),
                 entropy: engine.entropy.clone(),
                 tasks: Arc::new(Mock(r)),

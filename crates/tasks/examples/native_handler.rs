@@ -49,6 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let machine = expressway_asl::load_validated(&definition.to_string(), MachineType::Express)
         .map_err(|report| format!("invalid definition: {report:?}"))?;
     let runtime = Runtime {
+        map_children: None,
         clock,
         entropy: Arc::new(OsEntropy),
         tasks: Arc::new(registry),

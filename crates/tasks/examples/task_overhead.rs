@@ -79,6 +79,7 @@ async fn main() {
         .build_registry(clock.clone(), None)
         .expect("registry");
     let runtime = Runtime {
+        map_children: None,
         clock,
         entropy: Arc::new(OsEntropy),
         tasks: Arc::new(registry),

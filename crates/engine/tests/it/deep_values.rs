@@ -29,6 +29,7 @@ fn run_on_worker_stack(definition: Value, input: Value, log: LogConfig) -> Outco
                 let machine = expressway_asl::load(&definition).expect("definition loads");
                 let clock = Arc::new(TokioClock::starting_at(super::T0));
                 let runtime = Runtime {
+                    map_children: None,
                     clock: clock.clone(),
                     entropy: Arc::new(SplitMix64::new(1)),
                     tasks: Arc::new(Registry::new(clock)),

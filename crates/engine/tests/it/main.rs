@@ -35,6 +35,7 @@ async fn run_with(definition: Value, input: Value, log: LogConfig) -> Outcome {
     let machine = expressway_asl::load(&definition).expect("definition loads");
     let clock = Arc::new(TokioClock::starting_at(T0));
     let runtime = Runtime {
+        map_children: None,
         clock: clock.clone(),
         entropy: Arc::new(SplitMix64::new(1)),
         tasks: Arc::new(Registry::new(clock)),

@@ -31,6 +31,7 @@ fn pass_choice_loop(timeout_seconds: Option<u64>) -> Value {
 fn runtime() -> Runtime {
     let clock = Arc::new(TokioClock::starting_at(T0));
     Runtime {
+        map_children: None,
         clock: clock.clone(),
         entropy: Arc::new(SplitMix64::new(1)),
         tasks: Arc::new(Registry::new(clock)),

@@ -224,6 +224,7 @@ impl NestedDispatcher {
             }
         }
         let runtime = Runtime {
+            map_children: None,
             tasks: nested.clone(),
             ..engine
         };
@@ -239,6 +240,7 @@ impl NestedDispatcher {
     fn runtime(&self) -> Option<Runtime> {
         let tasks: Arc<dyn TaskDispatcher> = self.me.upgrade()?;
         Some(Runtime {
+            map_children: None,
             clock: self.clock.clone(),
             entropy: self.entropy.clone(),
             tasks,
@@ -557,6 +559,7 @@ mod tests {
     async fn other_resources_go_to_the_wrapped_dispatcher() {
         let clock: Arc<dyn Clock> = Arc::new(TokioClock::new());
         let engine = Runtime {
+            map_children: None,
             clock: clock.clone(),
             entropy: Arc::new(SplitMix64::new(1)),
             tasks: Arc::new(expressway_engine::tasks::Registry::new(clock)),
@@ -581,6 +584,7 @@ mod tests {
     #[tokio::test]
     async fn an_unwrapped_resource_keeps_the_wrapped_answer() {
         let engine = Runtime {
+            map_children: None,
             clock: Arc::new(TokioClock::new()),
             entropy: Arc::new(SplitMix64::new(1)),
             tasks: Arc::new(NoTasks),

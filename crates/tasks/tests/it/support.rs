@@ -192,6 +192,7 @@ pub(crate) async fn run(definition: &Value, input: Value, registry: Registry) ->
         });
     let clock = Arc::new(TokioClock::new());
     let runtime = Runtime {
+        map_children: None,
         clock,
         entropy: Arc::new(SplitMix64::new(7)),
         tasks: Arc::new(registry),

@@ -1,0 +1,98 @@
+//! Distributed Map child executions: what a Map with `ProcessorConfig.Mode: DISTRIBUTED` needs
+//! from the outside world.
+//!
+//! A Distributed Map runs its item processor as *child executions*, one per item or per batch
+//! (`ItemBatcher`). The engine decides what the children are (their inputs, deterministic names
+//! and ARNs, at most `MaxConcurrency` at a time), and hands each to [`ChildExecutions::run`]. Where
+//! the child runs is the runtime's business: `expressway run` and tests run it in the same process
+//! ([`Runtime::map_children`](crate::Runtime::map_children) `None`); `serve` publishes it as a start
+//! event so it runs on any pod of the cluster and routes its result back to the parent's pod.
+//!
+//! Children are named from the parent's identity (execution ARN, Map state, scope, attempt), so a
+//! parent that runs again after a redelivery names the same children and a runtime can recognise
+//! children that already finished.
+
+use crate::runtime::TaskError;
+use expressway_asl::model::{Kind, State, StateMachine};
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+/// `ProcessorConfig.ExecutionType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildExecutionType {
+    /// `STANDARD` (AWS's default for Distributed Map).
+    Standard,
+    /// `EXPRESS`.
+    Express,
+}
+
+/// One child execution of a Map Run.
+#[derive(Debug, Clone)]
+pub struct ChildExecution {
+    /// The Map Run ARN (`arn:aws:states:<region>:<account>:mapRun:<machine>/<label>:<id>`).
+    pub map_run_arn: String,
+    /// The parent execution's ARN.
+    pub parent_execution_arn: String,
+    /// The parent's state machine ARN (as the parent was started: with its version or alias).
+    pub state_machine_arn: String,
+    /// The Distributed Map state's name (state names are unique within a definition, so this
+    /// names the item processor: see [`processor_machine`]).
+    pub state_name: String,
+    /// Where the Map state runs in the parent ([`CallbackKey::scope`](crate::CallbackKey::scope)).
+    pub scope: String,
+    /// The Map state's attempt (0, then 1, 2, ... when its Retry runs it again).
+    pub attempt: u32,
+    /// The child's position in the Map Run (item index, or batch index with `ItemBatcher`).
+    pub index: usize,
+    /// The child's execution name (deterministic).
+    pub execution_name: String,
+    /// The child's execution ARN (deterministic).
+    pub execution_arn: String,
+    /// The child's input: the item after `ItemSelector`, or `{"BatchInput": .., "Items": [..]}`.
+    pub input: Value,
+    /// `ProcessorConfig.ExecutionType`.
+    pub execution_type: ChildExecutionType,
+}
+
+/// Runs the children of Distributed Maps.
+pub trait ChildExecutions: Send + Sync {
+    /// Runs one child to its end: its output, or the error and cause it failed with
+    /// (`States.Timeout` when it timed out). The engine calls this at most `MaxConcurrency` times
+    /// concurrently per Map Run and drops the future when the parent stops waiting.
+    fn run(&self, child: ChildExecution) -> BoxFuture<'static, Result<Value, TaskError>>;
+}
+
+/// The item processor of the Distributed Map state `state_name` as a state machine of its own
+/// (what a child execution runs), searching nested Parallel branches and Map processors.
+pub fn processor_machine(machine: &StateMachine, state_name: &str) -> Option<StateMachine> {
+    fn find<'a>(states: &'a [State], name: &str) -> Option<&'a State> {
+        for s in states {
+            if s.name == name {
+                return Some(s);
+            }
+            let nested = match &s.kind {
+                Kind::Parallel(p) => p.branches.iter().find_map(|b| find(&b.states, name)),
+                Kind::Map(m) => find(&m.processor.states, name),
+                _ => None,
+            };
+            if nested.is_some() {
+                return nested;
+            }
+        }
+        None
+    }
+    let state = find(&machine.graph.states, state_name)?;
+    let Kind::Map(map) = &state.kind else {
+        return None;
+    };
+    if !map.distributed {
+        return None;
+    }
+    Some(StateMachine {
+        comment: None,
+        timeout_seconds: None,
+        query_language: state.query_language,
+        graph: map.processor.clone(),
+        total_states: map.processor.states.len(),
+    })
+}
