@@ -21,6 +21,7 @@ mod lexer;
 pub mod numfmt;
 mod parser;
 pub mod regex;
+mod regex_translate;
 mod signature;
 mod value;
 
