@@ -20,8 +20,13 @@ pub struct Regex {
 
 #[derive(Debug)]
 enum Engine {
-    /// Linear time (`regex` crate) on the translated pattern.
-    Linear(regex::Regex),
+    /// Linear time (`regex` crate) on the translated pattern; with the `m` flag and `^`/`$` in the
+    /// pattern, texts holding `\r`, U+2028 or U+2029 (line terminators in JavaScript, not in the
+    /// `regex` crate) go to `lines` when that is safe.
+    Linear {
+        re: regex::Regex,
+        lines: Option<regress::Regex>,
+    },
     /// Backtracking (`regress`): backreferences and lookaround, without nested repetition.
     Backtracking(regress::Regex),
 }
@@ -48,7 +53,11 @@ impl Regex {
         let translated = crate::regex_translate::translate(pattern, dot_all);
         // Other flags (`u`, `v`, `y`) change the syntax: they stay on regress.
         let plain_flags = flags.chars().all(|c| matches!(c, 'i' | 'm' | 's'));
-        let engine = if translated.needs_backtracking || !plain_flags {
+        // Exact on the backtracking engine where that is safe: the linear engine differs at empty
+        // iterations and in groups inside repeated groups; a pattern that also nests repetition
+        // keeps those differences rather than exponential time.
+        let exact_needs_backtracking = translated.inexact_linear && !translated.nested_repetition;
+        let engine = if translated.needs_backtracking || !plain_flags || exact_needs_backtracking {
             if translated.nested_repetition {
                 return Err(format!(
                     "Regular expression '{pattern}' combines backreferences or lookaround with nested or alternated repetition, which can backtrack for an unbounded time; rewrite it without one of them"
@@ -67,7 +76,9 @@ impl Regex {
                     }
                     other => other.to_string(),
                 })?;
-            Engine::Linear(re)
+            let lines = (multi_line && translated.line_anchors && !translated.nested_repetition)
+                .then_some(backtracking);
+            Engine::Linear { re, lines }
         };
         Ok(Regex {
             engine,
@@ -107,7 +118,15 @@ impl Regex {
     /// The first match at or after byte `start`.
     pub fn find_from(&self, text: &str, start: usize) -> Option<Match> {
         match &self.engine {
-            Engine::Linear(re) => {
+            Engine::Linear {
+                lines: Some(re), ..
+            } if text.contains(['\r', '\u{2028}', '\u{2029}']) => {
+                re.find_from(text, start).next().map(|m| Match {
+                    range: m.range(),
+                    groups: (1..m.captures.len() + 1).map(|i| m.group(i)).collect(),
+                })
+            }
+            Engine::Linear { re, .. } => {
                 if start > text.len() {
                     return None;
                 }
@@ -177,10 +196,20 @@ mod tests {
                 vec![Some("a".into()), Some("bcd".into()), Some("".into())]
             )]
         );
-        // The last iteration's capture, unmatched optional groups are None.
+        // Groups inside a repeated group are reset at every iteration (JavaScript, not Perl).
+        assert_eq!(
+            found("(?:(a)|b){1,5}", "", "ab"),
+            vec![("ab".to_string(), vec![None])]
+        );
+        // ... except under unbounded repetition of an alternation, which stays on the linear
+        // engine (the documented difference): the last value the group captured.
         assert_eq!(
             found("(?:(a)|b)+", "", "ab"),
             vec![("ab".to_string(), vec![Some("a".into())])]
+        );
+        assert_eq!(
+            found("(?:(a)|b)+", "", "ba"),
+            vec![("ba".to_string(), vec![Some("a".into())])]
         );
         assert_eq!(
             found("a*?", "", "aa"),
@@ -263,5 +292,89 @@ mod tests {
     fn invalid_patterns_and_flags_are_errors() {
         assert!(Regex::new("(", "").is_err());
         assert!(Regex::new("a{2,1}", "").is_err());
+    }
+
+    /// Random patterns from a small JavaScript grammar on short texts: the linear engine's
+    /// matches and groups equal regress's (the texts are short, so backtracking ends), except for
+    /// nested repetition over a group that can match empty.
+    #[test]
+    fn linear_engine_agrees_with_javascript_backtracking() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        const ATOMS: &[&str] = &[
+            "a", "b", ".", r"\d", r"\w", r"\s", r"\W", "[ab]", "[^a]", "[a-c]", r"[\d-]", "[]",
+            "[^]", r"\b", r"\B", "^", "$", r"\u0061", r"\x62", r"\.", "é", "{", "}", r"\-", "-",
+            r"[\s\S]", r"[\b]", "[.]",
+        ];
+        const QUANTS: &[&str] = &["", "", "*", "+", "?", "*?", "+?", "{2}", "{1,2}", "{0,}?"];
+        const TEXTS: &[&str] = &[
+            "", "a", "ab", "ba b", "aab1", "a\nb", "a\rb", "é a", "b-1 a", "{a}", "aaab", "a.b",
+        ];
+        fn gen(next: &mut impl FnMut(usize) -> usize, depth: u32) -> String {
+            let mut out = String::new();
+            for _ in 0..1 + next(3) {
+                let atom = if depth < 2 && next(4) == 0 {
+                    let open = ["(", "(?:", "(?<n>"][next(3)];
+                    let mut g = format!("{open}{}", gen(next, depth + 1));
+                    if next(3) == 0 {
+                        g.push('|');
+                        g.push_str(&gen(next, depth + 1));
+                    }
+                    g.push(')');
+                    g
+                } else {
+                    ATOMS[next(ATOMS.len())].to_string()
+                };
+                out.push_str(&atom);
+                out.push_str(QUANTS[next(QUANTS.len())]);
+            }
+            out
+        }
+        let mut compared = 0;
+        for _ in 0..2000 {
+            let pattern = gen(&mut next, 0);
+            let flags = ["", "i", "m"][next(3)];
+            let Ok(js) = regress::Regex::with_flags(&pattern, flags) else {
+                continue;
+            };
+            let ours = match Regex::new(&pattern, flags) {
+                Ok(r) => r,
+                Err(e) => panic!("{pattern:?} /{flags}: regress accepts it, we refuse: {e}"),
+            };
+            let t = crate::regex_translate::translate(&pattern, false);
+            // The documented differences, all under nested repetition (kept linear): empty
+            // iterations, groups inside repeated groups, and `\r` / U+2028 / U+2029 as line
+            // terminators for `^`/`$` with the `m` flag.
+            let lines_differ = flags == "m" && t.line_anchors;
+            if t.nested_repetition && t.inexact_linear {
+                continue;
+            }
+            for text in TEXTS {
+                if t.nested_repetition && lines_differ && text.contains('\r') {
+                    continue;
+                }
+                for start in 0..=text.len() {
+                    if !text.is_char_boundary(start) {
+                        continue;
+                    }
+                    let a = ours.find_from(text, start).map(|m| (m.range, m.groups));
+                    let b = js.find_from(text, start).next().map(|m| {
+                        let groups = (1..m.captures.len() + 1).map(|i| m.group(i)).collect();
+                        (m.range(), groups)
+                    });
+                    assert_eq!(
+                        a, b,
+                        "pattern {pattern:?} /{flags} on {text:?} from {start}"
+                    );
+                    compared += 1;
+                }
+            }
+        }
+        assert!(compared > 10_000, "only {compared} comparisons");
     }
 }

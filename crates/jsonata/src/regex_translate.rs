@@ -19,6 +19,13 @@ pub(crate) struct Translated {
     pub pattern: String,
     /// The pattern uses something only a backtracking engine does.
     pub needs_backtracking: bool,
+    /// The linear engine would match differently: a repeated group can match the empty string
+    /// (`(a?)*`: JavaScript rejects empty iterations, the linear engine takes them), or holds
+    /// capture groups (`(?:(a)|b)+`: JavaScript resets them at every iteration, the linear engine
+    /// keeps the last value each one captured).
+    pub inexact_linear: bool,
+    /// `^` or `$` outside a class.
+    pub line_anchors: bool,
     /// A repeated group itself contains unbounded repetition or alternation (`(a+)*`, `(a|ab)*`):
     /// exponential time on a backtracking engine.
     pub nested_repetition: bool,
@@ -34,6 +41,8 @@ pub(crate) fn translate(pattern: &str, dot_all: bool) -> Translated {
         pos: 0,
         out: String::with_capacity(pattern.len() * 2),
         needs_backtracking: false,
+        inexact_linear: false,
+        line_anchors: false,
         nested_repetition: false,
         groups: vec![GroupInfo::default()],
         dot_all,
@@ -42,17 +51,63 @@ pub(crate) fn translate(pattern: &str, dot_all: bool) -> Translated {
     Translated {
         pattern: t.out,
         needs_backtracking: t.needs_backtracking,
+        inexact_linear: t.inexact_linear,
+        line_anchors: t.line_anchors,
         nested_repetition: t.nested_repetition,
     }
 }
 
 /// What an open group has seen so far.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct GroupInfo {
     /// An unbounded quantifier (or one above 1 on a group that has one) applies inside.
     repeats: bool,
     /// A `|` inside.
     alternates: bool,
+    /// A capture group inside.
+    captures: bool,
+    /// The group itself captures.
+    capturing: bool,
+    /// The current alternative can match the empty string so far.
+    alt_nullable: bool,
+    /// A finished alternative can match the empty string.
+    nullable: bool,
+    /// Whether the last atom can match empty (not yet folded into `alt_nullable`: a quantifier
+    /// may follow it).
+    last_nullable: Option<bool>,
+}
+
+impl Default for GroupInfo {
+    fn default() -> GroupInfo {
+        GroupInfo {
+            repeats: false,
+            alternates: false,
+            captures: false,
+            capturing: false,
+            alt_nullable: true,
+            nullable: false,
+            last_nullable: None,
+        }
+    }
+}
+
+impl GroupInfo {
+    fn fold(&mut self) {
+        if let Some(n) = self.last_nullable.take() {
+            self.alt_nullable &= n;
+        }
+    }
+
+    fn push_atom(&mut self, nullable: bool) {
+        self.fold();
+        self.last_nullable = Some(nullable);
+    }
+
+    /// Can the whole group match the empty string?
+    fn is_nullable(mut self) -> bool {
+        self.fold();
+        self.nullable || self.alt_nullable
+    }
 }
 
 /// What the last atom was, for the quantifier that may follow it.
@@ -71,6 +126,8 @@ struct Translator {
     pos: usize,
     out: String,
     needs_backtracking: bool,
+    inexact_linear: bool,
+    line_anchors: bool,
     nested_repetition: bool,
     groups: Vec<GroupInfo>,
     dot_all: bool,
@@ -103,6 +160,7 @@ impl Translator {
             match c {
                 '(' => {
                     self.pos += 1;
+                    let mut capturing = false;
                     if self.eat("?:") {
                         self.out.push_str("(?:");
                     } else if self.eat("?=") || self.eat("?!") || self.eat("?<=") || self.eat("?<!")
@@ -124,13 +182,19 @@ impl Translator {
                         if !ok {
                             self.needs_backtracking = true;
                         }
+                        capturing = true;
                         self.out.push_str("(?P<");
                         self.out.push_str(&name);
                         self.out.push('>');
                     } else {
+                        capturing = true;
                         self.out.push('(');
                     }
-                    self.groups.push(GroupInfo::default());
+                    self.top().fold();
+                    self.groups.push(GroupInfo {
+                        capturing,
+                        ..GroupInfo::default()
+                    });
                     atom = Atom::None;
                 }
                 ')' => {
@@ -145,34 +209,43 @@ impl Translator {
                     let top = self.top();
                     top.repeats |= inner.repeats;
                     top.alternates |= inner.alternates;
+                    top.captures |= inner.captures || inner.capturing;
+                    top.push_atom(inner.is_nullable());
                     atom = Atom::Group(inner);
                 }
                 '|' => {
                     self.pos += 1;
                     self.out.push('|');
-                    self.top().alternates = true;
+                    let top = self.top();
+                    top.fold();
+                    top.alternates = true;
+                    top.nullable |= top.alt_nullable;
+                    top.alt_nullable = true;
                     atom = Atom::None;
                 }
                 '^' | '$' => {
                     self.pos += 1;
                     self.out.push(c);
+                    self.line_anchors = true;
+                    self.top().push_atom(true);
                     atom = Atom::None;
                 }
                 '*' | '+' | '?' => {
                     self.pos += 1;
                     self.out.push(c);
                     let max = if c == '?' { Some(1) } else { None };
-                    self.quantified(atom, max);
+                    self.quantified(atom, c != '+', max);
                     atom = Atom::None;
                 }
                 '{' => {
-                    if let Some((text, max)) = self.braced_quantifier() {
+                    if let Some((text, min_zero, max)) = self.braced_quantifier() {
                         self.out.push_str(&text);
-                        self.quantified(atom, max);
+                        self.quantified(atom, min_zero, max);
                         atom = Atom::None;
                     } else {
                         self.pos += 1;
                         self.literal(c);
+                        self.top().push_atom(false);
                         atom = Atom::Simple;
                     }
                 }
@@ -183,35 +256,51 @@ impl Translator {
                     } else {
                         self.out.push_str(r"[^\n\r\x{2028}\x{2029}]");
                     }
+                    self.top().push_atom(false);
                     atom = Atom::Simple;
                 }
                 '[' => {
                     self.pos += 1;
                     self.class();
+                    self.top().push_atom(false);
                     atom = Atom::Simple;
                 }
                 '\\' => {
                     self.pos += 1;
                     atom = self.escape();
+                    self.top().push_atom(matches!(atom, Atom::None));
                 }
                 _ => {
                     self.pos += 1;
                     self.literal(c);
+                    self.top().push_atom(false);
                     atom = Atom::Simple;
                 }
             }
         }
     }
 
-    /// A quantifier (at most `max` repetitions; None = unbounded) applies to `atom`.
-    fn quantified(&mut self, atom: Atom, max: Option<u64>) {
+    /// A quantifier (at least none when `min_zero`, at most `max` repetitions; None = unbounded)
+    /// applies to `atom`.
+    fn quantified(&mut self, atom: Atom, min_zero: bool, max: Option<u64>) {
         if self.eat("?") {
             self.out.push('?');
+        }
+        if min_zero {
+            self.top().last_nullable = Some(true);
         }
         let repeats_many = max.is_none_or(|m| m > 1);
         if let Atom::Group(inner) = atom {
             if repeats_many && (inner.repeats || (inner.alternates && max.is_none())) {
                 self.nested_repetition = true;
+            }
+            if ((repeats_many || min_zero) && inner.is_nullable())
+                || (repeats_many && inner.captures)
+            {
+                // JavaScript rejects an iteration that matches empty (its groups stay unset);
+                // the linear engine would capture the empty string. Without nested repetition
+                // the backtracking engine is safe, and exact.
+                self.inexact_linear = true;
             }
         }
         if max.is_none() || (repeats_many && matches!(atom, Atom::Group(g) if g.repeats)) {
@@ -221,7 +310,7 @@ impl Translator {
 
     /// `{n}`, `{n,}`, `{n,m}` at the current position: its text and maximum; None when the `{` is
     /// a literal.
-    fn braced_quantifier(&mut self) -> Option<(String, Option<u64>)> {
+    fn braced_quantifier(&mut self) -> Option<(String, bool, Option<u64>)> {
         let rest: String = self.chars[self.pos..].iter().take(64).collect();
         let body = rest.strip_prefix('{')?;
         let end = body.find('}')?;
@@ -242,7 +331,8 @@ impl Translator {
             Some(h) => h.parse().ok().or(Some(u64::MAX)),
         };
         self.pos += inner.chars().count() + 2;
-        Some((format!("{{{inner}}}"), max))
+        let min_zero = lo.chars().all(|c| c == '0');
+        Some((format!("{{{inner}}}"), min_zero, max))
     }
 
     fn literal(&mut self, c: char) {
