@@ -166,11 +166,37 @@ fn position(n: f64, len: usize) -> Option<usize> {
     (i >= 0.0).then_some(i as usize)
 }
 
-fn may_hold_function(v: &Value<'_>) -> bool {
-    matches!(
-        v,
-        Value::Func(_) | Value::Array(_) | Value::Object(_) | Value::Tuples(_)
-    )
+/// Members [`may_hold_function`] looks at before it assumes a function is there.
+const FUNCTION_SCAN_BUDGET: u32 = 256;
+
+/// Whether `v` may hold a function: it does, or it is a structure too large to look through
+/// within `budget` members. A frame that binds such a value is kept until the evaluation ends
+/// (see [`Ctx::bind`]); one that binds plain data is freed with its scope.
+fn may_hold_function(v: &Value<'_>, budget: &mut u32) -> bool {
+    let mut member = |m: &Value<'_>| {
+        if *budget == 0 {
+            return true;
+        }
+        *budget -= 1;
+        may_hold_function(m, budget)
+    };
+    match v {
+        Value::Func(_) => true,
+        Value::Array(a) => a.items.iter().any(&mut member),
+        Value::Object(o) => o.values().any(&mut member),
+        Value::Tuples(t) => t.iter().any(|tuple| tuple.iter().any(|(_, m)| member(m))),
+        _ => false,
+    }
+}
+
+/// Members of `v` at its top level (what keeping it alive costs, in steps).
+fn top_level_len(v: &Value<'_>) -> u64 {
+    match v {
+        Value::Array(a) => a.items.len() as u64,
+        Value::Object(o) => o.len() as u64,
+        Value::Tuples(t) => t.len() as u64,
+        _ => 1,
+    }
 }
 
 fn err(code: &'static str, msg: impl Into<String>) -> Error {
@@ -281,20 +307,49 @@ impl<'a> Ctx<'a> {
     /// Binds a variable. A frame that holds a function (or a structure that may hold one) can be
     /// part of a reference cycle through that function's captured frame, so it is registered
     /// for clearing when the evaluation ends.
-    pub(crate) fn bind(&self, frame: &Rc<Frame<'a>>, name: Rc<str>, value: Value<'a>) {
-        if may_hold_function(&value) {
+    ///
+    /// A kept frame keeps its values alive until the end, so keeping one costs a step per
+    /// top-level member: a recursion that passes a growing array on would otherwise hold every
+    /// copy (quadratic memory within the step budget; the fuzzer found 23 GB).
+    pub(crate) fn bind(
+        &self,
+        frame: &Rc<Frame<'a>>,
+        name: Rc<str>,
+        value: Value<'a>,
+    ) -> Result<()> {
+        if may_hold_function(&value, &mut FUNCTION_SCAN_BUDGET.clone()) {
+            self.charge_steps(top_level_len(&value))?;
             self.frames.borrow_mut().push(frame.clone());
         }
         frame.bind(name, value);
+        Ok(())
     }
 
-    fn frame_from_tuple(&self, env: &Rc<Frame<'a>>, t: &Tuple<'a>) -> Rc<Frame<'a>> {
+    fn frame_from_tuple(&self, env: &Rc<Frame<'a>>, t: &Tuple<'a>) -> Result<Rc<Frame<'a>>> {
         let f = self.frame(Some(env));
-        if t.iter().any(|(_, v)| may_hold_function(v)) {
+        let mut budget = FUNCTION_SCAN_BUDGET;
+        if t.iter().any(|(_, v)| may_hold_function(v, &mut budget)) {
+            self.charge_steps(t.iter().map(|(_, v)| top_level_len(v)).sum())?;
             self.frames.borrow_mut().push(f.clone());
         }
         f.vars.borrow_mut().extend(t.iter().cloned());
-        f
+        Ok(f)
+    }
+
+    /// Counts `n` evaluation steps against [`Limits::max_steps`].
+    pub(crate) fn charge_steps(&self, n: u64) -> Result<()> {
+        let steps = self.steps.get().saturating_add(n);
+        self.steps.set(steps);
+        if steps > self.max_steps {
+            return Err(err(
+                "U1001",
+                format!(
+                    "Expression evaluation exceeded {} steps: Check for infinite loop",
+                    self.max_steps
+                ),
+            ));
+        }
+        Ok(())
     }
 
     pub(crate) fn lookup(&self, env: &Rc<Frame<'a>>, name: &str) -> Value<'a> {
@@ -329,18 +384,8 @@ impl<'a> Ctx<'a> {
             )
             .at(expr.pos));
         }
-        let steps = self.steps.get() + 1;
-        self.steps.set(steps);
-        if steps > self.max_steps {
-            return Err(err(
-                "U1001",
-                format!(
-                    "Expression evaluation exceeded {} steps: Check for infinite loop",
-                    self.max_steps
-                ),
-            )
-            .at(expr.pos));
-        }
+        self.charge_steps(1).map_err(|e| e.at(expr.pos))?;
+        let steps = self.steps.get();
         if let Some(d) = self.deadline {
             if steps.is_multiple_of(DEADLINE_CHECK) && Instant::now() > d {
                 return Err(err(
@@ -445,6 +490,9 @@ impl<'a> Ctx<'a> {
                         out.push(v);
                     }
                 }
+                // copying a flattened array costs a step per member
+                self.charge_steps(out.len() as u64)
+                    .map_err(|e| e.at(expr.pos))?;
                 Value::Array(Rc::new(Array {
                     depth: depth_of(&out),
                     items: out,
@@ -488,7 +536,8 @@ impl<'a> Ctx<'a> {
             }
             Kind::Bind { name, rhs } => {
                 let v = self.evaluate(rhs, input, env)?;
-                self.bind(env, Rc::from(&**name), v.clone());
+                self.bind(env, Rc::from(&**name), v.clone())
+                    .map_err(|e| e.at(expr.pos))?;
                 v
             }
             Kind::Regex(re) => Value::Func(Rc::new(Func::Regex(re.clone()))),
@@ -768,7 +817,7 @@ impl<'a> Ctx<'a> {
         };
         let mut result = Vec::new();
         for tb in &bindings {
-            let step_env = self.frame_from_tuple(env, tb);
+            let step_env = self.frame_from_tuple(env, tb)?;
             let focus_in = tuple_focus(tb);
             let res = self.evaluate(step, &focus_in, &step_env)?;
             if res.is_undefined() {
@@ -856,7 +905,7 @@ impl<'a> Ctx<'a> {
                 }
             } else {
                 for (index, t) in ts.iter().enumerate() {
-                    let fenv = self.frame_from_tuple(env, t);
+                    let fenv = self.frame_from_tuple(env, t)?;
                     let res = self.evaluate(pred, &tuple_focus(t), &fenv)?;
                     if self.predicate_selects(&res, index, len)? {
                         out.push(t.clone());
@@ -1139,7 +1188,7 @@ impl<'a> Ctx<'a> {
                 (**ts).clone()
             };
             for t in ts {
-                let tenv = self.frame_from_tuple(env, &t);
+                let tenv = self.frame_from_tuple(env, &t)?;
                 let ctx = tuple_focus(&t);
                 for (pi, (k, _)) in pairs.iter().enumerate() {
                     let key = self.group_key(k, &ctx, &tenv, pos)?;
@@ -1181,7 +1230,7 @@ impl<'a> Ctx<'a> {
                     }
                     let ctx = tuple_get(&merged, "@");
                     merged.retain(|(k, _)| &**k != "@");
-                    let tenv = self.frame_from_tuple(env, &merged);
+                    let tenv = self.frame_from_tuple(env, &merged)?;
                     self.evaluate(&pairs[pi].1, &ctx, &tenv)?
                 }
             };
@@ -1230,7 +1279,7 @@ impl<'a> Ctx<'a> {
             }
             let mut keyed = Vec::with_capacity(ts.len());
             for t in ts.iter() {
-                let tenv = self.frame_from_tuple(env, t);
+                let tenv = self.frame_from_tuple(env, t)?;
                 keyed.push((self.sort_keys(terms, &tuple_focus(t), &tenv)?, t.clone()));
             }
             let sorted = self.sort_keyed(terms, keyed, expr.pos)?;
@@ -1425,7 +1474,7 @@ impl<'a> Ctx<'a> {
                 let frame = self.frame(Some(cenv));
                 let mut args = args.into_iter();
                 for p in &def.params {
-                    self.bind(&frame, Rc::from(&**p), args.next().unwrap_or_default());
+                    self.bind(&frame, Rc::from(&**p), args.next().unwrap_or_default())?;
                 }
                 let def: &'a Lambda = def;
                 self.evaluate(&def.body, cin, &frame)

@@ -240,7 +240,7 @@ impl Expression {
         let ctx = eval::Ctx::new(host, limits, input_value.clone());
         let root = ctx.frame(None);
         for (k, v) in bindings {
-            ctx.bind(&root, Rc::from(*k), value::Value::from_json(v));
+            ctx.bind(&root, Rc::from(*k), value::Value::from_json(v))?;
         }
         let input_value = if input_value.is_array() {
             value::Value::Array(Rc::new(value::Array {

@@ -101,10 +101,10 @@ fn a_tail_recursive_loop_that_never_ends_stops_at_the_timeout() {
 }
 
 /// Found by the `jsonata` fuzz target: a recursive function doubling its array argument took 2.6
-/// GB within a few dozen steps (the step budget alone cannot see it; each step allocates twice the
-/// last). The array bound stops it.
+/// GB within a few dozen steps (each step allocated twice the last). Copying a member into an
+/// array constructor now costs a step, so the step budget stops it before the array bound does.
 #[test]
-fn a_recursion_doubling_its_argument_stops_at_the_array_bound() {
+fn a_recursion_doubling_its_argument_stops_at_the_step_budget() {
     let limits = Limits {
         max_steps: Some(1_000_000),
         max_array_items: 1_000_000,
@@ -113,5 +113,31 @@ fn a_recursion_doubling_its_argument_stops_at_the_array_bound() {
         ..Limits::default()
     };
     let expr = "($f := function($s, $x)<an:s> { $x > 0 ? $f([$s, $s], $x-0) : $s }; $f('a', 2))";
-    assert_eq!(code(expr, limits), "U1004");
+    assert_eq!(code(expr, limits), "U1001");
+    // With the array bound below what the budget allows, the bound answers.
+    let small = Limits {
+        max_array_items: 1_000,
+        ..limits
+    };
+    assert_eq!(code(expr, small), "U1004");
+}
+
+/// Found by the `jsonata` fuzz target: a recursion that passes on its argument with one member
+/// more each call kept every copy alive (frames binding arrays were kept for cycle clearing):
+/// quadratic memory, 23 GB before the step budget ended it. Frames that bind plain data are now
+/// freed with their scope, and a kept frame costs a step per member it keeps.
+#[test]
+fn a_recursion_growing_its_argument_ends_in_bounded_memory() {
+    let limits = Limits {
+        max_steps: Some(1_000_000),
+        max_array_items: 1_000_000,
+        max_result_values: 1 << 20,
+        max_string_bytes: 16 << 20,
+        ..Limits::default()
+    };
+    let expr = "($f := function($s, $x)<an:s> { $x > 0 ? $f([$s, 1], $x-0) : $s }; $f('a', 2))";
+    assert_eq!(code(expr, limits), "U1001");
+    // The same with a function in the array: its frames are kept, and pay for what they keep.
+    let expr = "($f := function($s, $x)<an:s> { $x > 0 ? $f([$s, $f], $x-0) : $s }; $f('a', 2))";
+    assert_eq!(code(expr, limits), "U1001");
 }
