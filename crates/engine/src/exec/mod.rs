@@ -8,6 +8,7 @@ mod assign;
 mod callback;
 mod choice;
 mod dataflow;
+mod distributed_map;
 mod env;
 mod failure;
 mod limits;
