@@ -116,16 +116,9 @@ pub struct MapRunId {
     machine: String,
 }
 
-/// 32 hex digits as a UUID (`8-4-4-4-12`).
-fn uuid_shape(hex: &str) -> String {
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+/// The identity hash as a UUID-shaped string.
+fn uuid_shape(h: u128) -> String {
+    crate::runtime::format_uuid(&h.to_be_bytes())
 }
 
 impl MapRunId {
@@ -152,11 +145,11 @@ impl MapRunId {
             .filter(|s| !s.is_empty())
             .copied()
             .unwrap_or(crate::DEFAULT_ACCOUNT);
-        let hex = crate::exec::idempotency_key_at(parent_execution_arn, state_name, scope, attempt);
-        let id = uuid_shape(&hex);
+        let h = crate::exec::identity_hash(parent_execution_arn, state_name, scope, attempt);
+        let id = uuid_shape(h);
         let label = label
             .map(str::to_string)
-            .unwrap_or_else(|| hex[..8].to_string());
+            .unwrap_or_else(|| id[..8].to_string());
         MapRunId {
             arn: format!("arn:aws:states:{region}:{account}:mapRun:{machine_name}/{label}:{id}"),
             label,
@@ -172,8 +165,12 @@ impl MapRunId {
     /// `...:express:<machine>/<label>:<name>:<id>` (EXPRESS), the name a UUID-shaped hash of
     /// the Map Run ARN and the index.
     pub fn child(&self, index: usize, execution_type: ChildExecutionType) -> (String, String) {
-        let hex = crate::exec::idempotency_key_at(&self.arn, &index.to_string(), "", 0);
-        let name = uuid_shape(&hex);
+        let name = uuid_shape(crate::exec::identity_hash(
+            &self.arn,
+            &index.to_string(),
+            "",
+            0,
+        ));
         let (region, account, machine, label) =
             (&self.region, &self.account, &self.machine, &self.label);
         let arn = match execution_type {
@@ -181,7 +178,7 @@ impl MapRunId {
                 format!("arn:aws:states:{region}:{account}:execution:{machine}/{label}:{name}")
             }
             ChildExecutionType::Express => {
-                let run = uuid_shape(&crate::exec::idempotency_key_at(&self.arn, &name, "", 1));
+                let run = uuid_shape(crate::exec::identity_hash(&self.arn, &name, "", 1));
                 format!("arn:aws:states:{region}:{account}:express:{machine}/{label}:{name}:{run}")
             }
         };

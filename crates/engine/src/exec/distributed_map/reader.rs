@@ -25,12 +25,15 @@ pub(super) fn reader_failure(cause: impl Into<String>) -> Failure {
     Failure::new(ITEM_READER_FAILED, Some(cause.into()))
 }
 
-fn task_failure(resource: &str, e: TaskError) -> Failure {
-    let cause = match e.cause {
+pub(super) fn task_failure_cause(resource: &str, e: TaskError) -> String {
+    match e.cause {
         Some(c) => format!("{resource} failed with {}: {c}", e.error),
         None => format!("{resource} failed with {}", e.error),
-    };
-    reader_failure(cause)
+    }
+}
+
+fn task_failure(resource: &str, e: TaskError) -> Failure {
+    reader_failure(task_failure_cause(resource, e))
 }
 
 impl Exec<'_> {
@@ -40,6 +43,25 @@ impl Exec<'_> {
         resource: &str,
         input: Value,
     ) -> Result<Value, Failure> {
+        self.map_run_call(cx, resource, "ItemReader", input)
+            .await
+            .map_err(|e| task_failure(resource, e))
+    }
+
+    /// Invokes `resource` for the ItemReader / ResultWriter of a Map Run (`part` tells the
+    /// calls apart in their idempotency keys).
+    pub(super) async fn map_run_call(
+        &self,
+        cx: &ReadCtx<'_>,
+        resource: &str,
+        part: &str,
+        input: Value,
+    ) -> Result<Value, TaskError> {
+        let key_scope = if cx.scope.is_empty() {
+            part.to_string()
+        } else {
+            format!("{}/{part}", cx.scope)
+        };
         let request = TaskRequest {
             resource: resource.to_string(),
             input,
@@ -51,15 +73,11 @@ impl Exec<'_> {
             idempotency_key: idempotency_key_at(
                 &self.req.execution_arn,
                 cx.state_name,
-                cx.scope,
+                &key_scope,
                 cx.attempt,
             ),
         };
-        self.rt
-            .tasks
-            .invoke(request)
-            .await
-            .map_err(|e| task_failure(resource, e))
+        self.rt.tasks.invoke(request).await
     }
 
     /// Reads the items (at most `max_items`) with the evaluated `parameters`.

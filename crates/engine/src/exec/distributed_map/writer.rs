@@ -6,11 +6,10 @@
 //! with `WriterConfig` alone, the transformed results as the state output. Failures of the
 //! resource are `States.ResultWriterFailed`.
 
-use super::reader::ReadCtx;
+use super::reader::{task_failure_cause, ReadCtx};
 use crate::exec::failure::Failure;
-use crate::exec::{idempotency_key_at, Exec};
+use crate::exec::Exec;
 use crate::map_runs::MapRunId;
-use crate::runtime::TaskRequest;
 use expressway_asl::load::WRITER_RESOURCES;
 use expressway_asl::model::*;
 use expressway_asl::template::to_json;
@@ -145,32 +144,9 @@ impl Exec<'_> {
         part: &str,
         input: Value,
     ) -> Result<Value, Failure> {
-        let scope = if cx.scope.is_empty() {
-            format!("ResultWriter/{part}")
-        } else {
-            format!("{}/ResultWriter/{part}", cx.scope)
-        };
-        let request = TaskRequest {
-            resource: resource.to_string(),
-            input,
-            state_name: cx.state_name.to_string(),
-            execution_arn: self.req.execution_arn.clone(),
-            attempt: cx.attempt,
-            scope: cx.scope.to_string(),
-            timeout: None,
-            idempotency_key: idempotency_key_at(
-                &self.req.execution_arn,
-                cx.state_name,
-                &scope,
-                cx.attempt,
-            ),
-        };
-        self.rt.tasks.invoke(request).await.map_err(|e| {
-            writer_failure(match e.cause {
-                Some(c) => format!("{resource} failed with {}: {c}", e.error),
-                None => format!("{resource} failed with {}", e.error),
-            })
-        })
+        self.map_run_call(cx, resource, &format!("ResultWriter/{part}"), input)
+            .await
+            .map_err(|e| writer_failure(task_failure_cause(resource, e)))
     }
 
     /// Writes the results and returns the Map's result (see the module doc).
