@@ -12,6 +12,9 @@ use crate::template::{Lang, Template, ValueExpr};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
+mod distributed_map;
+pub use distributed_map::{MAX_INPUT_BYTES_PER_BATCH, READER_RESOURCES, WRITER_RESOURCES};
+
 /// The definition could not be loaded.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message} at {location}")]
@@ -568,6 +571,7 @@ fn load_state(
                 None => query_language,
             };
             let processor = load_graph(proc, &ploc, pql, counter)?;
+            let dmap = distributed_map::load(&cx, proc, &ploc, distributed)?;
             let item_selector = match cx.template("ItemSelector")? {
                 Some(t) => Some(t),
                 None if lang == Lang::JsonPath => cx.template("Parameters")?,
@@ -597,6 +601,7 @@ fn load_state(
                 )?,
                 label: cx.string("Label")?,
                 distributed,
+                dmap,
                 work,
             }))
         }

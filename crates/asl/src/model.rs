@@ -305,6 +305,123 @@ pub struct MapState {
     pub label: Option<String>,
     /// `ProcessorConfig.Mode == DISTRIBUTED`.
     pub distributed: bool,
+    /// ItemReader, ItemBatcher, ResultWriter and ExecutionType (Distributed Map only).
+    pub dmap: Option<Box<DistributedConfig>>,
     /// Shared fields (`Parameters` is not used for Map; see `item_selector`).
     pub work: Work,
+}
+
+/// `ProcessorConfig.ExecutionType` of a Distributed Map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutionType {
+    /// `STANDARD` (the default).
+    Standard,
+    /// `EXPRESS`.
+    Express,
+}
+
+/// `ItemReader.ReaderConfig.InputType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputType {
+    /// `JSON`: the object is a JSON array (or holds one at `ItemsPointer`).
+    Json,
+    /// `JSONL`: one JSON value per line.
+    Jsonl,
+    /// `CSV`: one item (an object of strings) per row.
+    Csv,
+    /// `MANIFEST` (S3 inventory `manifest.json`): the rows of its gzip CSV data files.
+    Manifest,
+}
+
+/// `ItemReader.ReaderConfig.CSVHeaderLocation`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CsvHeaders {
+    /// `FIRST_ROW`: the first row names the columns.
+    FirstRow,
+    /// `GIVEN`: `CSVHeaders` names them; every row is data.
+    Given(Vec<String>),
+}
+
+/// `ItemReader.ReaderConfig`.
+#[derive(Debug, Clone)]
+pub struct ReaderConfig {
+    /// `InputType`; `None` for `s3:listObjectsV2` and `kafka:getRecords`, which read no file.
+    pub input_type: Option<InputType>,
+    /// `CSVHeaderLocation` / `CSVHeaders` (CSV only).
+    pub csv_headers: CsvHeaders,
+    /// `CSVDelimiter` (`COMMA` by default, or `PIPE`, `SEMICOLON`, `SPACE`, `TAB`).
+    pub csv_delimiter: u8,
+    /// `ItemsPointer` (JSON only): a JSON pointer to the array inside the object.
+    pub items_pointer: Option<String>,
+    /// `MaxItems` / `MaxItemsPath`.
+    pub max_items: Option<Dynamic<u64>>,
+}
+
+/// `ItemReader`.
+#[derive(Debug, Clone)]
+pub struct ItemReader {
+    /// `Resource`: `arn:aws:states:::s3:getObject`, `...:s3:listObjectsV2` or `...:kafka:getRecords`.
+    pub resource: String,
+    /// `Parameters` (JSONPath) or `Arguments` (JSONata).
+    pub parameters: Option<Template>,
+    /// `ReaderConfig`.
+    pub config: ReaderConfig,
+}
+
+/// `ItemBatcher`.
+#[derive(Debug, Clone)]
+pub struct ItemBatcher {
+    /// `MaxItemsPerBatch` / `MaxItemsPerBatchPath`.
+    pub max_items_per_batch: Option<Dynamic<u64>>,
+    /// `MaxInputBytesPerBatch` / `MaxInputBytesPerBatchPath` (at most 256 KiB).
+    pub max_input_bytes_per_batch: Option<Dynamic<u64>>,
+    /// `BatchInput`.
+    pub batch_input: Option<Template>,
+}
+
+/// `ResultWriter.WriterConfig.OutputType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputType {
+    /// `JSON` (the default): each result file is a JSON array.
+    Json,
+    /// `JSONL`: one result per line.
+    Jsonl,
+}
+
+/// `ResultWriter.WriterConfig.Transformation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transformation {
+    /// `NONE` (the default): AWS's full result entries (execution ARN, input, output, status, ...).
+    None,
+    /// `COMPACT`: the child outputs only (and `Error`/`Cause` for failed children).
+    Compact,
+    /// `FLATTEN`: like `COMPACT`, with array outputs (batches) flattened into one array.
+    Flatten,
+}
+
+/// `ResultWriter`.
+#[derive(Debug, Clone)]
+pub struct ResultWriter {
+    /// `Resource`: `arn:aws:states:::s3:putObject` or `arn:aws:states:::kafka:publish`; `None`
+    /// when only `WriterConfig` is given (the results come back in the state output).
+    pub resource: Option<String>,
+    /// `Parameters` / `Arguments` (`Bucket`, `Prefix`; or `Topic`).
+    pub parameters: Option<Template>,
+    /// `WriterConfig.OutputType`.
+    pub output_type: OutputType,
+    /// `WriterConfig.Transformation`.
+    pub transformation: Transformation,
+}
+
+/// What a `ProcessorConfig.Mode: DISTRIBUTED` Map adds to a Map.
+#[derive(Debug, Clone)]
+pub struct DistributedConfig {
+    /// `ProcessorConfig.ExecutionType`.
+    pub execution_type: ExecutionType,
+    /// `ItemReader`.
+    pub item_reader: Option<ItemReader>,
+    /// `ItemBatcher`.
+    pub item_batcher: Option<ItemBatcher>,
+    /// `ResultWriter`.
+    pub result_writer: Option<ResultWriter>,
 }

@@ -81,7 +81,12 @@ pub fn processor_machine(machine: &StateMachine, state_name: &str) -> Option<Sta
         }
         None
     }
-    let state = find(&machine.graph.states, state_name)?;
+    processor_of(find(&machine.graph.states, state_name)?)
+}
+
+/// The item processor of a Distributed Map state as a state machine of its own; `None` when the
+/// state is not a Distributed Map.
+pub fn processor_of(state: &State) -> Option<StateMachine> {
     let Kind::Map(map) = &state.kind else {
         return None;
     };
@@ -96,3 +101,91 @@ pub fn processor_machine(machine: &StateMachine, state_name: &str) -> Option<Sta
         total_states: map.processor.states.len(),
     })
 }
+
+/// The identity of one Map Run: its ARN and the parts child ARNs are built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapRunId {
+    /// `arn:aws:states:<region>:<account>:mapRun:<machine>/<label>:<id>`.
+    pub arn: String,
+    /// The Map's `Label`, or the 8-character label generated from the run's identity.
+    pub label: String,
+    /// The run's id (a UUID-shaped hash of the parent, state, scope and attempt).
+    pub id: String,
+    region: String,
+    account: String,
+    machine: String,
+}
+
+/// The identity hash as a UUID-shaped string.
+fn uuid_shape(h: u128) -> String {
+    crate::runtime::format_uuid(&h.to_be_bytes())
+}
+
+impl MapRunId {
+    /// The Map Run of the Distributed Map `state_name` at `scope`, attempt `attempt`, of the
+    /// execution `parent_execution_arn` of `state_machine_arn` (AWS's Map Run ARN format; the
+    /// region and account are the state machine's).
+    pub fn new(
+        state_machine_arn: &str,
+        machine_name: &str,
+        parent_execution_arn: &str,
+        state_name: &str,
+        label: Option<&str>,
+        scope: &str,
+        attempt: u32,
+    ) -> MapRunId {
+        let parts: Vec<&str> = state_machine_arn.split(':').collect();
+        let region = parts
+            .get(3)
+            .filter(|s| !s.is_empty())
+            .copied()
+            .unwrap_or(crate::DEFAULT_REGION);
+        let account = parts
+            .get(4)
+            .filter(|s| !s.is_empty())
+            .copied()
+            .unwrap_or(crate::DEFAULT_ACCOUNT);
+        let h = crate::exec::identity_hash(parent_execution_arn, state_name, scope, attempt);
+        let id = uuid_shape(h);
+        let label = label
+            .map(str::to_string)
+            .unwrap_or_else(|| id[..8].to_string());
+        MapRunId {
+            arn: format!("arn:aws:states:{region}:{account}:mapRun:{machine_name}/{label}:{id}"),
+            label,
+            id,
+            region: region.to_string(),
+            account: account.to_string(),
+            machine: machine_name.to_string(),
+        }
+    }
+
+    /// The name and ARN of the run's child `index`: AWS's
+    /// `arn:aws:states:<region>:<account>:execution:<machine>/<label>:<name>` (STANDARD) or
+    /// `...:express:<machine>/<label>:<name>:<id>` (EXPRESS), the name a UUID-shaped hash of
+    /// the Map Run ARN and the index.
+    pub fn child(&self, index: usize, execution_type: ChildExecutionType) -> (String, String) {
+        let name = uuid_shape(crate::exec::identity_hash(
+            &self.arn,
+            &index.to_string(),
+            "",
+            0,
+        ));
+        let (region, account, machine, label) =
+            (&self.region, &self.account, &self.machine, &self.label);
+        let arn = match execution_type {
+            ChildExecutionType::Standard => {
+                format!("arn:aws:states:{region}:{account}:execution:{machine}/{label}:{name}")
+            }
+            ChildExecutionType::Express => {
+                let run = uuid_shape(crate::exec::identity_hash(&self.arn, &name, "", 1));
+                format!("arn:aws:states:{region}:{account}:express:{machine}/{label}:{name}:{run}")
+            }
+        };
+        (name, arn)
+    }
+}
+
+/// How many children a Distributed Map runs at once when `MaxConcurrency` is 0 or absent (AWS's
+/// default; the engine's memory budget may cap it lower, as for the inline Map).
+pub const DEFAULT_DISTRIBUTED_CONCURRENCY: usize = 10_000;

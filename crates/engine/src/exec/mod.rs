@@ -8,6 +8,7 @@ mod assign;
 mod callback;
 mod choice;
 mod dataflow;
+mod distributed_map;
 mod env;
 mod failure;
 mod limits;
@@ -21,6 +22,7 @@ mod wait;
 
 pub use limits::{Limits, DEFAULT_MAX_MEMORY_BYTES};
 pub use outcome::{Outcome, Status};
+pub(crate) use task::identity_hash;
 pub use task::{idempotency_key, idempotency_key_at};
 
 use crate::budget::{Budget, Charge, LiveBytes};

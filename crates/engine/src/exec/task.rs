@@ -232,7 +232,20 @@ pub fn idempotency_key_at(
     scope: &str,
     attempt: u32,
 ) -> String {
-    // FNV-1a 128-bit over the parts; printable and short.
+    format!(
+        "{:032x}",
+        identity_hash(execution_arn, state_name, scope, attempt)
+    )
+}
+
+/// FNV-1a 128-bit over (execution ARN, state name, scope, attempt): the identity behind
+/// [`idempotency_key_at`] and the Distributed Map's run and child ids.
+pub(crate) fn identity_hash(
+    execution_arn: &str,
+    state_name: &str,
+    scope: &str,
+    attempt: u32,
+) -> u128 {
     let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
     let scope_part: &[u8] = if scope.is_empty() {
         &[]
@@ -254,5 +267,5 @@ pub fn idempotency_key_at(
             h = h.wrapping_mul(0x0000000001000000000000000000013B);
         }
     }
-    format!("{h:032x}")
+    h
 }

@@ -8,6 +8,7 @@ use expressway_engine::{
 };
 mod callbacks;
 mod deep_values;
+mod distributed_map;
 mod runaway;
 
 use serde_json::{json, Value};
