@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 use crate::ast::{BinOp, Group, Kind, Lambda, Node, SortTerm, Stage};
 use crate::error::{Error, Result};
 use crate::functions::{self, Builtin};
-use crate::value::{deep_equal, depth_of, tuple_focus, Array, Obj, Object, Tuple, Value};
+use crate::value::{deep_equal, depth_of, funcs_in, tuple_focus, Array, Obj, Object, Tuple, Value};
 use crate::Host;
 
 /// A scope of variable bindings.
@@ -166,28 +166,9 @@ fn position(n: f64, len: usize) -> Option<usize> {
     (i >= 0.0).then_some(i as usize)
 }
 
-/// Members [`may_hold_function`] looks at before it assumes a function is there.
-const FUNCTION_SCAN_BUDGET: u32 = 256;
-
-/// Whether `v` may hold a function: it does, or it is a structure too large to look through
-/// within `budget` members. A frame that binds such a value is kept until the evaluation ends
-/// (see [`Ctx::bind`]); one that binds plain data is freed with its scope.
-fn may_hold_function(v: &Value<'_>, budget: &mut u32) -> bool {
-    let mut member = |m: &Value<'_>| {
-        if *budget == 0 {
-            return true;
-        }
-        *budget -= 1;
-        may_hold_function(m, budget)
-    };
-    match v {
-        Value::Func(_) => true,
-        Value::Array(a) => a.items.iter().any(&mut member),
-        Value::Object(o) => o.values().any(&mut member),
-        Value::Tuples(t) => t.iter().any(|tuple| tuple.iter().any(|(_, m)| member(m))),
-        _ => false,
-    }
-}
+/// Members an array constructor copies per evaluation step: building a large value costs steps
+/// in proportion (`[1..1000000]` costs 62,500 of the 1,000,000 a state has).
+const MEMBERS_PER_STEP: u64 = 16;
 
 /// Members of `v` at its top level (what keeping it alive costs, in steps).
 fn top_level_len(v: &Value<'_>) -> u64 {
@@ -308,16 +289,17 @@ impl<'a> Ctx<'a> {
     /// part of a reference cycle through that function's captured frame, so it is registered
     /// for clearing when the evaluation ends.
     ///
-    /// A kept frame keeps its values alive until the end, so keeping one costs a step per
-    /// top-level member: a recursion that passes a growing array on would otherwise hold every
-    /// copy (quadratic memory within the step budget; the fuzzer found 23 GB).
+    /// Whether the value holds a function is O(1) (containers carry it). A kept frame keeps its
+    /// values alive until the end, so keeping one costs a step per top-level member: a recursion
+    /// that passes a growing array on would otherwise hold every copy (quadratic memory within
+    /// the step budget; the fuzzer found 23 GB).
     pub(crate) fn bind(
         &self,
         frame: &Rc<Frame<'a>>,
         name: Rc<str>,
         value: Value<'a>,
     ) -> Result<()> {
-        if may_hold_function(&value, &mut FUNCTION_SCAN_BUDGET.clone()) {
+        if value.holds_function() {
             self.charge_steps(top_level_len(&value))?;
             self.frames.borrow_mut().push(frame.clone());
         }
@@ -327,8 +309,7 @@ impl<'a> Ctx<'a> {
 
     fn frame_from_tuple(&self, env: &Rc<Frame<'a>>, t: &Tuple<'a>) -> Result<Rc<Frame<'a>>> {
         let f = self.frame(Some(env));
-        let mut budget = FUNCTION_SCAN_BUDGET;
-        if t.iter().any(|(_, v)| may_hold_function(v, &mut budget)) {
+        if funcs_in(t.iter().map(|(_, v)| v)) {
             self.charge_steps(t.iter().map(|(_, v)| top_level_len(v)).sum())?;
             self.frames.borrow_mut().push(f.clone());
         }
@@ -490,11 +471,12 @@ impl<'a> Ctx<'a> {
                         out.push(v);
                     }
                 }
-                // copying a flattened array costs a step per member
-                self.charge_steps(out.len() as u64)
+                // copying members costs steps too
+                self.charge_steps(out.len() as u64 / MEMBERS_PER_STEP)
                     .map_err(|e| e.at(expr.pos))?;
                 Value::Array(Rc::new(Array {
                     depth: depth_of(&out),
+                    funcs: funcs_in(&out),
                     items: out,
                     cons: expr.cons_array,
                     ..Default::default()
@@ -1730,6 +1712,7 @@ fn rebuild<'a>(v: &Value<'a>, changes: &[Change<'a>]) -> Value<'a> {
             let items: Vec<Value<'a>> = a.items.iter().map(|m| rebuild(m, changes)).collect();
             Value::Array(Rc::new(Array {
                 depth: depth_of(&items),
+                funcs: funcs_in(&items),
                 items,
                 seq: a.seq,
                 keep_singleton: Cell::new(a.keep_singleton.get()),

@@ -24,6 +24,8 @@ pub(crate) struct Obj<'a> {
     pub(crate) map: Object<'a>,
     /// 1 + the deepest member's depth, computed once when the object is wrapped.
     pub(crate) depth: u32,
+    /// Whether a function is among its members, at any depth (see [`Value::holds_function`]).
+    pub(crate) funcs: bool,
 }
 
 impl<'a> std::ops::Deref for Obj<'a> {
@@ -38,12 +40,21 @@ pub(crate) fn depth_of<'v, 'a: 'v>(members: impl IntoIterator<Item = &'v Value<'
     1 + members.into_iter().map(Value::depth).max().unwrap_or(0)
 }
 
+/// Whether a container holding `members` holds a function, at any depth. O(members): each
+/// member carries its own answer.
+pub(crate) fn funcs_in<'v, 'a: 'v>(members: impl IntoIterator<Item = &'v Value<'a>>) -> bool {
+    members.into_iter().any(Value::holds_function)
+}
+
 /// An array with jsonata-js's flags.
 #[derive(Debug, Default)]
 pub(crate) struct Array<'a> {
     pub(crate) items: Vec<Value<'a>>,
     /// 1 + the deepest member's depth (set by every constructor, see [`Value::depth`]).
     pub(crate) depth: u32,
+    /// Whether a function is among its members, at any depth (set by every constructor, see
+    /// [`Value::holds_function`]).
+    pub(crate) funcs: bool,
     /// A sequence (result of a path), which collapses to its single member.
     pub(crate) seq: bool,
     pub(crate) keep_singleton: Cell<bool>,
@@ -110,6 +121,7 @@ impl<'a> Value<'a> {
     pub(crate) fn array(items: Vec<Value<'a>>) -> Value<'a> {
         Value::Array(Rc::new(Array {
             depth: depth_of(&items),
+            funcs: funcs_in(&items),
             items,
             ..Default::default()
         }))
@@ -119,6 +131,7 @@ impl<'a> Value<'a> {
     pub(crate) fn seq(items: Vec<Value<'a>>) -> Value<'a> {
         Value::Array(Rc::new(Array {
             depth: depth_of(&items),
+            funcs: funcs_in(&items),
             items,
             seq: true,
             ..Default::default()
@@ -127,7 +140,12 @@ impl<'a> Value<'a> {
 
     pub(crate) fn object(o: Object<'a>) -> Value<'a> {
         let depth = depth_of(o.values());
-        Value::Object(Rc::new(Obj { map: o, depth }))
+        let funcs = funcs_in(o.values());
+        Value::Object(Rc::new(Obj {
+            map: o,
+            depth,
+            funcs,
+        }))
     }
 
     /// Nesting depth of arrays and objects *built by the evaluation* (`Limits::max_value_depth`
@@ -141,6 +159,19 @@ impl<'a> Value<'a> {
             Value::Object(o) => o.depth,
             Value::JArr(_) | Value::JObj(_) | Value::Host(_) | Value::Tuples(_) => 1,
             _ => 0,
+        }
+    }
+
+    /// Whether this value is or holds a function, at any depth. O(1) for built containers (they
+    /// carry the answer; values are never changed after they are built, and sharing one array
+    /// many times over would make a walk exponential), O(members) for a tuple stream.
+    pub(crate) fn holds_function(&self) -> bool {
+        match self {
+            Value::Func(_) => true,
+            Value::Array(a) => a.funcs,
+            Value::Object(o) => o.funcs,
+            Value::Tuples(t) => t.iter().any(|tuple| funcs_in(tuple.iter().map(|(_, v)| v))),
+            _ => false,
         }
     }
 
