@@ -45,6 +45,37 @@ pub struct TaskConfig {
     /// TLS settings for `https://` calls.
     #[serde(default)]
     pub tls: TlsConfig,
+    /// The S3-compatible store of the `s3:*` resources (see [`crate::s3`]). Absent: AWS S3
+    /// with the `AWS_*` environment's region and credentials.
+    #[serde(default)]
+    pub s3: Option<S3Config>,
+}
+
+/// An S3-compatible store: `{"endpoint": "http://127.0.0.1:9000", "region": "us-east-1",
+/// "path_style": true, "access_key_id": {"fromEnv": "S3_KEY"}, "secret_access_key": {"fromFile":
+/// "/run/secrets/s3"}}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// Base URL of the store (`http(s)://host[:port]`). Absent: AWS S3 in `region`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The SigV4 signing region. Absent: `AWS_REGION`, else `us-east-1`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Path-style addressing (`<endpoint>/<bucket>/<key>`) instead of virtual-hosted
+    /// (`<bucket>.<endpoint host>/<key>`); most self-hosted stores want it.
+    #[serde(default)]
+    pub path_style: bool,
+    /// Access key id. Absent: `AWS_ACCESS_KEY_ID`.
+    #[serde(default)]
+    pub access_key_id: Option<Secret>,
+    /// Secret access key. Absent: `AWS_SECRET_ACCESS_KEY`.
+    #[serde(default)]
+    pub secret_access_key: Option<Secret>,
+    /// Session token of temporary credentials.
+    #[serde(default)]
+    pub session_token: Option<Secret>,
 }
 
 /// TLS settings. The Mozilla root certificates are always trusted.
@@ -409,6 +440,13 @@ impl TaskConfig {
                         "connection '{name}': '{header}' is not a valid header name"
                     )));
                 }
+            }
+        }
+        if let Some(endpoint) = self.s3.as_ref().and_then(|s| s.endpoint.as_deref()) {
+            if !url_ok(endpoint) {
+                return Err(ConfigError::Invalid(
+                    "s3: the endpoint must be an absolute https:// or http:// URL".into(),
+                ));
             }
         }
         if !(self.defaults.timeout_seconds > 0.0 && self.defaults.connect_timeout_seconds > 0.0) {

@@ -5,6 +5,7 @@
 //! | `arn:aws:states:::http:invoke` (AWS's HTTP Task) | [`http_task`] |
 //! | `arn:aws:states:::lambda:invoke` and `arn:aws:lambda:<region>:<account>:function:<name>` (functions over HTTP) | [`lambda`] |
 //! | `arn:aws:states:::kafka:publish` (ours) | [`kafka`] |
+//! | `arn:aws:states:::s3:getObject`, `s3:listObjectsV2`, `s3:putObject` (any S3-compatible store, SigV4) | [`s3`] |
 //! | anything an embedder registers | [`native`] |
 //!
 //! [`TaskConfig`] (JSON, `deny_unknown_fields`) names the connections, the function endpoints, the
@@ -27,10 +28,12 @@ pub mod kafka;
 pub mod lambda;
 pub mod metrics;
 pub mod native;
+pub mod s3;
 
 pub use client::IDEMPOTENCY_KEY;
 pub use config::{
-    ConfigError, ConnectionConfig, Defaults, FunctionTarget, Secret, TaskConfig, TlsConfig,
+    ConfigError, ConnectionConfig, Defaults, FunctionTarget, S3Config, Secret, TaskConfig,
+    TlsConfig,
 };
 pub use expressway_engine::tasks::{Handler, Registry};
 pub use http_task::HTTP_INVOKE;
@@ -170,6 +173,35 @@ impl TaskConfig {
                 Arc::new(move |req| Box::pin(lambda::invoke_arn(s.clone(), req))),
             ),
         );
+        let store = Arc::new(s3::S3Store::new(self.s3.as_ref()));
+        type S3Call =
+            fn(
+                Arc<Shared>,
+                Arc<s3::S3Store>,
+                TaskRequest,
+            )
+                -> futures::future::BoxFuture<'static, Result<serde_json::Value, TaskError>>;
+        let s3_calls: [(&str, S3Call); 3] = [
+            (s3::S3_GET_OBJECT, |s, st, r| {
+                Box::pin(s3::get_object(s, st, r))
+            }),
+            (s3::S3_LIST_OBJECTS_V2, |s, st, r| {
+                Box::pin(s3::list_objects_v2(s, st, r))
+            }),
+            (s3::S3_PUT_OBJECT, |s, st, r| {
+                Box::pin(s3::put_object(s, st, r))
+            }),
+        ];
+        for (resource, call) in s3_calls {
+            let (s, st) = (shared.clone(), store.clone());
+            registry.register(
+                resource,
+                metrics::instrument_as(
+                    resource,
+                    Arc::new(move |req| call(s.clone(), st.clone(), req)),
+                ),
+            );
+        }
         if let Some(publisher) = publisher {
             registry.register(
                 KAFKA_PUBLISH,

@@ -8,5 +8,6 @@ mod lambda;
 mod metrics;
 mod native;
 mod order_processing;
+mod s3;
 mod support;
 mod tls;
