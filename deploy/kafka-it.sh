@@ -5,7 +5,8 @@
 # (`expressway serve` processes: N in -> N results and logs, rebalance on join, rebalance figures for
 # join / SIGTERM leave / SIGKILL, SIGTERM drain, dead letters, definitions topic, TLS, mutual TLS,
 # SCRAM, losing one node of three, exactly-once: a SIGKILLed pod, a pod joining, a SIGSTOP zombie,
-# callbacks: a pod SIGKILLed while 20 executions wait, whose callbacks complete them on its replacement)
+# callbacks: a pod SIGKILLed while 20 executions wait, whose callbacks complete them on its replacement,
+# a Distributed Map reading its items from a topic between two timestamps)
 # and stops every node it started on exit. The brokers' logs stay
 # under target/kafka/run/it-*/ and their tails are printed when the suite fails. Extra arguments go to
 # the test binary (e.g. a test name filter).

@@ -322,9 +322,14 @@ pub fn engine_runtime(
         Arc::new(expressway_engine::runtime::TokioClock::new());
     let publisher = expressway_executor::publisher::RdKafkaPublisher::new(config)
         .context("creating the kafka:publish producer")?;
-    let task_registry = tasks
+    let mut task_registry = tasks
         .build_registry(clock.clone(), Some(Arc::new(publisher)))
         .context("building the task resources")?;
+    use expressway_executor::record_reader::{self, KAFKA_GET_RECORDS};
+    task_registry.register(
+        KAFKA_GET_RECORDS,
+        expressway_tasks::metrics::instrument_as(KAFKA_GET_RECORDS, record_reader::handler(config)),
+    );
     Ok(expressway_executor::engine_runtime_with_tasks(
         clock,
         task_registry,

@@ -1829,3 +1829,64 @@ fn a_pod_killed_while_executions_wait_for_callbacks_is_replaced_and_the_callback
     eprintln!("callbacks: {n} executions waited, their pod was SIGKILLed, the {n} callbacks sent while no pod ran completed them on its replacement");
     assert_eq!(second.sigterm(), Some(0));
 }
+
+const MAP_OVER_TOPIC: &str = r#"{"StartAt":"M","States":{"M":{"Type":"Map",
+  "ItemReader":{"Resource":"arn:aws:states:::kafka:getRecords",
+    "Parameters":{"Topic.$":"$.topic","StartTimestamp.$":"$.from","EndTimestamp.$":"$.to"}},
+  "ItemSelector":{"v.$":"$$.Map.Item.Value.Value","p.$":"$$.Map.Item.Value.Partition"},
+  "ItemProcessor":{"ProcessorConfig":{"Mode":"DISTRIBUTED","ExecutionType":"EXPRESS"},
+    "StartAt":"P","States":{"P":{"Type":"Pass","End":true}}},
+  "End":true}}}"#;
+
+/// A Distributed Map whose items are the records of a topic between two timestamps
+/// (`kafka:getRecords`, record_reader.rs), run by a pod on Apache Kafka. The mock cluster cannot
+/// look offsets up by time, so this is the timestamp test.
+#[test]
+#[ignore = "needs a broker: EXPRESSWAY_IT_BROKERS (deploy/kafka-it.sh)"]
+fn a_distributed_map_reads_its_items_from_a_topic_between_two_timestamps() {
+    let Some(b) = brokers() else { return };
+    let s = Suite::new(b, "getrecords", 1, &[("overtopic", MAP_OVER_TOPIC)]);
+    let items = s.topic("items");
+    s.create_topics(&[(items.clone(), 2)]);
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 60_000;
+    let p = s.producer();
+    // Partition 0 and 1 each get records at base + 0, 1, 2, 3, 4 s.
+    for partition in 0..2 {
+        for n in 0..5i64 {
+            let v = json!({"n": n, "partition": partition}).to_string();
+            p.send(
+                BaseRecord::<str, str>::to(&items)
+                    .partition(partition)
+                    .payload(&v)
+                    .timestamp(base + n * 1000),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+        }
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+    let mut pod = s.serve("pod");
+    pod.wait_ready();
+    s.start_events(
+        "overtopic",
+        0..1,
+        |_| json!({"topic": items, "from": base + 1000, "to": base + 3000}),
+    );
+    let mut results = s.reader("results");
+    results.until("the map's result", |r| !r.is_empty());
+    let v = results.records[0].json();
+    assert_eq!(v["status"], "SUCCEEDED", "{v}");
+    let want: Vec<Value> = (0..2)
+        .flat_map(|p| (1..3).map(move |n| json!({"v": {"n": n, "partition": p}, "p": p})))
+        .collect();
+    assert_eq!(
+        v["output"],
+        Value::Array(want),
+        "records at [from, to) of both partitions"
+    );
+    assert_eq!(pod.sigterm(), Some(0));
+}

@@ -26,6 +26,7 @@ pub mod offsets;
 pub mod ordering;
 pub mod pod;
 pub mod publisher;
+pub mod record_reader;
 pub mod registry;
 pub mod telemetry;
 

@@ -32,7 +32,7 @@ pub(crate) type LabelFn = Arc<dyn Fn(&TaskRequest) -> String + Send + Sync>;
 
 /// Wraps `handler` under the one label `label`, and exports its failure counter at zero right
 /// away (when a recorder is installed), so the first failures show as an increase.
-pub(crate) fn instrument_as(label: impl Into<String>, handler: Handler) -> Handler {
+pub fn instrument_as(label: impl Into<String>, handler: Handler) -> Handler {
     let label = label.into();
     metrics::counter!(TASK_FAILURES, "resource" => label.clone()).increment(0);
     instrument(Arc::new(move |_| label.clone()), handler)
