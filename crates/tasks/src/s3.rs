@@ -304,11 +304,13 @@ fn s3_error(status: u16, body: &[u8]) -> TaskError {
     TaskError::new(format!("S3.{code}"), message)
 }
 
-fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+/// Copies the response headers `(field, header)` that are present into `out` as strings.
+fn copy_headers(out: &mut Map<String, Value>, headers: &HeaderMap, fields: &[(&str, &str)]) {
+    for (field, header) in fields {
+        if let Some(v) = headers.get(*header).and_then(|v| v.to_str().ok()) {
+            out.insert((*field).into(), Value::from(v));
+        }
+    }
 }
 
 pub(crate) async fn get_object(
@@ -353,16 +355,16 @@ pub(crate) async fn get_object(
     let mut out = Map::new();
     out.insert("Body".into(), Value::String(body));
     out.insert("ContentLength".into(), Value::from(response.body.len()));
-    for (field, header) in [
-        ("ContentType", "content-type"),
-        ("ETag", "etag"),
-        ("LastModified", "last-modified"),
-        ("VersionId", "x-amz-version-id"),
-    ] {
-        if let Some(v) = header_str(&response.headers, header) {
-            out.insert(field.into(), Value::String(v));
-        }
-    }
+    copy_headers(
+        &mut out,
+        &response.headers,
+        &[
+            ("ContentType", "content-type"),
+            ("ETag", "etag"),
+            ("LastModified", "last-modified"),
+            ("VersionId", "x-amz-version-id"),
+        ],
+    );
     Ok(Value::Object(out))
 }
 
@@ -510,12 +512,11 @@ pub(crate) async fn put_object(
     let url = store.url(bucket, &encode_key(key), "");
     let response = send(&shared, &store, &req, Method::PUT, url, headers, body).await?;
     let mut out = Map::new();
-    if let Some(etag) = header_str(&response.headers, "etag") {
-        out.insert("ETag".into(), Value::String(etag));
-    }
-    if let Some(v) = header_str(&response.headers, "x-amz-version-id") {
-        out.insert("VersionId".into(), Value::String(v));
-    }
+    copy_headers(
+        &mut out,
+        &response.headers,
+        &[("ETag", "etag"), ("VersionId", "x-amz-version-id")],
+    );
     Ok(Value::Object(out))
 }
 
