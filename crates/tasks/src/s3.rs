@@ -210,6 +210,15 @@ fn required<'a>(
         .ok_or_else(|| runtime_error(format!("{resource}: the parameter {name} is required")))
 }
 
+/// A parameter sent as a header: refused when it cannot be one (control characters).
+fn header_value(v: &str, name: &str, resource: &str) -> Result<HeaderValue, TaskError> {
+    HeaderValue::from_str(v).map_err(|_| {
+        runtime_error(format!(
+            "{resource}: {name} holds characters a header cannot carry"
+        ))
+    })
+}
+
 /// One signed request to the store; the response when it is a 2xx, else the S3 error.
 async fn send(
     shared: &Shared,
@@ -328,9 +337,10 @@ pub(crate) async fn get_object(
     };
     let mut headers = HeaderMap::new();
     if let Some(range) = string_param(p, "Range", S3_GET_OBJECT)? {
-        if let Ok(v) = HeaderValue::from_str(range) {
-            headers.insert(hyper::header::RANGE, v);
-        }
+        headers.insert(
+            hyper::header::RANGE,
+            header_value(range, "Range", S3_GET_OBJECT)?,
+        );
     }
     let url = store.url(bucket, &encode_key(key), &query);
     let response = send(
@@ -506,9 +516,10 @@ pub(crate) async fn put_object(
     };
     let content_type = string_param(p, "ContentType", S3_PUT_OBJECT)?.unwrap_or(default_type);
     let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(content_type) {
-        headers.insert(CONTENT_TYPE, v);
-    }
+    headers.insert(
+        CONTENT_TYPE,
+        header_value(content_type, "ContentType", S3_PUT_OBJECT)?,
+    );
     let url = store.url(bucket, &encode_key(key), "");
     let response = send(&shared, &store, &req, Method::PUT, url, headers, body).await?;
     let mut out = Map::new();
@@ -546,6 +557,14 @@ mod tests {
         );
         store.path_style = false;
         assert_eq!(store.url("b", "k", ""), "http://b.127.0.0.1:9000/k");
+    }
+
+    #[test]
+    fn parameters_sent_as_headers_are_refused_when_they_cannot_be_headers() {
+        let e = header_value("bytes=0-1\r\nx: y", "Range", S3_GET_OBJECT).expect_err("refused");
+        assert_eq!(e.error, "States.Runtime");
+        assert!(e.cause.as_deref().unwrap_or("").contains("Range"), "{e:?}");
+        assert!(header_value("bytes=0-1", "Range", S3_GET_OBJECT).is_ok());
     }
 
     #[test]
