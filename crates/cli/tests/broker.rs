@@ -1890,3 +1890,149 @@ fn a_distributed_map_reads_its_items_from_a_topic_between_two_timestamps() {
     );
     assert_eq!(pod.sigterm(), Some(0));
 }
+
+/// A Distributed Map whose children (batches of `$.batch` items) wait `$.wait` seconds and
+/// report how many items they had and the first one.
+const FAN_OUT: &str = r#"{"StartAt":"M","States":{"M":{"Type":"Map",
+  "ItemsPath":"$.items",
+  "MaxConcurrencyPath":"$.concurrency",
+  "ItemBatcher":{"MaxItemsPerBatchPath":"$.batch","BatchInput":{"wait.$":"$.wait"}},
+  "ItemProcessor":{"ProcessorConfig":{"Mode":"DISTRIBUTED","ExecutionType":"EXPRESS"},
+    "StartAt":"W","States":{
+      "W":{"Type":"Wait","SecondsPath":"$.BatchInput.wait","Next":"P"},
+      "P":{"Type":"Pass","Parameters":{"n.$":"States.ArrayLength($.Items)","first.$":"$.Items[0]"},"End":true}}},
+  "End":true}}}"#;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Distributed Map children across the cluster (`crate::map_children` of the executor): 3 pods
+/// on 8 partitions, the children are start events every pod runs, their outcomes reach the
+/// parent through the callback topic; the parent's pod is SIGKILLed in the middle and replaced.
+/// The re-run parent finds the children that had finished or started (no child runs twice but
+/// those written and not begun yet) and the Map's output has every batch once, in order.
+///
+/// Sized for CI by default (3,000 items in batches of 30, each child waiting 1 s, 10 at a
+/// time); the figures of the README come from the same test with `EXPRESSWAY_IT_MAP_ITEMS`,
+/// `_BATCH`, `_WAIT`, `_CONCURRENCY` and `_KILL` (0: no kill) set, e.g.
+/// `EXPRESSWAY_IT_MAP_ITEMS=100000 EXPRESSWAY_IT_MAP_BATCH=100 EXPRESSWAY_IT_MAP_WAIT=0
+/// EXPRESSWAY_IT_MAP_CONCURRENCY=100 bash deploy/kafka-it.sh distributed_map_fans_out`.
+#[test]
+#[ignore = "needs a broker: EXPRESSWAY_IT_BROKERS (deploy/kafka-it.sh)"]
+fn a_distributed_map_fans_out_over_three_pods_and_survives_the_kill_of_its_parents_pod() {
+    let Some(b) = brokers() else { return };
+    let items = env_or("EXPRESSWAY_IT_MAP_ITEMS", 3000) as usize;
+    let batch = env_or("EXPRESSWAY_IT_MAP_BATCH", 30) as usize;
+    let wait = env_or("EXPRESSWAY_IT_MAP_WAIT", 1);
+    let concurrency = env_or("EXPRESSWAY_IT_MAP_CONCURRENCY", 10);
+    let kill = env_or("EXPRESSWAY_IT_MAP_KILL", 1) == 1;
+    let children = items.div_ceil(batch);
+    let s = Suite::new(b, "mapfanout", 8, &[("fan", FAN_OUT)]);
+    s.create_topics(&[(s.topic("callbacks"), 8)]);
+    let callbacks_topic = s.topic("callbacks");
+    let env = [
+        (
+            "EXPRESSWAY_TASK_TOKEN_KEY",
+            "it-map-children-0123456789abcdef0123456789abcdef",
+        ),
+        ("EXPRESSWAY_CALLBACKS_TOPIC", callbacks_topic.as_str()),
+    ];
+    let mut pods: Vec<Pod> = (0..3)
+        .map(|i| s.serve_with(&format!("pod-{i}"), &env))
+        .collect();
+    for p in &mut pods {
+        p.wait_ready();
+    }
+    let p = s.producer();
+    let input = json!({"items": (0..items).collect::<Vec<_>>(), "batch": batch, "wait": wait, "concurrency": concurrency});
+    let start = json!({"stateMachine": "fan", "name": "parent", "input": input}).to_string();
+    let t0 = Instant::now();
+    s.produce(
+        &p,
+        &s.topic("start"),
+        Some("parent"),
+        Some(start.as_bytes()),
+        &[],
+    );
+    p.flush(Duration::from_secs(60)).unwrap();
+
+    let mut results = s.reader("results");
+    let mut killed = None;
+    if kill {
+        // The parent's pod is the one that emits children; kill it once a third have finished.
+        results.until("a third of the children", |r| r.len() >= children / 3);
+        let parent_pod = (0..pods.len())
+            .find(|i| pods[*i].counter("expressway_map_children_total{event=\"emitted\"}") > 0.0)
+            .expect("a pod emits the children");
+        pods[parent_pod].signal("-KILL");
+        pods[parent_pod].wait_exit();
+        killed = Some((parent_pod, results.records.len(), t0.elapsed()));
+        let mut replacement = s.serve_with("pod-replacement", &env);
+        replacement.wait_ready();
+        pods[parent_pod] = replacement;
+    }
+    let deadline = DEADLINE.max(Duration::from_secs(60 + (items as u64) / 200));
+    let started = Instant::now();
+    loop {
+        results.poll_some();
+        if results.records.iter().any(|r| r.json()["name"] == "parent") {
+            break;
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "the parent never finished: {} child results",
+            results.records.len()
+        );
+    }
+    let wall = t0.elapsed();
+    results.settle(Duration::from_secs(2));
+    let all: Vec<Value> = results.records.iter().map(Rec::json).collect();
+    let parent = all.iter().find(|r| r["name"] == "parent").unwrap();
+    assert_eq!(parent["status"], "SUCCEEDED", "{parent}");
+    let out = parent["output"].as_array().unwrap();
+    assert_eq!(out.len(), children, "one entry per batch");
+    for (i, o) in out.iter().enumerate() {
+        let n = batch.min(items - i * batch);
+        assert_eq!(o, &json!({"n": n, "first": i * batch}), "batch {i}");
+    }
+    let mut runs: HashMap<String, usize> = HashMap::new();
+    for r in all.iter().filter(|r| r["name"] != "parent") {
+        assert_eq!(r["status"], "SUCCEEDED", "{r}");
+        *runs
+            .entry(r["executionArn"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(runs.len(), children, "every child has a result");
+    let duplicates: usize = runs.values().map(|n| n - 1).sum();
+    let count = |event: &str| -> f64 {
+        let series = format!("expressway_map_children_total{{event=\"{event}\"}}");
+        pods.iter().map(|p| p.counter(&series)).sum()
+    };
+    let (reused, resumed) = (count("reused"), count("resumed"));
+    eprintln!(
+        "distributed map: {items} items in {children} batches of {batch}, MaxConcurrency {concurrency}, child wait {wait} s, 3 pods / 8 partitions: {:.1} s wall, {:.0} items/s, {:.1} children/s; killed: {:?}; child re-runs: {duplicates}; the re-run parent reused {reused} finished and resumed {resumed} started children",
+        wall.as_secs_f64(),
+        items as f64 / wall.as_secs_f64(),
+        children as f64 / wall.as_secs_f64(),
+        killed.map(|(pod, done, at)| format!("pod-{pod} after {done} child results at {:.1} s", at.as_secs_f64())),
+    );
+    if kill {
+        assert!(
+            reused + resumed > 0.0,
+            "the re-run parent started every child again"
+        );
+        // Only children written by the killed parent and not begun yet, or cut short by the
+        // kill (at most MaxConcurrency of them), run twice.
+        assert!(
+            duplicates as u64 <= 2 * concurrency,
+            "{duplicates} child re-runs for MaxConcurrency {concurrency}"
+        );
+    }
+    for p in pods {
+        assert_eq!(p.sigterm(), Some(0));
+    }
+}

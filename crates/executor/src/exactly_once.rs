@@ -310,6 +310,7 @@ impl Ticket {
     pub(crate) async fn send(
         &self,
         topic: &str,
+        partition: Option<i32>,
         key: Option<&[u8]>,
         payload: Option<&[u8]>,
         headers: Option<OwnedHeaders>,
@@ -318,7 +319,7 @@ impl Ticket {
             let gate = self.txns.gate.notified();
             let mut gate = std::pin::pin!(gate);
             gate.as_mut().enable();
-            let delivery = match self.enqueue(topic, key, payload, headers.as_ref()) {
+            let delivery = match self.enqueue(topic, partition, key, payload, headers.as_ref()) {
                 Step::Sent(d) => d,
                 Step::WaitForGate => {
                     gate.await;
@@ -348,6 +349,7 @@ impl Ticket {
     fn enqueue(
         &self,
         topic: &str,
+        partition: Option<i32>,
         key: Option<&[u8]>,
         payload: Option<&[u8]>,
         headers: Option<&OwnedHeaders>,
@@ -374,6 +376,9 @@ impl Ticket {
         }
         if let Some(h) = headers {
             record = record.headers(h.clone());
+        }
+        if let Some(p) = partition {
+            record = record.partition(p);
         }
         match st.producer.send_result(record) {
             Ok(delivery) => {

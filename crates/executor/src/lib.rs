@@ -11,6 +11,7 @@
 //! * [`telemetry`]: metric names, the Prometheus recorder, `/metrics` `/healthz` `/readyz`.
 //! * [`lag`]: partition ownership and lag gauges (owner's and group's), removed on revoke.
 //! * [`callbacks`]: task tokens and the callback topic of `.waitForTaskToken` Tasks.
+//! * [`map_children`]: Distributed Map children as start events, their outcomes as callbacks.
 //! * [`nested`]: the `states:startExecution[.sync|.sync:2]` Task resources (nested executions).
 
 pub mod callbacks;
@@ -21,6 +22,7 @@ pub mod definitions;
 pub mod exactly_once;
 pub mod http_server;
 pub mod lag;
+pub mod map_children;
 pub mod nested;
 pub mod offsets;
 pub mod ordering;

@@ -24,13 +24,17 @@
 use crate::callbacks::CallbackTransport;
 use crate::config::{ExecutorConfig, Guarantee, LogFormat};
 use crate::exactly_once::{PartitionTxn, SendError, Ticket, Transactions};
+use crate::map_children::ClusterChildren;
 use crate::offsets::OffsetTracker;
 use crate::ordering::OrderingMode;
 use crate::ordering::{Lane, Sequencer};
 use crate::registry::{LookupError, MachineEntry, Registry};
 use crate::telemetry::{names, Health};
+use expressway_asl::StateMachine;
 use expressway_engine::{execute, ExecutionRequest, Limits, Runtime, Status};
-use expressway_wire::{start::decode_raw_input, StartError, StartEvent};
+use expressway_wire::{
+    start::decode_raw_input, MapChild, StartError, StartEvent, MAP_CHILD_HEADER,
+};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
@@ -1191,8 +1195,115 @@ async fn process(deps: &Deps, msg: &OwnedMessage, revoked: &Revocation) -> bool 
             name,
             input,
             trace_header,
-        }) => run_execution(deps, msg, &entry, name, input, trace_header, revoked).await,
+        }) => {
+            let child = match map_child(msg) {
+                None => None,
+                Some(Ok(header)) => {
+                    match expressway_engine::map_runs::processor_machine(
+                        &entry.machine,
+                        &header.state_name,
+                    ) {
+                        Some(processor) => Some(ChildRun { header, processor }),
+                        None => return orphaned_child(deps, &entry, &header).await,
+                    }
+                }
+                Some(Err(e)) => {
+                    return dead_letter(
+                        deps,
+                        msg,
+                        expressway_wire::map_child::INVALID_MAP_CHILD_CODE,
+                        &e.to_string(),
+                    )
+                    .await
+                }
+            };
+            let launch = Launch {
+                entry: &entry,
+                name,
+                input,
+                trace_header,
+                child,
+            };
+            run_execution(deps, msg, launch, revoked).await
+        }
         Err(err) => dead_letter(deps, msg, err.code(), &err.to_string()).await,
+    }
+}
+
+/// A start event of a Distributed Map child: its header and the item processor it runs.
+struct ChildRun {
+    header: MapChild,
+    processor: StateMachine,
+}
+
+/// What [`run_execution`] runs.
+struct Launch<'a> {
+    entry: &'a MachineEntry,
+    name: Option<String>,
+    input: Value,
+    trace_header: Option<String>,
+    /// A Distributed Map child ([`crate::map_children`]).
+    child: Option<ChildRun>,
+}
+
+/// The record's `expressway-map-child` header, if it has one.
+fn map_child(
+    msg: &OwnedMessage,
+) -> Option<Result<MapChild, expressway_wire::map_child::MapChildError>> {
+    let header = msg.headers()?.iter().find(|h| h.key == MAP_CHILD_HEADER)?;
+    Some(MapChild::decode(header.value.unwrap_or_default()))
+}
+
+/// A child whose Map state the machine does not have (its definition changed since the parent
+/// started): the parent learns it failed; nothing runs.
+async fn orphaned_child(deps: &Deps, entry: &MachineEntry, header: &MapChild) -> bool {
+    metrics::counter!(names::MAP_CHILDREN, "event" => "orphaned").increment(1);
+    tracing::warn!(execution_arn = %header.execution_arn, state_machine = %entry.name, state = %header.state_name, "map child of a state the machine does not have: reported to its parent as failed");
+    let record = expressway_wire::CallbackRecord {
+        task_token: header.task_token.clone(),
+        outcome: expressway_wire::CallbackOutcome::Failure {
+            error: Some("States.Runtime".into()),
+            cause: Some(format!(
+                "The state machine '{}' has no Distributed Map state named '{}'",
+                entry.name, header.state_name
+            )),
+        },
+    };
+    send_callback(deps, &record).await
+}
+
+/// Produces a callback record on the partition its token names (when the callback topic's
+/// partition count is known here; otherwise the reader of the partition it lands on forwards
+/// it). Whether it was acknowledged.
+async fn send_callback(deps: &Deps, record: &expressway_wire::CallbackRecord) -> bool {
+    let partition = deps.callbacks.as_ref().and_then(|cb| {
+        let n = cb.callback_partitions()?;
+        let fields = expressway_wire::task_token::peek_unverified(&record.task_token).ok()?;
+        Some(expressway_wire::task_token::callback_partition(
+            fields.partition,
+            n,
+        ))
+    });
+    let value = record.to_json();
+    match deliver_to(
+        deps,
+        &deps.config.callbacks.topic,
+        partition,
+        Some(record.task_token.as_bytes()),
+        Some(&value),
+        None,
+    )
+    .await
+    {
+        Ok(_) => true,
+        Err(Undelivered::Aborted) => false,
+        Err(Undelivered::TooLarge) => {
+            tracing::error!(
+                bytes = value.len(),
+                "callback record too large for the callback topic; dropped"
+            );
+            true
+        }
     }
 }
 
@@ -1235,14 +1346,18 @@ pub const TRACE_HEADER: &str = "x-amzn-trace-id";
 async fn run_execution(
     deps: &Deps,
     msg: &OwnedMessage,
-    entry: &MachineEntry,
-    name: Option<String>,
-    input: Value,
-    trace_header: Option<String>,
+    launch: Launch<'_>,
     revoked: &Revocation,
 ) -> bool {
+    let Launch {
+        entry,
+        name,
+        input,
+        trace_header,
+        child,
+    } = launch;
     let cfg = &deps.config;
-    let id = expressway_wire::execution_identity(
+    let mut id = expressway_wire::execution_identity(
         &cfg.region,
         &cfg.account,
         &entry.name,
@@ -1251,6 +1366,10 @@ async fn run_execution(
         msg.partition(),
         msg.offset(),
     );
+    if let Some(c) = &child {
+        id.arn = c.header.execution_arn.clone();
+    }
+    let machine = child.as_ref().map_or(&entry.machine, |c| &c.processor);
     let req = ExecutionRequest {
         execution_arn: id.arn,
         execution_name: id.name,
@@ -1275,6 +1394,34 @@ async fn run_execution(
             None => Arc::new(CallbackTransport::unavailable()),
         });
     }
+    // Distributed Map children run across the cluster (see `crate::map_children`).
+    if engine.map_children.is_none() {
+        if let (Some(b), Some(cb), Output::AtLeastOnce(producer)) =
+            (&binding, &deps.callbacks, &deps.output)
+        {
+            engine.map_children = Some(Arc::new(ClusterChildren::new(
+                producer.clone(),
+                &cfg.start_topic,
+                b.clone(),
+                cb.clone(),
+                msg.topic(),
+                msg.partition(),
+            )));
+        }
+    }
+    if let Some(c) = &child {
+        // The parent learns the child started (a re-run of the parent then waits for it
+        // instead of starting it again).
+        metrics::counter!(names::MAP_CHILDREN, "event" => "ran").increment(1);
+        if !send_callback(
+            deps,
+            &crate::map_children::started_callback(&c.header.task_token),
+        )
+        .await
+        {
+            return false;
+        }
+    }
     let machine_label = entry.name.clone();
     metrics::counter!(names::STARTED, "state_machine" => machine_label.clone()).increment(1);
     let guard = AbortGuard {
@@ -1282,12 +1429,7 @@ async fn run_execution(
     };
     let in_flight = InFlight::enter();
     let t0 = Instant::now();
-    let run = crate::nested::top_level(
-        &engine,
-        &entry.machine,
-        &req,
-        execute(&entry.machine, &req, &engine),
-    );
+    let run = crate::nested::top_level(&engine, machine, &req, execute(machine, &req, &engine));
     let mut run = std::pin::pin!(run);
     // After its partition is revoked, an execution stops when it waits for a callback (now or
     // later): this pod no longer reads the callback partition, and the next owner re-runs it.
@@ -1318,10 +1460,20 @@ async fn run_execution(
     drop(in_flight);
     let (log_ok, result_ok) =
         publish_outcome(deps, &req, &outcome, elapsed, trace_header.as_deref()).await;
-    if result_ok {
+    let reported = match &child {
+        Some(c) => {
+            send_callback(
+                deps,
+                &crate::map_children::outcome_callback(&c.header.task_token, &outcome),
+            )
+            .await
+        }
+        None => true,
+    };
+    if result_ok && reported {
         guard.disarm();
     }
-    log_ok && result_ok
+    log_ok && result_ok && reported
 }
 
 /// The execution's limits on this pod (the nested `.sync` children run with them too).
@@ -1514,6 +1666,18 @@ async fn deliver(
     payload: Option<&[u8]>,
     headers: Option<OwnedHeaders>,
 ) -> Result<(i32, i64), Undelivered> {
+    deliver_to(deps, topic, None, key, payload, headers).await
+}
+
+/// [`deliver`] to a chosen partition (`None`: the partitioner's choice by key).
+async fn deliver_to(
+    deps: &Deps,
+    topic: &str,
+    partition: Option<i32>,
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+    headers: Option<OwnedHeaders>,
+) -> Result<(i32, i64), Undelivered> {
     let producer = match &deps.output {
         Output::AtLeastOnce(p) => p,
         Output::ExactlyOnce(_) => {
@@ -1521,7 +1685,7 @@ async fn deliver(
                 tracing::error!(topic, "exactly-once send outside an execution; dropped");
                 return Err(Undelivered::Aborted);
             };
-            return match ticket.send(topic, key, payload, headers).await {
+            return match ticket.send(topic, partition, key, payload, headers).await {
                 Ok(at) => Ok(at),
                 Err(SendError::TooLarge) => Err(Undelivered::TooLarge),
                 // The abort is logged once (with its reason) by `exactly_once`.
@@ -1547,6 +1711,9 @@ async fn deliver(
         }
         if let Some(h) = &headers {
             record = record.headers(h.clone());
+        }
+        if let Some(p) = partition {
+            record = record.partition(p);
         }
         match producer.send(record, Duration::from_secs(5)).await {
             Ok(d) => return Ok((d.partition, d.offset)),

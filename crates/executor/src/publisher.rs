@@ -58,6 +58,7 @@ impl KafkaPublisher for RdKafkaPublisher {
                 match ticket
                     .send(
                         &record.topic,
+                        None,
                         record.key.as_deref(),
                         Some(&record.value),
                         Some(headers),

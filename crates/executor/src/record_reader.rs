@@ -187,7 +187,7 @@ pub fn handler(config: &ExecutorConfig) -> Handler {
                     ms = started.elapsed().as_millis() as u64,
                     "kafka:getRecords read"
                 );
-                metrics::counter!("expressway_kafka_records_read_total").increment(n as u64);
+                metrics::counter!(crate::telemetry::names::KAFKA_RECORDS_READ).increment(n as u64);
             }
             out
         })

@@ -107,6 +107,15 @@ pub mod names {
     pub const CALLBACK_LATENCY: &str = "expressway_callback_latency_seconds";
     /// Gauge: callbacks held for executions that do not wait yet.
     pub const CALLBACK_EARLY_BUFFER: &str = "expressway_callback_early_buffer";
+    /// Counter, label `event`: Distributed Map children run across the cluster. Parent side:
+    /// `emitted` (a start event written for a child), `resumed` (a re-run parent found the
+    /// child already started by its earlier run and waits for it), `reused` (a re-run parent
+    /// found the child's outcome), `succeeded` / `failed` (the outcome reached the parent).
+    /// Child side: `ran` (a pod ran a child), `orphaned` (a child whose Map state the
+    /// machine no longer has: reported to its parent as failed).
+    pub const MAP_CHILDREN: &str = "expressway_map_children_total";
+    /// Counter: records `kafka:getRecords` read (Distributed Map items from a topic).
+    pub const KAFKA_RECORDS_READ: &str = "expressway_kafka_records_read_total";
     /// HTTP servers: gauge, label `server`: open connections.
     pub const HTTP_CONNECTIONS_OPEN: &str = "expressway_http_connections_open";
 }
@@ -151,6 +160,8 @@ pub const DEAD_LETTER_REASONS: &[&str] = &[
     "InvalidOutput",
     "OutputTooLarge",
     expressway_wire::callback::INVALID_TASK_TOKEN_CODE,
+    // A start event whose `expressway-map-child` header cannot be read.
+    expressway_wire::map_child::INVALID_MAP_CHILD_CODE,
 ];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -228,6 +239,14 @@ fn describe() {
     describe_counter!(
         names::NESTED_EXECUTIONS,
         "Nested executions (states:startExecution tasks) by mode and outcome"
+    );
+    describe_counter!(
+        names::MAP_CHILDREN,
+        "Distributed Map children run across the cluster, by event"
+    );
+    describe_counter!(
+        names::KAFKA_RECORDS_READ,
+        "Records read by kafka:getRecords (Distributed Map item readers)"
     );
     // CONSUMER_LAG, GROUP_LAG and PARTITIONS_ASSIGNED are rendered by `crate::lag`.
     describe_counter!(
@@ -327,6 +346,10 @@ pub fn touch_pod() {
         metrics::counter!(names::DEAD_LETTERS, "reason" => *reason).increment(0);
     }
     metrics::gauge!(names::IN_FLIGHT).increment(0.0);
+    for event in crate::map_children::EVENTS {
+        metrics::counter!(names::MAP_CHILDREN, "event" => *event).increment(0);
+    }
+    metrics::counter!(names::KAFKA_RECORDS_READ).increment(0);
 }
 
 /// Exports every per-machine counter at zero so dashboards see the series before traffic.

@@ -8,6 +8,7 @@
 //! * [`arn`]: state machine references (`NAME` or `arn:...:stateMachine:NAME[:qualifier]`).
 //! * [`task_token`]: task tokens of `.waitForTaskToken` Tasks (HMAC-SHA256 authenticated).
 //! * [`callback`]: callback records (SendTaskSuccess / SendTaskFailure / SendTaskHeartbeat).
+//! * [`map_child`]: the header of a Distributed Map child's start event.
 //!
 //! This crate knows record *formats* only, never Kafka clients.
 
@@ -15,6 +16,7 @@ pub mod arn;
 pub mod callback;
 pub mod convert;
 pub mod identity;
+pub mod map_child;
 pub mod numbers;
 pub mod start;
 pub mod task_token;
@@ -28,6 +30,7 @@ pub mod pb {
 pub use arn::{parse_state_machine_ref, ArnScope, MachineRef};
 pub use callback::{CallbackError, CallbackOutcome, CallbackRecord};
 pub use identity::{execution_identity, nested_identity, ExecutionIdentity, NestedOrigin};
+pub use map_child::{MapChild, MAP_CHILD_HEADER};
 pub use start::{StartError, StartEvent, MAX_INPUT_BYTES, PROTOBUF_CONTENT_TYPE};
 pub use task_token::{TaskTokenKey, TokenError, TokenFields};
 

@@ -22,6 +22,8 @@ pub(crate) struct Shared {
     /// Listeners per start partition (topic, partition): executions parked on a callback,
     /// which a revoke's drain does not wait for.
     parked: Mutex<HashMap<(String, i32), usize>>,
+    /// Partitions of the callback topic as the reader last saw them (0: not known yet).
+    callback_partitions: std::sync::atomic::AtomicI32,
 }
 
 impl Shared {
@@ -30,7 +32,16 @@ impl Shared {
             hub,
             key,
             parked: Mutex::new(HashMap::new()),
+            callback_partitions: std::sync::atomic::AtomicI32::new(0),
         }
+    }
+
+    pub(crate) fn callback_partitions(&self) -> Option<i32> {
+        Some(self.callback_partitions.load(Ordering::Acquire)).filter(|n| *n > 0)
+    }
+
+    pub(crate) fn set_callback_partitions(&self, n: i32) {
+        self.callback_partitions.store(n, Ordering::Release);
     }
 
     fn parked_lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, i32), usize>> {

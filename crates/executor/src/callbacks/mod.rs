@@ -44,6 +44,13 @@ pub(crate) enum Command {
     },
     /// The pod gave the start partition up.
     Revoked { topic: String, partition: i32 },
+    /// Answer once the callback partition of this start partition has been read up to the
+    /// end it had when the request was handled.
+    CaughtUp {
+        topic: String,
+        partition: i32,
+        reply: tokio::sync::oneshot::Sender<()>,
+    },
 }
 
 /// The pod's callback transport (see the module documentation).
@@ -203,6 +210,26 @@ impl CallbackTransport {
             partition,
             from_ms,
         });
+    }
+
+    /// Resolves once every callback produced for the start partition before the call has been
+    /// read into the hub (a callback of an earlier run of an execution, e.g. a Distributed Map
+    /// child that finished before its parent's pod died, then waits in the early buffer).
+    /// Ends early, with `false`, when the reader cannot tell within `limit` (the topic is
+    /// missing, the partition is not owned).
+    pub async fn caught_up(&self, topic: &str, partition: i32, limit: std::time::Duration) -> bool {
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.send(Command::CaughtUp {
+            topic: topic.to_string(),
+            partition,
+            reply,
+        });
+        matches!(tokio::time::timeout(limit, done).await, Ok(Ok(())))
+    }
+
+    /// Partitions of the callback topic, once the reader has seen the topic.
+    pub fn callback_partitions(&self) -> Option<i32> {
+        self.shared.callback_partitions()
     }
 
     /// The start partitions the pod owns (topic, partition), sorted.

@@ -53,6 +53,15 @@ pub(super) struct Reader {
     owned: HashMap<(String, i32), i64>,
     /// Assigned callback partitions: the time they were positioned for, and the next offset.
     assigned: HashMap<i32, (i64, Offset)>,
+    /// `CaughtUp` requests: the start partition, the callback partition's end offset once
+    /// known, and whom to tell.
+    barriers: Vec<Barrier>,
+}
+
+struct Barrier {
+    start: (String, i32),
+    end: Option<(i32, i64)>,
+    reply: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Reader {
@@ -96,6 +105,7 @@ impl Reader {
             missing_logged: false,
             owned: HashMap::new(),
             assigned: HashMap::new(),
+            barriers: Vec::new(),
         })
     }
 
@@ -113,6 +123,9 @@ impl Reader {
             }
             if dirty {
                 self.reconcile();
+            }
+            if !self.barriers.is_empty() {
+                self.check_barriers();
             }
             if self.assigned.is_empty() {
                 // Nothing to read: wait for a command instead of polling an empty assignment.
@@ -170,6 +183,70 @@ impl Reader {
             Command::Revoked { topic, partition } => {
                 self.owned.remove(&(topic, partition));
             }
+            Command::CaughtUp {
+                topic,
+                partition,
+                reply,
+            } => self.barriers.push(Barrier {
+                start: (topic, partition),
+                end: None,
+                reply,
+            }),
+        }
+    }
+
+    /// Answers the `CaughtUp` requests whose callback partition has been read to the end it
+    /// had when the request was armed (its high watermark then; the consumer's position
+    /// counts transaction markers and compacted gaps as read).
+    fn check_barriers(&mut self) {
+        let positions = self.consumer.position().ok();
+        let at = |o: Offset| match o {
+            Offset::Offset(o) => o,
+            _ => -1,
+        };
+        for mut b in std::mem::take(&mut self.barriers) {
+            if b.reply.is_closed() {
+                continue;
+            }
+            let keep = |this: &mut Self, b: Barrier| this.barriers.push(b);
+            let (Some(n), true) = (self.partitions, self.owned.contains_key(&b.start)) else {
+                keep(self, b);
+                continue;
+            };
+            let q = callback_partition(b.start.1, n);
+            let Some(stored) = self.assigned.get(&q).map(|a| at(a.1)) else {
+                keep(self, b);
+                continue;
+            };
+            let end = match b.end {
+                Some((_, end)) => end,
+                None => match self
+                    .consumer
+                    .fetch_watermarks(&self.topic, q, METADATA_TIMEOUT)
+                {
+                    Ok((low, high)) => {
+                        // An empty partition has nothing to read (-1: any position will do).
+                        let end = if low >= high { -1 } else { high };
+                        b.end = Some((q, end));
+                        end
+                    }
+                    Err(e) => {
+                        tracing::debug!(topic = %self.topic, partition = q, error = %e, "callback reader: watermarks for a catch-up request");
+                        keep(self, b);
+                        continue;
+                    }
+                },
+            };
+            let position = positions
+                .as_ref()
+                .and_then(|p| p.find_partition(&self.topic, q))
+                .map_or(-1, |e| at(e.offset()))
+                .max(stored);
+            if position >= end {
+                let _ = b.reply.send(());
+            } else {
+                keep(self, b);
+            }
         }
     }
 
@@ -214,6 +291,9 @@ impl Reader {
         let changed = count.is_some() && count != self.partitions;
         if count.is_some() {
             self.partitions = count;
+            if let Some(n) = count {
+                self.shared.set_callback_partitions(n);
+            }
         }
         changed
     }
