@@ -47,17 +47,27 @@ for t in "${targets[@]}"; do
     mkdir -p "crates/fuzz/corpus/$t"
     echo "== $t (${seconds}s)"
     # -timeout: one input running longer than 10 s is a hang; -rss_limit_mb: 2 GiB is an OOM.
+    # ulimit -v: an allocation burst faster than libFuzzer's once-a-second RSS check would
+    # otherwise meet the kernel's OOM killer (SIGKILL: no report, no input kept); under the
+    # limit the allocation fails, the process aborts and libFuzzer writes the input.
     set +e
     # shellcheck disable=SC2086
-    cargo +nightly fuzz run "${build_flags[@]}" "$t" "crates/fuzz/corpus/$t" -- \
-        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-        ${FUZZ_FLAGS:-} >"crates/fuzz/artifacts/$t.log" 2>&1
+    (
+        ulimit -v "${FUZZ_VMEM_KB:-8000000}"
+        exec cargo +nightly fuzz run "${build_flags[@]}" "$t" "crates/fuzz/corpus/$t" -- \
+            -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+            ${FUZZ_FLAGS:-}
+    ) >"crates/fuzz/artifacts/$t.log" 2>&1
     status=$?
     set -e
     grep -E '^#[0-9]+[[:space:]]+(DONE|INITED)|^Done [0-9]+ runs|^stat::(number_of_executed_units|peak_rss_mb)|^SUMMARY|panicked at|deadly signal|ERROR: libFuzzer' \
         "crates/fuzz/artifacts/$t.log" || true
     if [ "$status" -ne 0 ]; then
         failed+=("$t")
+        # What the filter above may not show (a signal from outside, a build error).
+        echo "run.sh: $t exited with status $status; the end of crates/fuzz/artifacts/$t.log:" >&2
+        tail -n 40 "crates/fuzz/artifacts/$t.log" >&2
+        ls -l "crates/fuzz/artifacts/$t/" >&2 2>/dev/null || true
     fi
 done
 

@@ -1891,16 +1891,18 @@ fn a_distributed_map_reads_its_items_from_a_topic_between_two_timestamps() {
     assert_eq!(pod.sigterm(), Some(0));
 }
 
-/// A Distributed Map whose children (batches of `$.batch` items) wait `$.wait` seconds and
-/// report how many items they had and the first one.
+/// A Distributed Map over the records of the topic `$.topic` (`kafka:getRecords`: AWS caps a
+/// state's input at 256 KiB, so 100,000 items come from a reader), whose children (batches of
+/// `$.batch` items) wait `$.wait` seconds and report how many items they had and the first one.
 const FAN_OUT: &str = r#"{"StartAt":"M","States":{"M":{"Type":"Map",
-  "ItemsPath":"$.items",
+  "ItemReader":{"Resource":"arn:aws:states:::kafka:getRecords","Parameters":{"Topic.$":"$.topic"}},
+  "ItemSelector":{"v.$":"$$.Map.Item.Value.Value"},
   "MaxConcurrencyPath":"$.concurrency",
   "ItemBatcher":{"MaxItemsPerBatchPath":"$.batch","BatchInput":{"wait.$":"$.wait"}},
   "ItemProcessor":{"ProcessorConfig":{"Mode":"DISTRIBUTED","ExecutionType":"EXPRESS"},
     "StartAt":"W","States":{
       "W":{"Type":"Wait","SecondsPath":"$.BatchInput.wait","Next":"P"},
-      "P":{"Type":"Pass","Parameters":{"n.$":"States.ArrayLength($.Items)","first.$":"$.Items[0]"},"End":true}}},
+      "P":{"Type":"Pass","Parameters":{"n.$":"States.ArrayLength($.Items)","first.$":"$.Items[0].v"},"End":true}}},
   "End":true}}}"#;
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -1932,7 +1934,17 @@ fn a_distributed_map_fans_out_over_three_pods_and_survives_the_kill_of_its_paren
     let kill = env_or("EXPRESSWAY_IT_MAP_KILL", 1) == 1;
     let children = items.div_ceil(batch);
     let s = Suite::new(b, "mapfanout", 8, &[("fan", FAN_OUT)]);
-    s.create_topics(&[(s.topic("callbacks"), 8)]);
+    let items_topic = s.topic("items");
+    s.create_topics(&[(s.topic("callbacks"), 8), (items_topic.clone(), 1)]);
+    let p = s.producer();
+    for i in 0..items {
+        let v = i.to_string();
+        s.produce(&p, &items_topic, None, Some(v.as_bytes()), &[]);
+        if i % 10_000 == 9_999 {
+            p.flush(Duration::from_secs(60)).unwrap();
+        }
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
     let callbacks_topic = s.topic("callbacks");
     let env = [
         (
@@ -1947,8 +1959,8 @@ fn a_distributed_map_fans_out_over_three_pods_and_survives_the_kill_of_its_paren
     for p in &mut pods {
         p.wait_ready();
     }
-    let p = s.producer();
-    let input = json!({"items": (0..items).collect::<Vec<_>>(), "batch": batch, "wait": wait, "concurrency": concurrency});
+    let input =
+        json!({"topic": items_topic, "batch": batch, "wait": wait, "concurrency": concurrency});
     let start = json!({"stateMachine": "fan", "name": "parent", "input": input}).to_string();
     let t0 = Instant::now();
     s.produce(

@@ -37,7 +37,7 @@ use expressway_wire::{CallbackOutcome, CallbackRecord, MapChild, MAP_CHILD_HEADE
 use futures::future::BoxFuture;
 use futures::{FutureExt as _, StreamExt as _};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -74,6 +74,8 @@ struct Inner {
     topic: String,
     partition: i32,
     caught_up: tokio::sync::OnceCell<()>,
+    /// Partitions of the start topic (`None`: unknown, the partitioner picks by key).
+    start_partitions: tokio::sync::OnceCell<Option<i32>>,
 }
 
 impl ClusterChildren {
@@ -96,6 +98,7 @@ impl ClusterChildren {
                 topic: topic.to_string(),
                 partition,
                 caught_up: tokio::sync::OnceCell::new(),
+                start_partitions: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -200,12 +203,16 @@ impl Inner {
             key: MAP_CHILD_HEADER,
             value: Some(&header),
         });
+        let partition = self.partition_for(&child.execution_name).await;
         let mut backoff = Duration::from_millis(100);
         loop {
-            let record = FutureRecord::<[u8], [u8]>::to(&self.start_topic)
+            let mut record = FutureRecord::<[u8], [u8]>::to(&self.start_topic)
                 .key(child.execution_name.as_bytes())
                 .payload(value.as_bytes())
                 .headers(headers.clone());
+            if let Some(p) = partition {
+                record = record.partition(p);
+            }
             match self.producer.send(record, Duration::from_secs(5)).await {
                 Ok(_) => return Ok(()),
                 Err((e, _))
@@ -231,6 +238,47 @@ impl Inner {
             }
         }
     }
+}
+
+impl Inner {
+    /// The start partition of a child: by its name among the partitions other than the
+    /// parent's. A child on the parent's partition would finish behind the parent's offset,
+    /// which is stored only once the parent ends, so after a crash it would run again.
+    async fn partition_for(&self, name: &str) -> Option<i32> {
+        let n = *self
+            .start_partitions
+            .get_or_init(|| async {
+                let client = self.producer.clone();
+                let topic = self.start_topic.clone();
+                tokio::task::spawn_blocking(move || {
+                    let md = client
+                        .client()
+                        .fetch_metadata(Some(&topic), Duration::from_secs(5))
+                        .ok()?;
+                    let n = md.topics().first()?.partitions().len();
+                    i32::try_from(n).ok().filter(|n| *n > 0)
+                })
+                .await
+                .ok()
+                .flatten()
+            })
+            .await;
+        other_partition(name, self.partition, n?)
+    }
+}
+
+/// A partition for `name` other than `parent` among `n` (`None` when `n` is 1 or `parent` is
+/// not one of them: the partitioner then picks by key).
+fn other_partition(name: &str, parent: i32, n: i32) -> Option<i32> {
+    if n < 2 || !(0..n).contains(&parent) {
+        return None;
+    }
+    // FNV-1a: stable across processes and versions.
+    let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let slot = (h % (n as u64 - 1)) as i32;
+    Some(if slot >= parent { slot + 1 } else { slot })
 }
 
 /// `s` cut to at most `max` characters.
@@ -327,6 +375,21 @@ mod tests {
         assert!(
             matches!(&timed_out.outcome, CallbackOutcome::Failure { error: Some(e), .. } if e == "States.Timeout")
         );
+    }
+
+    #[test]
+    fn children_go_to_every_partition_but_the_parents() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..200 {
+            let p = other_partition(&format!("child-{i}"), 3, 8).unwrap();
+            assert_ne!(p, 3);
+            assert!((0..8).contains(&p));
+            seen.insert(p);
+        }
+        assert_eq!(seen.len(), 7, "{seen:?}");
+        assert_eq!(other_partition("c", 0, 1), None);
+        assert_eq!(other_partition("c", 9, 8), None);
+        assert_eq!(other_partition("c", 0, 2), Some(1));
     }
 
     #[test]

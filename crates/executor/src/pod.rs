@@ -1342,6 +1342,10 @@ async fn aborted(deps: &Deps) {
 
 /// Header carrying the start event's `traceHeader` on the result and log records.
 pub const TRACE_HEADER: &str = "x-amzn-trace-id";
+/// Header naming the Map Run on a Distributed Map child's result and log records.
+pub const MAP_RUN_HEADER: &str = "expressway-map-run-arn";
+/// Header naming the parent execution on a Distributed Map child's result and log records.
+pub const PARENT_EXECUTION_HEADER: &str = "expressway-parent-execution-arn";
 
 async fn run_execution(
     deps: &Deps,
@@ -1458,8 +1462,15 @@ async fn run_execution(
     };
     let elapsed = t0.elapsed();
     drop(in_flight);
-    let (log_ok, result_ok) =
-        publish_outcome(deps, &req, &outcome, elapsed, trace_header.as_deref()).await;
+    let (log_ok, result_ok) = publish_outcome(
+        deps,
+        &req,
+        &outcome,
+        elapsed,
+        trace_header.as_deref(),
+        child.as_ref(),
+    )
+    .await;
     let reported = match &child {
         Some(c) => {
             send_callback(
@@ -1499,6 +1510,7 @@ async fn publish_outcome(
     outcome: &expressway_engine::Outcome,
     elapsed: Duration,
     trace_header: Option<&str>,
+    child: Option<&ChildRun>,
 ) -> (bool, bool) {
     let cfg = &deps.config;
     let machine_label = req.state_machine_name.clone();
@@ -1516,12 +1528,27 @@ async fn publish_outcome(
 
     // StartSyncExecution's response carries the trace header too.
     let result = outcome.result_json(req, trace_header);
-    let trace = trace_header.map(|t| {
+    let mut trace = trace_header.map(|t| {
         OwnedHeaders::new().insert(Header {
             key: TRACE_HEADER,
             value: Some(t),
         })
     });
+    // A Distributed Map child's records name its Map Run and parent.
+    if let Some(c) = child {
+        let h = trace
+            .take()
+            .unwrap_or_default()
+            .insert(Header {
+                key: MAP_RUN_HEADER,
+                value: Some(&c.header.map_run_arn),
+            })
+            .insert(Header {
+                key: PARENT_EXECUTION_HEADER,
+                value: Some(&c.header.parent_execution_arn),
+            });
+        trace = Some(h);
+    }
     let (log, log_headers) = match cfg.log_format {
         LogFormat::Json => (outcome.log_record_json(req), trace.clone()),
         LogFormat::Protobuf => (
@@ -1590,7 +1617,8 @@ impl crate::nested::PodLink for Deps {
         elapsed: Duration,
     ) -> futures::future::BoxFuture<'a, bool> {
         Box::pin(async move {
-            let (log_ok, result_ok) = publish_outcome(self, request, outcome, elapsed, None).await;
+            let (log_ok, result_ok) =
+                publish_outcome(self, request, outcome, elapsed, None, None).await;
             log_ok && result_ok
         })
     }

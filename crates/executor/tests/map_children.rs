@@ -96,6 +96,19 @@ fn children_run_as_start_events_on_every_pod_and_report_back() {
             "{arn}"
         );
     }
+    // Their result records name the Map Run and the parent.
+    let parent_arn = parent["executionArn"].as_str().unwrap();
+    for r in records.iter().filter(|r| r.json()["name"] != "parent-1") {
+        assert_eq!(
+            r.header("expressway-parent-execution-arn").as_deref(),
+            Some(parent_arn)
+        );
+        let run = r.header("expressway-map-run-arn").unwrap();
+        assert!(
+            run.starts_with("arn:aws:states:us-east-1:123456789012:mapRun:fan/"),
+            "{run}"
+        );
+    }
     // Children are keyed start events: they land on several partitions (and so pods).
     let mut start = env.reader("expressway.start");
     let starts = start.at_least(9).to_vec();
