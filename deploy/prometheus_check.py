@@ -44,6 +44,18 @@ MACHINES = {
                   "Parameters": {"StateMachineArn": ARN + "ok", "Input": {"from": "nest"}}, "Next": "Spawn"},
         "Spawn": {"Type": "Task", "Resource": "arn:aws:states:::states:startExecution",
                   "Parameters": {"StateMachineArn": ARN + "ok", "Input": {}}, "End": True}}},
+    # A Distributed Map (the Distributed Map row): it adds an item to prom.items, reads up to 20
+    # of them with kafka:getRecords and runs them as children, batches of 5, across the pods.
+    "fan": {"StartAt": "Seed", "States": {
+        "Seed": {"Type": "Task", "Resource": "arn:aws:states:::kafka:publish",
+                 "Parameters": {"Topic": "prom.items", "Value": {"n": 1}}, "Next": "Map"},
+        "Map": {"Type": "Map",
+                "ItemReader": {"Resource": "arn:aws:states:::kafka:getRecords",
+                               "Parameters": {"Topic": "prom.items"}, "ReaderConfig": {"MaxItems": 20}},
+                "ItemBatcher": {"MaxItemsPerBatch": 5},
+                "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},
+                                  "StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}},
+                "End": True}}},
     # Waits for a callback (the Callbacks row): the request goes to PAYMENTS, where the
     # responder thread below answers it through the gateway's SendTask* after a delay.
     "callback": {"StartAt": "Charge", "States": {
@@ -363,6 +375,8 @@ def main():
                     gw.start("callback", {"i": i})
                 if i % 3 == 0:
                     gw.start("nest", {"i": i})
+                if i % 4 == 0:
+                    gw.start("fan", {"i": i})
                 if i % 5 == 0:
                     gw.start("slow")
             gw.call("StartSyncExecution", {"stateMachineArn": ARN + "ok", "input": "{}"})
