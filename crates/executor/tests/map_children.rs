@@ -225,3 +225,56 @@ fn a_child_of_a_state_the_machine_lacks_fails_its_parent_instead_of_running() {
     results.poll_for(std::time::Duration::from_secs(2));
     assert!(results.records.is_empty(), "{:?}", results.records);
 }
+
+#[test]
+fn a_parent_run_again_reuses_the_children_its_earlier_run_finished() {
+    let env = env(4);
+    let registry = env.registry(&[("fan", &machine(5, 0))]);
+    let first = env.start(config(&env, "g-map-rerun-1"), registry.clone());
+    wait_until("assigned", || first.health().is_assigned());
+    let items: Vec<i64> = (1..=20).collect();
+    env.start_event(
+        "p",
+        &json!({"stateMachine": "fan", "name": "again", "input": {"items": items}}),
+    );
+    let mut results = env.reader("expressway.results");
+    results.until("the first run", |r| {
+        r.iter().any(|r| r.json()["name"] == "again")
+    });
+    let first_output = results
+        .records
+        .iter()
+        .map(Rec::json)
+        .find(|r| r["name"] == "again")
+        .unwrap();
+    drop(first);
+    // A second group reads the same start record (the same offset, so the same execution ARN):
+    // the parent runs again, as after a crash before its offset was committed.
+    let second = env.start(
+        config(&env, "g-map-rerun-2"),
+        env.registry(&[("fan", &machine(5, 0))]),
+    );
+    wait_until("assigned", || second.health().is_assigned());
+    results.until("the second run", |r| {
+        r.iter().filter(|r| r.json()["name"] == "again").count() == 2
+    });
+    let runs: Vec<Value> = results
+        .records
+        .iter()
+        .map(Rec::json)
+        .filter(|r| r["name"] == "again")
+        .collect();
+    assert_eq!(runs[1]["executionArn"], runs[0]["executionArn"]);
+    assert_eq!(runs[1]["status"], "SUCCEEDED", "{}", runs[1]);
+    assert_eq!(runs[1]["output"], first_output["output"]);
+    // The re-run wrote no child start events: its children's outcomes were on the callback
+    // topic, and it took them from there.
+    let mut start = env.reader("expressway.start");
+    start.poll_for(std::time::Duration::from_secs(2));
+    let children = start
+        .records
+        .iter()
+        .filter(|r| r.header(expressway_wire::MAP_CHILD_HEADER).is_some())
+        .count();
+    assert_eq!(children, 4, "the re-run started children again");
+}
