@@ -52,6 +52,7 @@ pub const EVENTS: &[&str] = &[
     "failed",
     "ran",
     "orphaned",
+    "refused",
 ];
 
 /// How long a parent waits for the callback reader to catch up before its first child; past
@@ -293,32 +294,64 @@ fn at_most(s: &str, max: usize) -> String {
 /// a callback record fails the child with `States.DataLimitExceeded`), or the error and cause
 /// (cut to the callback record's limits), `States.Timeout` for a child that timed out.
 pub fn outcome_callback(token: &str, outcome: &Outcome) -> CallbackRecord {
-    let failure = |error: &str, cause: &str| CallbackOutcome::Failure {
-        error: Some(at_most(error, MAX_ERROR_CHARS)),
-        cause: Some(at_most(cause, MAX_CAUSE_CHARS)),
-    };
-    let result = match outcome.status {
+    match outcome.status {
         Status::Succeeded => {
             let output = outcome.output.clone().unwrap_or(Value::Null);
             let bytes = output.to_string().len();
             if bytes > MAX_OUTPUT_BYTES {
-                failure(
+                return failure_callback(
+                    token,
                     "States.DataLimitExceeded",
                     &format!("The child's output ({bytes} bytes) exceeds the maximum number of bytes service limit ({MAX_OUTPUT_BYTES})"),
-                )
-            } else {
-                CallbackOutcome::Success(output)
+                );
+            }
+            CallbackRecord {
+                task_token: token.to_string(),
+                outcome: CallbackOutcome::Success(output),
             }
         }
-        Status::Failed => failure(
+        Status::Failed => failure_callback(
+            token,
             outcome.error.as_deref().unwrap_or_default(),
             outcome.cause.as_deref().unwrap_or_default(),
         ),
-        Status::TimedOut => failure("States.Timeout", "The child execution timed out"),
+        Status::TimedOut => {
+            failure_callback(token, "States.Timeout", "The child execution timed out")
+        }
+    }
+}
+
+/// Whether a child header comes from a parent of this cluster: its token verifies with the
+/// pod's key and names the header's parent and Map state, with a child's scope (`...@index`).
+/// A header anyone could write would otherwise choose the ARN the child's records carry and
+/// where its outcome goes. `Err`: why not (the dead letter's cause).
+pub fn check_header(
+    transport: Option<&CallbackTransport>,
+    header: &MapChild,
+) -> Result<(), String> {
+    let Some(transport) = transport else {
+        return Err("this pod has no task token key, so it cannot verify the Map child's token (Distributed Map parents run their children in-process without one)".into());
     };
+    let fields = transport
+        .verify(&header.task_token)
+        .map_err(|e| format!("the Map child's token does not verify: {e}"))?;
+    if fields.execution_arn != header.parent_execution_arn
+        || fields.state_name != header.state_name
+        || !fields.scope.contains('@')
+    {
+        return Err("the Map child's token was not issued for this parent and Map state".into());
+    }
+    Ok(())
+}
+
+/// A failure callback (the error and cause cut to the callback record's limits).
+pub fn failure_callback(token: &str, error: &str, cause: &str) -> CallbackRecord {
     CallbackRecord {
         task_token: token.to_string(),
-        outcome: result,
+        outcome: CallbackOutcome::Failure {
+            error: Some(at_most(error, MAX_ERROR_CHARS)),
+            cause: Some(at_most(cause, MAX_CAUSE_CHARS)),
+        },
     }
 }
 

@@ -1196,7 +1196,7 @@ async fn process(deps: &Deps, msg: &OwnedMessage, revoked: &Revocation) -> bool 
             input,
             trace_header,
         }) => {
-            let child = match map_child(msg) {
+            let child = match map_child(deps, msg) {
                 None => None,
                 Some(Ok(header)) => {
                     match expressway_engine::map_runs::processor_machine(
@@ -1207,14 +1207,15 @@ async fn process(deps: &Deps, msg: &OwnedMessage, revoked: &Revocation) -> bool 
                         None => return orphaned_child(deps, &entry, &header).await,
                     }
                 }
-                Some(Err(e)) => {
+                Some(Err(cause)) => {
+                    metrics::counter!(names::MAP_CHILDREN, "event" => "refused").increment(1);
                     return dead_letter(
                         deps,
                         msg,
                         expressway_wire::map_child::INVALID_MAP_CHILD_CODE,
-                        &e.to_string(),
+                        &cause,
                     )
-                    .await
+                    .await;
                 }
             };
             let launch = Launch {
@@ -1226,7 +1227,27 @@ async fn process(deps: &Deps, msg: &OwnedMessage, revoked: &Revocation) -> bool 
             };
             run_execution(deps, msg, launch, revoked).await
         }
-        Err(err) => dead_letter(deps, msg, err.code(), &err.to_string()).await,
+        Err(err) => {
+            let dead = dead_letter(deps, msg, err.code(), &err.to_string()).await;
+            // A child that cannot run (its input too large, its machine gone) fails its
+            // parent's child instead of leaving the parent waiting until its time limit.
+            let reported = match map_child(deps, msg) {
+                Some(Ok(header)) => {
+                    let cause = format!(
+                        "The Map child's start event was dead-lettered ({}): {err}",
+                        err.code()
+                    );
+                    let record = crate::map_children::failure_callback(
+                        &header.task_token,
+                        "States.Runtime",
+                        &cause,
+                    );
+                    send_callback(deps, &record).await
+                }
+                _ => true,
+            };
+            dead && reported
+        }
     }
 }
 
@@ -1246,12 +1267,18 @@ struct Launch<'a> {
     child: Option<ChildRun>,
 }
 
-/// The record's `expressway-map-child` header, if it has one.
-fn map_child(
-    msg: &OwnedMessage,
-) -> Option<Result<MapChild, expressway_wire::map_child::MapChildError>> {
+/// The record's `expressway-map-child` header, if it has one, checked
+/// ([`crate::map_children::check_header`]); `Err`: why it cannot be used.
+fn map_child(deps: &Deps, msg: &OwnedMessage) -> Option<Result<MapChild, String>> {
     let header = msg.headers()?.iter().find(|h| h.key == MAP_CHILD_HEADER)?;
-    Some(MapChild::decode(header.value.unwrap_or_default()))
+    Some(
+        MapChild::decode(header.value.unwrap_or_default())
+            .map_err(|e| e.to_string())
+            .and_then(|child| {
+                crate::map_children::check_header(deps.callbacks.as_deref(), &child)?;
+                Ok(child)
+            }),
+    )
 }
 
 /// A child whose Map state the machine does not have (its definition changed since the parent
@@ -1259,16 +1286,12 @@ fn map_child(
 async fn orphaned_child(deps: &Deps, entry: &MachineEntry, header: &MapChild) -> bool {
     metrics::counter!(names::MAP_CHILDREN, "event" => "orphaned").increment(1);
     tracing::warn!(execution_arn = %header.execution_arn, state_machine = %entry.name, state = %header.state_name, "map child of a state the machine does not have: reported to its parent as failed");
-    let record = expressway_wire::CallbackRecord {
-        task_token: header.task_token.clone(),
-        outcome: expressway_wire::CallbackOutcome::Failure {
-            error: Some("States.Runtime".into()),
-            cause: Some(format!(
-                "The state machine '{}' has no Distributed Map state named '{}'",
-                entry.name, header.state_name
-            )),
-        },
-    };
+    let cause = format!(
+        "The state machine '{}' has no Distributed Map state named '{}'",
+        entry.name, header.state_name
+    );
+    let record =
+        crate::map_children::failure_callback(&header.task_token, "States.Runtime", &cause);
     send_callback(deps, &record).await
 }
 

@@ -112,7 +112,8 @@ pub mod names {
     /// child already started by its earlier run and waits for it), `reused` (a re-run parent
     /// found the child's outcome), `succeeded` / `failed` (the outcome reached the parent).
     /// Child side: `ran` (a pod ran a child), `orphaned` (a child whose Map state the
-    /// machine no longer has: reported to its parent as failed).
+    /// machine no longer has: reported to its parent as failed), `refused` (a header that
+    /// cannot be read or whose token does not verify: dead-lettered).
     pub const MAP_CHILDREN: &str = "expressway_map_children_total";
     /// Counter: records `kafka:getRecords` read (Distributed Map items from a topic).
     pub const KAFKA_RECORDS_READ: &str = "expressway_kafka_records_read_total";

@@ -196,6 +196,28 @@ fn a_child_of_a_state_the_machine_lacks_fails_its_parent_instead_of_running() {
         ),
         &[(expressway_wire::MAP_CHILD_HEADER, &header.to_json())],
     );
+    // A header whose token another key signed: refused too, and it reports to nobody.
+    let mut forged = header.clone();
+    forged.task_token = TaskTokenKey::new(*b"some-other-key-0123456789abcdefghij")
+        .unwrap()
+        .mint(&expressway_wire::TokenFields {
+            partition: 0,
+            execution_arn: header.parent_execution_arn.clone(),
+            state_name: "Gone".into(),
+            scope: "@0".into(),
+            attempt: 0,
+        })
+        .unwrap();
+    env.produce(
+        "expressway.start",
+        Some("f"),
+        Some(
+            json!({"stateMachine": "fan", "name": "f", "input": {"items": [1]}})
+                .to_string()
+                .as_bytes(),
+        ),
+        &[(expressway_wire::MAP_CHILD_HEADER, &forged.to_json())],
+    );
     // A header that is not a map child description goes to the dead-letter topic.
     env.produce(
         "expressway.start",
@@ -213,12 +235,25 @@ fn a_child_of_a_state_the_machine_lacks_fails_its_parent_instead_of_running() {
     assert_eq!(cb["error"], "States.Runtime", "{cb}");
     assert!(cb["cause"].as_str().unwrap().contains("'Gone'"), "{cb}");
     let mut dlq = env.reader("expressway.dlq");
-    let dead = dlq.at_least(1)[0].clone();
+    let dead = dlq.at_least(2).to_vec();
+    assert_eq!(dead.len(), 2);
+    for d in &dead {
+        assert_eq!(
+            d.header("expressway-error").as_deref(),
+            Some("InvalidMapChild"),
+            "{:?}",
+            d.header("expressway-cause")
+        );
+    }
+    assert!(dead[0]
+        .header("expressway-cause")
+        .unwrap()
+        .contains("does not verify"));
+    callbacks.poll_for(std::time::Duration::from_secs(1));
     assert_eq!(
-        dead.header("expressway-error").as_deref(),
-        Some("InvalidMapChild"),
-        "{:?}",
-        dead.header("expressway-cause")
+        callbacks.records.len(),
+        1,
+        "the forged child reported somewhere"
     );
     // Nothing ran: no result records.
     let mut results = env.reader("expressway.results");
@@ -277,4 +312,57 @@ fn a_parent_run_again_reuses_the_children_its_earlier_run_finished() {
         .filter(|r| r.header(expressway_wire::MAP_CHILD_HEADER).is_some())
         .count();
     assert_eq!(children, 4, "the re-run started children again");
+}
+
+#[test]
+fn a_child_whose_start_event_is_dead_lettered_fails_its_parent_instead_of_leaving_it_waiting() {
+    let env = env(1);
+    let registry = env.registry(&[("fan", &machine(5, 0))]);
+    let _pod = env.start(config(&env, "g-map-dead-child"), registry);
+    // A child start event as a parent writes it, naming a machine this pod does not have (its
+    // definition was deleted since the parent started, say): dead-lettered, and its parent
+    // hears that the child failed.
+    let parent = "arn:aws:states:us-east-1:123456789012:express:gone:p:u";
+    let token = TaskTokenKey::new(*b"map-children-test-key-0123456789ab")
+        .unwrap()
+        .mint(&expressway_wire::TokenFields {
+            partition: 0,
+            execution_arn: parent.into(),
+            state_name: "Items".into(),
+            scope: "@3".into(),
+            attempt: 0,
+        })
+        .unwrap();
+    let header = expressway_wire::MapChild {
+        task_token: token.clone(),
+        execution_arn: "arn:aws:states:us-east-1:123456789012:express:gone/x:c:r".into(),
+        map_run_arn: "arn:aws:states:us-east-1:123456789012:mapRun:gone/x:id".into(),
+        parent_execution_arn: parent.into(),
+        state_name: "Items".into(),
+    };
+    env.produce(
+        "expressway.start",
+        Some("c"),
+        Some(
+            json!({"stateMachine": "gone", "name": "c", "input": {}})
+                .to_string()
+                .as_bytes(),
+        ),
+        &[(expressway_wire::MAP_CHILD_HEADER, &header.to_json())],
+    );
+    let mut dlq = env.reader("expressway.dlq");
+    let dead = dlq.at_least(1)[0].clone();
+    assert_eq!(
+        dead.header("expressway-error").as_deref(),
+        Some("UnknownStateMachine")
+    );
+    let mut callbacks = env.reader(CALLBACKS);
+    let cb = callbacks.at_least(1)[0].json();
+    assert_eq!(cb["taskToken"], token.as_str(), "{cb}");
+    assert_eq!(cb["error"], "States.Runtime", "{cb}");
+    let cause = cb["cause"].as_str().unwrap();
+    assert!(
+        cause.contains("dead-lettered (UnknownStateMachine)"),
+        "{cause}"
+    );
 }

@@ -145,6 +145,14 @@ impl CallbackTransport {
         &self.shared.hub
     }
 
+    /// Verifies a task token with the pod's key.
+    pub fn verify(
+        &self,
+        token: &str,
+    ) -> Result<expressway_wire::TokenFields, expressway_wire::TokenError> {
+        self.shared.key.verify(token)
+    }
+
     /// The callbacks of an execution of start partition `partition` of `topic`.
     pub fn bind(&self, topic: &str, partition: i32) -> PartitionCallbacks {
         PartitionCallbacks::new(self.shared.clone(), topic, partition)
