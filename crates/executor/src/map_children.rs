@@ -321,6 +321,24 @@ pub fn outcome_callback(token: &str, outcome: &Outcome) -> CallbackRecord {
     }
 }
 
+/// The `expressway-map-child` header among a record's headers, if there is one, read and
+/// checked ([`check_header`]); `Err`: why it cannot be used (the dead letter's cause).
+pub fn read_header(
+    headers: Option<&OwnedHeaders>,
+    transport: Option<&CallbackTransport>,
+) -> Option<Result<MapChild, String>> {
+    use rdkafka::message::Headers as _;
+    let header = headers?.iter().find(|h| h.key == MAP_CHILD_HEADER)?;
+    Some(
+        MapChild::decode(header.value.unwrap_or_default())
+            .map_err(|e| e.to_string())
+            .and_then(|child| {
+                check_header(transport, &child)?;
+                Ok(child)
+            }),
+    )
+}
+
 /// Whether a child header comes from a parent of this cluster: its token verifies with the
 /// pod's key and names the header's parent and Map state, with a child's scope (`...@index`).
 /// A header anyone could write would otherwise choose the ARN the child's records carry and

@@ -32,9 +32,7 @@ use crate::registry::{LookupError, MachineEntry, Registry};
 use crate::telemetry::{names, Health};
 use expressway_asl::StateMachine;
 use expressway_engine::{execute, ExecutionRequest, Limits, Runtime, Status};
-use expressway_wire::{
-    start::decode_raw_input, MapChild, StartError, StartEvent, MAP_CHILD_HEADER,
-};
+use expressway_wire::{start::decode_raw_input, MapChild, StartError, StartEvent};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
@@ -1233,14 +1231,13 @@ async fn process(deps: &Deps, msg: &OwnedMessage, revoked: &Revocation) -> bool 
             // parent's child instead of leaving the parent waiting until its time limit.
             let reported = match map_child(deps, msg) {
                 Some(Ok(header)) => {
-                    let cause = format!(
-                        "The Map child's start event was dead-lettered ({}): {err}",
-                        err.code()
-                    );
                     let record = crate::map_children::failure_callback(
                         &header.task_token,
                         "States.Runtime",
-                        &cause,
+                        &format!(
+                            "The Map child's start event was dead-lettered ({}): {err}",
+                            err.code()
+                        ),
                     );
                     send_callback(deps, &record).await
                 }
@@ -1267,18 +1264,9 @@ struct Launch<'a> {
     child: Option<ChildRun>,
 }
 
-/// The record's `expressway-map-child` header, if it has one, checked
-/// ([`crate::map_children::check_header`]); `Err`: why it cannot be used.
+/// The record's `expressway-map-child` header, if it has one, checked.
 fn map_child(deps: &Deps, msg: &OwnedMessage) -> Option<Result<MapChild, String>> {
-    let header = msg.headers()?.iter().find(|h| h.key == MAP_CHILD_HEADER)?;
-    Some(
-        MapChild::decode(header.value.unwrap_or_default())
-            .map_err(|e| e.to_string())
-            .and_then(|child| {
-                crate::map_children::check_header(deps.callbacks.as_deref(), &child)?;
-                Ok(child)
-            }),
-    )
+    crate::map_children::read_header(msg.headers(), deps.callbacks.as_deref())
 }
 
 /// A child whose Map state the machine does not have (its definition changed since the parent
